@@ -1,0 +1,197 @@
+"""The on-disk snapshot format: table kinds, the manifest, and the in-memory table.
+
+A snapshot is the set of representations an upstream model emitted at one point in event time::
+
+    <root>/<variant>/<event-time>/manifest.json
+    <root>/<variant>/<event-time>/<KIND>.parquet      one per table
+
+Each Parquet file has ``id`` (int64 or string), ``vector`` (fixed-size list of float32, length =
+dim) and optionally ``updated_at`` (int64 epoch seconds of the last event that moved the row).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lee.errors import SnapshotError
+from lee.timeutil import iso, parse_event_time
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+MANIFEST_NAME = "manifest.json"
+
+
+class TableKind(str, Enum):
+    """What a table represents: user (UR), item (IR) or user-/item-aggregated cross (CR) vectors."""
+
+    UR = "UR"
+    IR = "IR"
+    CR_USER = "CR_user"
+    CR_ITEM = "CR_item"
+
+    @classmethod
+    def parse(cls, value: str | TableKind, *, path: Path | None = None) -> TableKind:
+        if isinstance(value, TableKind):
+            return value
+        for kind in cls:
+            if value == kind.value or value.upper() == kind.value.upper():
+                return kind
+        allowed = ", ".join(k.value for k in cls)
+        raise SnapshotError(f"unknown table kind {value!r}; expected one of {allowed}", path=path)
+
+    @property
+    def entity(self) -> str:
+        """``user`` or ``item``: which id space the table's ids live in."""
+        return "user" if self in (TableKind.UR, TableKind.CR_USER) else "item"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.value}.parquet"
+
+
+@dataclass(frozen=True)
+class EmbeddingTable:
+    """Ids and one contiguous float32 matrix, row ``k`` belonging to ``ids[k]``.
+
+    ``ids`` is int64 or an object array of str; ``updated_at`` (int64 epoch seconds) is optional.
+    """
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    updated_at: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def id_type(self) -> str:
+        return "int64" if self.ids.dtype.kind in "iu" else "string"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One table's entry in the manifest."""
+
+    kind: TableKind
+    file: str
+    dim: int
+    rows: int
+    id_type: str
+    sha256: str
+    has_updated_at: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "file": self.file,
+            "dim": self.dim,
+            "rows": self.rows,
+            "id_type": self.id_type,
+            "sha256": self.sha256,
+            "has_updated_at": self.has_updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``manifest.json`` says about a snapshot."""
+
+    variant: str
+    event_time: datetime
+    source_layer: str
+    tables: dict[TableKind, TableInfo]
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "variant": self.variant,
+            "event_time": iso(self.event_time),
+            "source_layer": self.source_layer,
+            "tables": {k.value: t.to_dict() for k, t in sorted(self.tables.items(), key=lambda kv: kv[0].value)},
+            "extra": self.extra,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_file(cls, path: Path) -> Manifest:
+        """Read and check a manifest; every problem is a :class:`SnapshotError` naming the file."""
+        if not path.is_file():
+            raise SnapshotError(f"no {MANIFEST_NAME} found; a snapshot directory must contain one", path=path.parent)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SnapshotError(f"is not valid JSON ({exc})", path=path) from None
+        if not isinstance(raw, dict):
+            raise SnapshotError("must hold a JSON object", path=path)
+        return cls.from_dict(raw, path=path)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, path: Path) -> Manifest:
+        version = raw.get("format_version")
+        if version not in SUPPORTED_FORMAT_VERSIONS:
+            raise SnapshotError(
+                f"unknown format_version {version!r}; this workbench reads versions "
+                f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}",
+                path=path,
+            )
+        for key in ("variant", "event_time", "source_layer", "tables"):
+            if key not in raw:
+                raise SnapshotError(f"is missing the key {key!r}", path=path)
+        if not isinstance(raw["tables"], dict) or not raw["tables"]:
+            raise SnapshotError("'tables' must be a non-empty object of kind -> table entry", path=path)
+        tables: dict[TableKind, TableInfo] = {}
+        for name, entry in raw["tables"].items():
+            kind = TableKind.parse(name, path=path)
+            if not isinstance(entry, dict):
+                raise SnapshotError(f"table entry {name!r} must be an object", path=path)
+            missing = [k for k in ("file", "dim", "rows", "id_type", "sha256") if k not in entry]
+            if missing:
+                raise SnapshotError(f"table {name!r} is missing {', '.join(missing)}", path=path)
+            dim, rows = entry["dim"], entry["rows"]
+            if not isinstance(dim, int) or dim <= 0 or not isinstance(rows, int) or rows < 0:
+                raise SnapshotError(
+                    f"table {name!r} needs a positive integer dim and a non-negative integer rows; "
+                    f"got dim={dim!r}, rows={rows!r}",
+                    path=path,
+                )
+            if entry["id_type"] not in ("int64", "string"):
+                raise SnapshotError(f"table {name!r} id_type must be 'int64' or 'string'; got {entry['id_type']!r}", path=path)
+            file = str(entry["file"])
+            if Path(file).name != file:
+                raise SnapshotError(f"table {name!r} file must be a plain file name; got {file!r}", path=path)
+            tables[kind] = TableInfo(
+                kind=kind,
+                file=file,
+                dim=dim,
+                rows=rows,
+                id_type=entry["id_type"],
+                sha256=str(entry["sha256"]),
+                has_updated_at=bool(entry.get("has_updated_at", False)),
+            )
+        try:
+            event_time = parse_event_time(raw["event_time"])
+        except Exception as exc:  # InputError from parse_event_time: re-raise against this file
+            raise SnapshotError(f"bad event_time: {exc}", path=path) from None
+        return cls(
+            variant=str(raw["variant"]),
+            event_time=event_time,
+            source_layer=str(raw["source_layer"]),
+            tables=tables,
+            format_version=int(version),
+            extra=dict(raw.get("extra") or {}),
+        )

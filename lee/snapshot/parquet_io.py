@@ -1,0 +1,105 @@
+"""Conversion between :class:`EmbeddingTable` and Arrow/Parquet, without Python loops over rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lee.errors import SnapshotError
+from lee.snapshot.format import EmbeddingTable
+
+ROW_GROUP_ROWS = 131_072  # ~32 MiB of 64-d float32 per row group: the unit of chunked reads
+
+
+def to_arrow(table: EmbeddingTable) -> pa.Table:
+    """Build the Arrow table written to Parquet: ``id``, ``vector`` and optional ``updated_at``."""
+    vectors = np.ascontiguousarray(table.vectors, dtype=np.float32)
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    columns = {
+        "id": pa.array(table.ids, type=pa.int64() if table.id_type == "int64" else pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+    }
+    if table.updated_at is not None:
+        columns["updated_at"] = pa.array(np.asarray(table.updated_at, dtype=np.int64), type=pa.int64())
+    return pa.table(columns)
+
+
+def write_parquet(table: EmbeddingTable, sink: pa.NativeFile | str, *, compression: str = "none") -> None:
+    """Write ``table`` as Parquet. Floats are incompressible noise to zstd, so none is the default."""
+    pq.write_table(
+        to_arrow(table),
+        sink,
+        compression=compression,
+        use_dictionary=["id"] if table.id_type == "string" else False,
+        write_statistics=["id", "updated_at"],
+        row_group_size=ROW_GROUP_ROWS,
+    )
+
+
+def check_schema(schema: pa.Schema, *, path: Path, dim: int | None) -> None:
+    """The Parquet schema must be ``id`` int64/string, ``vector`` fixed-size float32 list, optional ``updated_at``."""
+    names = set(schema.names)
+    for required in ("id", "vector"):
+        if required not in names:
+            raise SnapshotError(
+                f"missing the required column; columns present: {', '.join(schema.names) or 'none'}",
+                path=path, column=required,
+            )
+    extra = names - {"id", "vector", "updated_at"}
+    if extra:
+        raise SnapshotError(
+            f"unexpected column(s) {', '.join(sorted(extra))}; allowed: id, vector, updated_at", path=path
+        )
+    id_type = schema.field("id").type
+    if not (pa.types.is_int64(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
+        raise SnapshotError(f"must be int64 or string; got {id_type}", path=path, column="id")
+    vtype = schema.field("vector").type
+    if not pa.types.is_fixed_size_list(vtype) or not pa.types.is_float32(vtype.value_type):
+        raise SnapshotError(
+            f"must be a fixed-size list of float32; got {vtype}", path=path, column="vector"
+        )
+    if dim is not None and vtype.list_size != dim:
+        raise SnapshotError(
+            f"holds vectors of dim {vtype.list_size} but the manifest says dim {dim}", path=path, column="vector"
+        )
+    if "updated_at" in names and not pa.types.is_int64(schema.field("updated_at").type):
+        raise SnapshotError(
+            f"must be int64 epoch seconds; got {schema.field('updated_at').type}", path=path, column="updated_at"
+        )
+
+
+def from_arrow(table: pa.Table | pa.RecordBatch, *, path: Path) -> EmbeddingTable:
+    """Turn an Arrow table (already schema-checked) into ids plus one contiguous float32 matrix."""
+    for name in table.column_names:
+        if table.column(name).null_count:
+            raise SnapshotError(f"holds {table.column(name).null_count} null(s); nulls are not allowed", path=path, column=name)
+    vec_col = table.column("vector")
+    vec = vec_col.combine_chunks() if isinstance(vec_col, pa.ChunkedArray) else vec_col
+    dim = vec.type.list_size
+    values = vec.flatten()  # respects slicing offsets, unlike .values
+    if values.null_count:
+        raise SnapshotError(f"holds {values.null_count} null element(s) inside vectors", path=path, column="vector")
+    vectors = values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    id_col = table.column("id")
+    if pa.types.is_int64(id_col.type):
+        ids = id_col.to_numpy()
+    else:
+        ids = np.asarray(id_col.to_numpy(zero_copy_only=False), dtype=object)
+    updated = table.column("updated_at").to_numpy() if "updated_at" in table.column_names else None
+    return EmbeddingTable(ids=ids, vectors=vectors, updated_at=updated)
+
+
+def read_parquet_bytes(buf: pa.Buffer, *, path: Path, dim: int | None) -> EmbeddingTable:
+    """Parse a whole Parquet file held in ``buf``; unreadable bytes become a :class:`SnapshotError`."""
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(buf))
+        check_schema(pf.schema_arrow, path=path, dim=dim)
+        table = pf.read()
+    except SnapshotError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise SnapshotError(f"is not a readable Parquet file ({exc})", path=path) from None
+    return from_arrow(table, path=path)

@@ -1,0 +1,179 @@
+"""Opening, loading and validating one snapshot directory."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lee.errors import SnapshotError
+from lee.snapshot.checks import check_ids, check_vectors
+from lee.snapshot.format import MANIFEST_NAME, EmbeddingTable, Manifest, TableInfo, TableKind
+from lee.snapshot.parquet_io import check_schema, from_arrow, read_parquet_bytes
+
+_HASH_BLOCK = 8 << 20
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot directory whose manifest has been read and whose file list has been checked."""
+
+    path: Path
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, path: str | Path) -> Snapshot:
+        """Read the manifest and check that exactly the files it lists are present."""
+        path = Path(path)
+        if not path.is_dir():
+            raise SnapshotError("is not a snapshot directory (it does not exist or is not a directory)", path=path)
+        manifest = Manifest.from_file(path / MANIFEST_NAME)
+        expected = {MANIFEST_NAME} | {t.file for t in manifest.tables.values()}
+        present = {p.name for p in path.iterdir()}
+        missing = sorted(expected - present)
+        if missing:
+            raise SnapshotError(f"the manifest lists {', '.join(missing)} but the file is missing", path=path)
+        extra = sorted(present - expected)
+        if extra:
+            raise SnapshotError(
+                f"holds file(s) the manifest does not list: {', '.join(extra)}; "
+                "a snapshot directory must hold only manifest.json and its tables",
+                path=path,
+            )
+        return cls(path=path, manifest=manifest)
+
+    @property
+    def variant(self) -> str:
+        return self.manifest.variant
+
+    @property
+    def event_time(self) -> datetime:
+        return self.manifest.event_time
+
+    @property
+    def kinds(self) -> list[TableKind]:
+        return sorted(self.manifest.tables, key=lambda k: list(TableKind).index(k))
+
+    def info(self, kind: TableKind | str) -> TableInfo:
+        k = TableKind.parse(kind, path=self.path)
+        if k not in self.manifest.tables:
+            have = ", ".join(t.value for t in self.kinds)
+            raise SnapshotError(f"has no {k.value} table; it holds {have}", path=self.path)
+        return self.manifest.tables[k]
+
+    def table_path(self, kind: TableKind | str) -> Path:
+        return self.path / self.info(kind).file
+
+    def load(self, kind: TableKind | str, *, verify: bool = True) -> EmbeddingTable:
+        """Load one table as ids plus one contiguous float32 matrix.
+
+        With ``verify`` (the default) the file's sha256 is checked against the manifest and the
+        contents are checked for NaN/Inf rows and duplicate ids; a failure names the file and id.
+        """
+        info = self.info(kind)
+        path = self.path / info.file
+        with pa.memory_map(str(path), "r") as mm:
+            buf = mm.read_buffer()
+            if verify:
+                got = hashlib.sha256(memoryview(buf)).hexdigest()
+                if got != info.sha256:
+                    raise SnapshotError(
+                        f"checksum mismatch: manifest says sha256 {info.sha256[:16]}…, file has {got[:16]}…; "
+                        "the file was changed or corrupted after it was written",
+                        path=path,
+                    )
+            table = read_parquet_bytes(buf, path=path, dim=info.dim)
+        self._check_rows(len(table), info, path)
+        if verify:
+            check_ids(table.ids, where=path)
+            check_vectors(table.vectors, table.ids, where=path, dim=info.dim)
+        return table
+
+    def iter_chunks(
+        self, kind: TableKind | str, *, rows: int = 131_072, verify: bool = True
+    ) -> Iterator[EmbeddingTable]:
+        """Yield the table in chunks of at most ``rows`` rows, for tables larger than memory.
+
+        ``verify`` checks the checksum (one streaming pass over the file first) and every chunk
+        for NaN/Inf rows; duplicate ids across chunks are left to :func:`validate_snapshot`.
+        """
+        if rows <= 0:
+            raise SnapshotError(f"chunk size must be positive; got rows={rows}")
+        info = self.info(kind)
+        path = self.path / info.file
+        if verify:
+            got = _sha256_file(path)
+            if got != info.sha256:
+                raise SnapshotError(
+                    f"checksum mismatch: manifest says sha256 {info.sha256[:16]}…, file has {got[:16]}…",
+                    path=path,
+                )
+        try:
+            pf = pq.ParquetFile(str(path))
+        except (pa.ArrowException, OSError) as exc:
+            raise SnapshotError(f"is not a readable Parquet file ({exc})", path=path) from None
+        check_schema(pf.schema_arrow, path=path, dim=info.dim)
+        seen = 0
+        try:
+            for batch in pf.iter_batches(batch_size=rows):
+                chunk = from_arrow(batch, path=path)
+                if verify:
+                    check_vectors(chunk.vectors, chunk.ids, where=path, dim=info.dim)
+                seen += len(chunk)
+                yield chunk
+        except (pa.ArrowException, OSError) as exc:
+            raise SnapshotError(f"could not be read to the end ({exc})", path=path) from None
+        self._check_rows(seen, info, path)
+
+    @staticmethod
+    def _check_rows(n: int, info: TableInfo, path: Path) -> None:
+        if n == 0:
+            raise SnapshotError("table is empty (0 rows); a snapshot table needs at least one row", path=path)
+        if n != info.rows:
+            raise SnapshotError(f"holds {n} rows but the manifest says {info.rows}", path=path)
+
+
+@dataclass(frozen=True)
+class TableReport:
+    kind: TableKind
+    rows: int
+    dim: int
+    id_type: str
+
+
+def validate_snapshot(path: str | Path, *, chunk_rows: int = 262_144) -> list[TableReport]:
+    """Fully check a snapshot with bounded memory; raise :class:`SnapshotError` on the first problem.
+
+    Checks: manifest and format version, missing or extra files, checksums, schema and dtypes,
+    dims and row counts against the manifest, nulls, NaN/Inf rows, duplicate ids, empty tables.
+    """
+    snap = Snapshot.open(path)
+    reports = []
+    for kind in snap.kinds:
+        info = snap.info(kind)
+        id_parts: list[np.ndarray] = []
+        for chunk in snap.iter_chunks(kind, rows=chunk_rows, verify=True):
+            id_parts.append(chunk.ids)
+        ids = np.concatenate(id_parts)
+        check_ids(ids, where=snap.path / info.file)
+        id_type = "int64" if ids.dtype.kind in "iu" else "string"
+        if id_type != info.id_type:
+            raise SnapshotError(
+                f"ids are {id_type} but the manifest says {info.id_type}", path=snap.path / info.file, column="id"
+            )
+        reports.append(TableReport(kind=kind, rows=info.rows, dim=info.dim, id_type=info.id_type))
+    return reports

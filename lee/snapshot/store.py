@@ -1,0 +1,111 @@
+"""Discovery over a snapshot root: variants, their event times, nearest and previous snapshots."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from lee.errors import SnapshotError, SnapshotNotFoundError
+from lee.snapshot.format import MANIFEST_NAME
+from lee.snapshot.reader import Snapshot
+from lee.timeutil import DIR_FORMAT, iso, parse_event_time, time_dirname
+
+
+@dataclass(frozen=True)
+class SnapshotStore:
+    """A directory laid out as ``<root>/<variant>/<event-time>/``."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        root = Path(root)
+        if not root.is_dir():
+            raise SnapshotNotFoundError("is not a snapshot root (no such directory)", path=root)
+        object.__setattr__(self, "root", root)
+
+    def variants(self) -> list[str]:
+        """Variant names that hold at least one snapshot, sorted."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and self._times_in(p))
+
+    def times(self, variant: str) -> list[datetime]:
+        """Event times of a variant's snapshots, oldest first."""
+        vdir = self.root / variant
+        if not vdir.is_dir():
+            have = ", ".join(self.variants()) or "none"
+            raise SnapshotNotFoundError(f"has no variant {variant!r}; variants present: {have}", path=self.root)
+        return self._times_in(vdir)
+
+    @staticmethod
+    def _times_in(vdir: Path) -> list[datetime]:
+        out = []
+        for p in vdir.iterdir():
+            if p.name.startswith(".") or not (p / MANIFEST_NAME).is_file():
+                continue  # temporary directories of an unfinished write are never listed
+            try:
+                out.append(datetime.strptime(p.name, DIR_FORMAT).replace(tzinfo=parse_event_time(0).tzinfo))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def path(self, variant: str, event_time: str | datetime | int) -> Path:
+        return self.root / variant / time_dirname(parse_event_time(event_time))
+
+    def open(self, variant: str, event_time: str | datetime | int) -> Snapshot:
+        when = parse_event_time(event_time)
+        if when not in self.times(variant):
+            raise SnapshotNotFoundError(f"variant {variant!r} has no snapshot at {iso(when)}", path=self.root)
+        return Snapshot.open(self.path(variant, when))
+
+    def latest(self, variant: str) -> Snapshot:
+        times = self.times(variant)
+        if not times:
+            raise SnapshotNotFoundError(f"variant {variant!r} has no snapshots", path=self.root / variant)
+        return Snapshot.open(self.path(variant, times[-1]))
+
+    def nearest(self, variant: str, event_time: str | datetime | int, *, at_or_before: bool = False) -> Snapshot:
+        """The snapshot closest to ``event_time`` (ties go to the earlier), or the latest at or before it."""
+        when = parse_event_time(event_time)
+        times = self.times(variant)
+        if not times:
+            raise SnapshotNotFoundError(f"variant {variant!r} has no snapshots", path=self.root / variant)
+        k = bisect_right(times, when)
+        if at_or_before:
+            if k == 0:
+                raise SnapshotNotFoundError(
+                    f"variant {variant!r} has no snapshot at or before {iso(when)}; the first is {iso(times[0])}",
+                    path=self.root / variant,
+                )
+            return Snapshot.open(self.path(variant, times[k - 1]))
+        candidates = times[max(k - 1, 0) : k + 1]
+        best = min(candidates, key=lambda t: (abs((t - when).total_seconds()), t))
+        return Snapshot.open(self.path(variant, best))
+
+    def previous(self, snapshot: Snapshot, *, minutes: float = 5.0, tolerance_minutes: float = 0.0) -> Snapshot:
+        """The snapshot of the same variant ``minutes`` before ``snapshot``.
+
+        The latest snapshot at or before that time is taken if it lies within ``tolerance_minutes``
+        of it; otherwise the error says which snapshot times exist.
+        """
+        target = snapshot.event_time - timedelta(minutes=minutes)
+        times = self.times(snapshot.variant)
+        k = bisect_right(times, target)
+        if k > 0 and (target - times[k - 1]) <= timedelta(minutes=tolerance_minutes):
+            return Snapshot.open(self.path(snapshot.variant, times[k - 1]))
+        raise SnapshotNotFoundError(
+            f"variant {snapshot.variant!r} has no snapshot {minutes:g} minutes before {iso(snapshot.event_time)} "
+            f"(wanted {iso(target)}, tolerance {tolerance_minutes:g} min); "
+            f"times present: {', '.join(iso(t) for t in times[:6])}{' …' if len(times) > 6 else ''}",
+            path=self.root / snapshot.variant,
+        )
+
+
+def open_any(path: str | Path) -> Snapshot:
+    """Open a snapshot given its directory, raising a clear error when ``path`` is a root or variant dir."""
+    path = Path(path)
+    if (path / MANIFEST_NAME).is_file():
+        return Snapshot.open(path)
+    if path.is_dir() and any((p / MANIFEST_NAME).is_file() for p in path.iterdir() if p.is_dir()):
+        raise SnapshotError("is a variant directory; name one of its snapshot directories", path=path)
+    return Snapshot.open(path)  # raises the precise error (missing manifest / not a directory)
