@@ -1,0 +1,58 @@
+"""The in-memory world: users, items, the event stream and (for planted worlds) the true latents.
+
+The same structure holds a generated world and an imported real one (whose latents are unknown),
+so everything downstream reads one format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+USER_COLUMNS = ("user_id", "label", "activity_level", "home_ad_actions_10d", "other_ad_actions_60d")
+ITEM_COLUMNS = ("item_id", "domain", "category", "advertiser_id", "price")
+EVENT_COLUMNS = ("ts", "user_id", "item_id", "domain", "scenario", "position", "click", "conversion", "gmv")
+DOMAINS = ("content", "ad")  # the `domain` column holds 0 for content and 1 for ads
+
+
+@dataclass
+class World:
+    """A world ready for the upstream model, the evaluator and the analyses.
+
+    ``events`` is sorted by ``ts`` (int64 epoch seconds). ``user_latent[k]`` belongs to
+    ``users.user_id[k]`` (likewise for items); both are ``None`` for real data.
+    """
+
+    users: pd.DataFrame
+    items: pd.DataFrame
+    events: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+    user_latent: np.ndarray | None = None
+    item_latent: np.ndarray | None = None
+
+    @property
+    def start_ts(self) -> int:
+        return int(self.events["ts"].iloc[0])
+
+    @property
+    def end_ts(self) -> int:
+        return int(self.events["ts"].iloc[-1])
+
+    def summary(self) -> dict[str, Any]:
+        ev = self.events
+        ads = ev["domain"].to_numpy() == 1
+        return {
+            "users": len(self.users),
+            "items": len(self.items),
+            "events": len(ev),
+            "ad_events": int(ads.sum()),
+            "ctr_content": float(ev["click"].to_numpy()[~ads].mean()) if (~ads).any() else float("nan"),
+            "ctr_ad": float(ev["click"].to_numpy()[ads].mean()) if ads.any() else float("nan"),
+            "conversions": int(ev["conversion"].sum()),
+            "gmv": float(ev["gmv"].sum()),
+            "start_ts": self.start_ts,
+            "end_ts": self.end_ts,
+        }
