@@ -44,8 +44,11 @@ def parse_event_time(value: str | datetime | int | float | np.integer) -> dateti
 
 
 def time_dirname(dt: datetime) -> str:
-    """The directory name of a snapshot taken at ``dt``."""
-    return parse_event_time(dt).strftime(DIR_FORMAT)
+    """The directory name of a snapshot taken at ``dt`` (years 1000-9999, so names sort as times)."""
+    when = parse_event_time(dt)
+    if not 1000 <= when.year <= 9999:
+        raise InputError(f"event time {when.isoformat()} is outside the years 1000-9999 that snapshots support")
+    return when.strftime(DIR_FORMAT)
 
 
 def iso(dt: datetime) -> str:

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from lee.errors import SnapshotError
+
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def check_ids(ids: np.ndarray, *, where: str | Path) -> None:
@@ -20,6 +23,14 @@ def check_ids(ids: np.ndarray, *, where: str | Path) -> None:
         raise SnapshotError(f"ids must be one-dimensional; got shape {ids.shape}", path=where, column="id")
     if ids.dtype.kind not in "iuOUT":
         raise SnapshotError(f"ids must be int64 or string; got dtype {ids.dtype}", path=where, column="id")
+    if ids.dtype.kind == "u" and ids.size and int(ids.max()) > _INT64_MAX:
+        k = int(np.argmax(ids > _INT64_MAX))
+        raise SnapshotError(
+            f"integer ids must fit in int64; row {k} holds {int(ids[k])} > {_INT64_MAX}",
+            path=where, column="id", id=int(ids[k]),
+        )
+    if ids.dtype.kind in "OUT":
+        _check_utf8(ids, where)
     if ids.dtype.kind == "O":
         not_str = ~pd.Series(ids, dtype=object).map(type).eq(str).to_numpy()
         if not_str.any():
@@ -35,6 +46,41 @@ def check_ids(ids: np.ndarray, *, where: str | Path) -> None:
             f"duplicate id (found {int(dup.sum())} duplicated rows, first at row {k}); ids must be unique",
             path=where, column="id", id=_plain(ids[k]),
         )
+
+
+def _check_utf8(ids: np.ndarray, where: str | Path) -> None:
+    """String ids are stored as UTF-8; a lone surrogate cannot be, so name the first such id."""
+    try:
+        pa.array(ids, type=pa.string())
+    except UnicodeEncodeError:
+        for k, value in enumerate(ids):  # error path only: find the culprit
+            try:
+                str(value).encode("utf-8")
+            except UnicodeEncodeError:
+                raise SnapshotError(
+                    f"string id at row {k} is not valid UTF-8 text (it holds a lone surrogate)",
+                    path=where, column="id", id=value,
+                ) from None
+        raise
+    except (pa.ArrowException, TypeError):
+        pass  # non-str objects: reported with their row by the type check that follows
+
+
+def check_updated_at(updated_at: np.ndarray | None, n_rows: int, *, where: str | Path) -> None:
+    """``updated_at`` is optional; when present it is one int64 epoch-second per row."""
+    if updated_at is None:
+        return
+    arr = np.asarray(updated_at)
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise SnapshotError(
+            f"must be one value per row: expected shape ({n_rows},), got {arr.shape}", path=where, column="updated_at"
+        )
+    if arr.dtype.kind not in "iu":
+        raise SnapshotError(
+            f"must hold integer epoch seconds (int64); got dtype {arr.dtype}", path=where, column="updated_at"
+        )
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
+        raise SnapshotError(f"values must fit in int64; max is {int(arr.max())}", path=where, column="updated_at")
 
 
 def check_vectors(vectors: np.ndarray, ids: np.ndarray, *, where: str | Path, dim: int | None = None) -> None:

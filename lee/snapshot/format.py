@@ -28,6 +28,27 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 MANIFEST_NAME = "manifest.json"
 
 
+def check_variant_name(variant: object) -> None:
+    """Variant names become directory names: letters, digits, '-', '_', '.', '@' only."""
+    ok = (
+        isinstance(variant, str)
+        and variant
+        and not variant.startswith(".")
+        and all(c.isalnum() or c in "-_.@" for c in variant)
+    )
+    if not ok:
+        raise SnapshotError(
+            f"variant name {variant!r} is not allowed; use letters, digits, '-', '_', '.' or '@' "
+            "and do not start with '.'"
+        )
+
+
+def _flag(value: object, table: str, path: Path) -> bool:
+    if not isinstance(value, bool):
+        raise SnapshotError(f"table {table!r} has_updated_at must be true or false; got {value!r}", path=path)
+    return value
+
+
 class TableKind(str, Enum):
     """What a table represents: user (UR), item (IR) or user-/item-aggregated cross (CR) vectors."""
 
@@ -40,10 +61,14 @@ class TableKind(str, Enum):
     def parse(cls, value: str | TableKind, *, path: Path | None = None) -> TableKind:
         if isinstance(value, TableKind):
             return value
+        allowed = ", ".join(k.value for k in cls)
+        if not isinstance(value, str):
+            raise SnapshotError(
+                f"unknown table kind {value!r} (a {type(value).__name__}); expected one of {allowed}", path=path
+            )
         for kind in cls:
             if value == kind.value or value.upper() == kind.value.upper():
                 return kind
-        allowed = ", ".join(k.value for k in cls)
         raise SnapshotError(f"unknown table kind {value!r}; expected one of {allowed}", path=path)
 
     @property
@@ -143,7 +168,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, path: Path) -> Manifest:
         version = raw.get("format_version")
-        if version not in SUPPORTED_FORMAT_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_FORMAT_VERSIONS:
             raise SnapshotError(
                 f"unknown format_version {version!r}; this workbench reads versions "
                 f"{', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}",
@@ -163,7 +188,7 @@ class Manifest:
             if missing:
                 raise SnapshotError(f"table {name!r} is missing {', '.join(missing)}", path=path)
             dim, rows = entry["dim"], entry["rows"]
-            if not isinstance(dim, int) or dim <= 0 or not isinstance(rows, int) or rows < 0:
+            if type(dim) is not int or dim <= 0 or type(rows) is not int or rows < 0:
                 raise SnapshotError(
                     f"table {name!r} needs a positive integer dim and a non-negative integer rows; "
                     f"got dim={dim!r}, rows={rows!r}",
@@ -181,7 +206,7 @@ class Manifest:
                 rows=rows,
                 id_type=entry["id_type"],
                 sha256=str(entry["sha256"]),
-                has_updated_at=bool(entry.get("has_updated_at", False)),
+                has_updated_at=_flag(entry.get("has_updated_at", False), name, path),
             )
         try:
             event_time = parse_event_time(raw["event_time"])

@@ -39,7 +39,9 @@ def write_parquet(table: EmbeddingTable, sink: pa.NativeFile | str, *, compressi
     )
 
 
-def check_schema(schema: pa.Schema, *, path: Path, dim: int | None) -> None:
+def check_schema(
+    schema: pa.Schema, *, path: Path, dim: int | None, has_updated_at: bool | None = None
+) -> None:
     """The Parquet schema must be ``id`` int64/string, ``vector`` fixed-size float32 list, optional ``updated_at``."""
     names = set(schema.names)
     for required in ("id", "vector"):
@@ -64,6 +66,13 @@ def check_schema(schema: pa.Schema, *, path: Path, dim: int | None) -> None:
     if dim is not None and vtype.list_size != dim:
         raise SnapshotError(
             f"holds vectors of dim {vtype.list_size} but the manifest says dim {dim}", path=path, column="vector"
+        )
+    if has_updated_at is not None and ("updated_at" in names) != has_updated_at:
+        said = "has" if has_updated_at else "has no"
+        found = "holds" if "updated_at" in names else "lacks"
+        raise SnapshotError(
+            f"the file {found} the column but the manifest says the table {said} updated_at",
+            path=path, column="updated_at",
         )
     if "updated_at" in names and not pa.types.is_int64(schema.field("updated_at").type):
         raise SnapshotError(
@@ -92,11 +101,13 @@ def from_arrow(table: pa.Table | pa.RecordBatch, *, path: Path) -> EmbeddingTabl
     return EmbeddingTable(ids=ids, vectors=vectors, updated_at=updated)
 
 
-def read_parquet_bytes(buf: pa.Buffer, *, path: Path, dim: int | None) -> EmbeddingTable:
+def read_parquet_bytes(
+    buf: pa.Buffer, *, path: Path, dim: int | None, has_updated_at: bool | None = None
+) -> EmbeddingTable:
     """Parse a whole Parquet file held in ``buf``; unreadable bytes become a :class:`SnapshotError`."""
     try:
         pf = pq.ParquetFile(pa.BufferReader(buf))
-        check_schema(pf.schema_arrow, path=path, dim=dim)
+        check_schema(pf.schema_arrow, path=path, dim=dim, has_updated_at=has_updated_at)
         table = pf.read()
     except SnapshotError:
         raise

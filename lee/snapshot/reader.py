@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,10 +22,13 @@ _HASH_BLOCK = 8 << 20
 
 
 def _sha256_file(path: Path) -> str:
+    """Stream a file through sha256 with one reused buffer (no per-block allocation)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_HASH_BLOCK):
-            digest.update(block)
+    block = bytearray(_HASH_BLOCK)
+    view = memoryview(block)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(block):
+            digest.update(view[:n])
     return digest.hexdigest()
 
 
@@ -86,22 +90,39 @@ class Snapshot:
         """
         info = self.info(kind)
         path = self.path / info.file
-        with pa.memory_map(str(path), "r") as mm:
+        with pa.memory_map(str(path), "r") as mm, ThreadPoolExecutor(max_workers=1) as pool:
             buf = mm.read_buffer()
-            if verify:
-                got = hashlib.sha256(memoryview(buf)).hexdigest()
-                if got != info.sha256:
-                    raise SnapshotError(
-                        f"checksum mismatch: manifest says sha256 {info.sha256[:16]}…, file has {got[:16]}…; "
-                        "the file was changed or corrupted after it was written",
-                        path=path,
-                    )
-            table = read_parquet_bytes(buf, path=path, dim=info.dim)
+            # hashlib releases the GIL on large buffers: hash on a second core while Arrow parses.
+            digest = pool.submit(lambda: hashlib.sha256(memoryview(buf)).hexdigest()) if verify else None
+            try:
+                table = read_parquet_bytes(buf, path=path, dim=info.dim, has_updated_at=info.has_updated_at)
+            except SnapshotError:
+                if digest is not None:
+                    self._check_sha(digest.result(), info, path)  # corruption is the better explanation
+                raise
+            if digest is not None:
+                self._check_sha(digest.result(), info, path)
         self._check_rows(len(table), info, path)
         if verify:
             check_ids(table.ids, where=path)
+            self._check_id_type(table.ids, info, path)
             check_vectors(table.vectors, table.ids, where=path, dim=info.dim)
         return table
+
+    @staticmethod
+    def _check_sha(got: str, info: TableInfo, path: Path) -> None:
+        if got != info.sha256:
+            raise SnapshotError(
+                f"checksum mismatch: manifest says sha256 {info.sha256[:16]}…, file has {got[:16]}…; "
+                "the file was changed or corrupted after it was written",
+                path=path,
+            )
+
+    @staticmethod
+    def _check_id_type(ids: np.ndarray, info: TableInfo, path: Path) -> None:
+        id_type = "int64" if ids.dtype.kind in "iu" else "string"
+        if id_type != info.id_type:
+            raise SnapshotError(f"ids are {id_type} but the manifest says {info.id_type}", path=path, column="id")
 
     def iter_chunks(
         self, kind: TableKind | str, *, rows: int = 131_072, verify: bool = True
@@ -116,17 +137,12 @@ class Snapshot:
         info = self.info(kind)
         path = self.path / info.file
         if verify:
-            got = _sha256_file(path)
-            if got != info.sha256:
-                raise SnapshotError(
-                    f"checksum mismatch: manifest says sha256 {info.sha256[:16]}…, file has {got[:16]}…",
-                    path=path,
-                )
+            self._check_sha(_sha256_file(path), info, path)
         try:
             pf = pq.ParquetFile(str(path))
         except (pa.ArrowException, OSError) as exc:
             raise SnapshotError(f"is not a readable Parquet file ({exc})", path=path) from None
-        check_schema(pf.schema_arrow, path=path, dim=info.dim)
+        check_schema(pf.schema_arrow, path=path, dim=info.dim, has_updated_at=info.has_updated_at)
         seen = 0
         try:
             for batch in pf.iter_batches(batch_size=rows):
@@ -170,10 +186,6 @@ def validate_snapshot(path: str | Path, *, chunk_rows: int = 262_144) -> list[Ta
             id_parts.append(chunk.ids)
         ids = np.concatenate(id_parts)
         check_ids(ids, where=snap.path / info.file)
-        id_type = "int64" if ids.dtype.kind in "iu" else "string"
-        if id_type != info.id_type:
-            raise SnapshotError(
-                f"ids are {id_type} but the manifest says {info.id_type}", path=snap.path / info.file, column="id"
-            )
+        Snapshot._check_id_type(ids, info, snap.path / info.file)
         reports.append(TableReport(kind=kind, rows=info.rows, dim=info.dim, id_type=info.id_type))
     return reports

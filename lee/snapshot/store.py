@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from lee.errors import SnapshotError, SnapshotNotFoundError
-from lee.snapshot.format import MANIFEST_NAME
+from lee.snapshot.format import MANIFEST_NAME, check_variant_name
 from lee.snapshot.reader import Snapshot
 from lee.timeutil import DIR_FORMAT, iso, parse_event_time, time_dirname
 
@@ -31,6 +31,7 @@ class SnapshotStore:
 
     def times(self, variant: str) -> list[datetime]:
         """Event times of a variant's snapshots, oldest first."""
+        check_variant_name(variant)
         vdir = self.root / variant
         if not vdir.is_dir():
             have = ", ".join(self.variants()) or "none"
@@ -50,19 +51,31 @@ class SnapshotStore:
         return sorted(out)
 
     def path(self, variant: str, event_time: str | datetime | int) -> Path:
+        check_variant_name(variant)
         return self.root / variant / time_dirname(parse_event_time(event_time))
+
+    def _open(self, variant: str, when: datetime) -> Snapshot:
+        """Open a listed snapshot and check that its manifest agrees with where it lies."""
+        snap = Snapshot.open(self.path(variant, when))
+        if snap.variant != variant or snap.event_time != when:
+            raise SnapshotError(
+                f"manifest says variant {snap.variant!r} at {iso(snap.event_time)}, but the directory is "
+                f"{variant}/{time_dirname(when)}; snapshots must not be renamed or moved between variants",
+                path=snap.path / MANIFEST_NAME,
+            )
+        return snap
 
     def open(self, variant: str, event_time: str | datetime | int) -> Snapshot:
         when = parse_event_time(event_time)
         if when not in self.times(variant):
             raise SnapshotNotFoundError(f"variant {variant!r} has no snapshot at {iso(when)}", path=self.root)
-        return Snapshot.open(self.path(variant, when))
+        return self._open(variant, when)
 
     def latest(self, variant: str) -> Snapshot:
         times = self.times(variant)
         if not times:
             raise SnapshotNotFoundError(f"variant {variant!r} has no snapshots", path=self.root / variant)
-        return Snapshot.open(self.path(variant, times[-1]))
+        return self._open(variant, times[-1])
 
     def nearest(self, variant: str, event_time: str | datetime | int, *, at_or_before: bool = False) -> Snapshot:
         """The snapshot closest to ``event_time`` (ties go to the earlier), or the latest at or before it."""
@@ -77,10 +90,10 @@ class SnapshotStore:
                     f"variant {variant!r} has no snapshot at or before {iso(when)}; the first is {iso(times[0])}",
                     path=self.root / variant,
                 )
-            return Snapshot.open(self.path(variant, times[k - 1]))
+            return self._open(variant, times[k - 1])
         candidates = times[max(k - 1, 0) : k + 1]
         best = min(candidates, key=lambda t: (abs((t - when).total_seconds()), t))
-        return Snapshot.open(self.path(variant, best))
+        return self._open(variant, best)
 
     def previous(self, snapshot: Snapshot, *, minutes: float = 5.0, tolerance_minutes: float = 0.0) -> Snapshot:
         """The snapshot of the same variant ``minutes`` before ``snapshot``.
@@ -92,7 +105,7 @@ class SnapshotStore:
         times = self.times(snapshot.variant)
         k = bisect_right(times, target)
         if k > 0 and (target - times[k - 1]) <= timedelta(minutes=tolerance_minutes):
-            return Snapshot.open(self.path(snapshot.variant, times[k - 1]))
+            return self._open(snapshot.variant, times[k - 1])
         raise SnapshotNotFoundError(
             f"variant {snapshot.variant!r} has no snapshot {minutes:g} minutes before {iso(snapshot.event_time)} "
             f"(wanted {iso(target)}, tolerance {tolerance_minutes:g} min); "

@@ -9,6 +9,7 @@ readers never list hidden directories).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import uuid
@@ -20,8 +21,8 @@ from typing import Any
 import pyarrow as pa
 
 from lee.errors import SnapshotError
-from lee.snapshot.checks import check_ids, check_vectors
-from lee.snapshot.format import MANIFEST_NAME, EmbeddingTable, Manifest, TableInfo, TableKind
+from lee.snapshot.checks import check_ids, check_updated_at, check_vectors
+from lee.snapshot.format import MANIFEST_NAME, EmbeddingTable, Manifest, TableInfo, TableKind, check_variant_name
 from lee.snapshot.parquet_io import write_parquet
 from lee.timeutil import parse_event_time, time_dirname
 
@@ -41,14 +42,25 @@ def _write_file(path: Path, data: bytes | memoryview) -> None:
         os.fsync(fh.fileno())
 
 
-def check_variant_name(variant: str) -> None:
-    """Variant names become directory names: letters, digits, '-', '_', '.', '@' only."""
-    ok = variant and not variant.startswith(".") and all(c.isalnum() or c in "-_.@" for c in variant)
-    if not ok:
-        raise SnapshotError(
-            f"variant name {variant!r} is not allowed; use letters, digits, '-', '_', '.' or '@' "
-            "and do not start with '.'"
-        )
+class _HashingSink(io.RawIOBase):
+    """A write-only file that hashes what passes through, so the bytes are never held twice."""
+
+    def __init__(self, fh: io.BufferedWriter) -> None:
+        self._fh = fh
+        self._pos = 0
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+        self.digest.update(data)
+        n = self._fh.write(data)
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def write_snapshot(
@@ -69,6 +81,11 @@ def write_snapshot(
     """
     check_variant_name(variant)
     when = parse_event_time(event_time)
+    if when.microsecond:
+        raise SnapshotError(
+            f"event time {when.isoformat()} has a sub-second part; snapshots are named to the whole second, "
+            "so round the time first"
+        )
     if not tables:
         raise SnapshotError("a snapshot needs at least one table")
     final = Path(root) / variant / time_dirname(when)
@@ -80,8 +97,7 @@ def write_snapshot(
         where = f"table {kind.value} for {variant}@{time_dirname(when)}"
         check_ids(table.ids, where=where)
         check_vectors(table.vectors, table.ids, where=where)
-        if table.updated_at is not None and len(table.updated_at) != len(table):
-            raise SnapshotError(f"updated_at has {len(table.updated_at)} rows, vectors {len(table)}", path=where)
+        check_updated_at(table.updated_at, len(table), where=where)
 
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -89,18 +105,18 @@ def write_snapshot(
     try:
         infos: dict[TableKind, TableInfo] = {}
         for kind, table in kinds.items():
-            sink = pa.BufferOutputStream()
-            write_parquet(table, sink, compression=compression)
-            buf = sink.getvalue()
-            view = memoryview(buf)
-            _write_file(tmp / kind.filename, view)
+            with open(tmp / kind.filename, "wb") as fh:
+                sink = _HashingSink(fh)
+                write_parquet(table, pa.PythonFile(sink, mode="w"), compression=compression)
+                fh.flush()
+                os.fsync(fh.fileno())
             infos[kind] = TableInfo(
                 kind=kind,
                 file=kind.filename,
                 dim=table.dim,
                 rows=len(table),
                 id_type=table.id_type,
-                sha256=hashlib.sha256(view).hexdigest(),
+                sha256=sink.digest.hexdigest(),
                 has_updated_at=table.updated_at is not None,
             )
         manifest = Manifest(
