@@ -6,6 +6,8 @@ plain tensor container. Each importer is a small class behind one interface.
 
 from __future__ import annotations
 
+import dataclasses
+
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +140,12 @@ def importer_for(path: Path, fmt: str | None = None, **options: object) -> Impor
         raise InputError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    return cls(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+    accepted = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    given = {k: v for k, v in options.items() if v is not None}
+    stray = sorted(set(given) - accepted)
+    if stray:
+        raise InputError(f"{path}: option(s) {', '.join(stray)} do not apply to the {cls.name} format")
+    return cls(**given)  # type: ignore[call-arg]
 
 
 EXPORT_FORMATS = ("csv", "parquet")

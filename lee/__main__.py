@@ -1,0 +1,5 @@
+import sys
+
+from lee.cli import main
+
+sys.exit(main())

@@ -1,0 +1,113 @@
+"""The main job: everything the workbench can do, end to end, on a generated world.
+
+``lee demo --out DIR`` runs it; the README's first command calls that. Each capability that
+lands adds its step here, so the demo always exercises everything built so far.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lee.device import resolve_device
+from lee.errors import InputError
+from lee.features import encode_world
+from lee.snapshot import SnapshotStore, validate_snapshot
+from lee.upstream.model import UpstreamConfig
+from lee.upstream.train import TrainConfig, train_upstream
+from lee.world.config import config_for_scale
+from lee.world.generate import generate_world
+from lee.world.io import save_world
+from lee.world.planted import write_planted_variants
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo puts things under its output directory."""
+
+    out: Path
+
+    @property
+    def world(self) -> Path:
+        return self.out / "world"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.out / "snapshots"
+
+    @property
+    def summary(self) -> Path:
+        return self.out / "summary.json"
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    scale: str = "small",
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Generate a world, write the planted variants, train the upstream model, validate every snapshot.
+
+    Returns (and writes to ``summary.json``) the numbers of each step, with timings.
+    """
+    paths = DemoPaths(Path(out))
+    if paths.out.exists() and any(paths.out.iterdir()) and not overwrite:
+        raise InputError(f"{paths.out}: directory exists and is not empty; pass --overwrite to replace its contents")
+    dev = resolve_device(device)
+    if overwrite:  # only what the demo itself writes; anything else in ``out`` is left alone
+        for stale in (paths.world, paths.snapshots):
+            shutil.rmtree(stale, ignore_errors=True)
+    summary: dict[str, Any] = {"scale": scale, "seed": seed, "device": str(dev), "steps": {}}
+    steps = summary["steps"]
+
+    t = time.perf_counter()
+    world = generate_world(config_for_scale(scale, seed=seed), progress=progress)
+    save_world(world, paths.world, overwrite=overwrite)
+    steps["world"] = {**world.summary(), "path": str(paths.world), "seconds": time.perf_counter() - t}
+    log(f"[1/4] world: {len(world.users):,} users, {len(world.items):,} items, {len(world.events):,} events "
+        f"-> {paths.world}")
+
+    t = time.perf_counter()
+    planted = write_planted_variants(world, paths.snapshots, seed=seed, overwrite=overwrite)
+    steps["planted"] = {"variants": sorted(planted), "snapshots_per_variant": len(next(iter(planted.values()))),
+                        "seconds": time.perf_counter() - t}
+    log(f"[2/4] planted variants: {', '.join(sorted(planted))} -> {paths.snapshots}")
+
+    t = time.perf_counter()
+    enc = encode_world(world)
+    result = train_upstream(enc, paths.snapshots, model_cfg=UpstreamConfig(), train_cfg=TrainConfig(seed=seed),
+                            device=dev, progress=progress)
+    steps["upstream"] = {
+        "holdout_auc_ad": result.holdout_auc_ad,
+        "holdout_auc_content": result.holdout_auc_content,
+        "train_events": result.train_events,
+        "holdout_events": result.holdout_events,
+        "snapshots": len(result.snapshots),
+        "events_per_second": result.events_per_second,
+        "device": result.device,
+        "seconds": time.perf_counter() - t,
+    }
+    log(f"[3/4] upstream model: held-out ad AUC {result.holdout_auc_ad:.4f}, content AUC "
+        f"{result.holdout_auc_content:.4f}, {len(result.snapshots)} snapshots 5 min apart")
+
+    t = time.perf_counter()
+    store = SnapshotStore(paths.snapshots)
+    checked = 0
+    for variant in store.variants():
+        for when in store.times(variant):
+            validate_snapshot(store.path(variant, when))
+            checked += 1
+    steps["validate"] = {"snapshots": checked, "variants": store.variants(), "seconds": time.perf_counter() - t}
+    log(f"[4/4] validated {checked} snapshots in {len(store.variants())} variants")
+
+    paths.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    log(f"summary -> {paths.summary}")
+    return summary
