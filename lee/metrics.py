@@ -19,6 +19,9 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
         raise InputError(f"labels and scores differ in length: {y.size} vs {s.size}")
     if not np.isfinite(s).all():
         raise InputError("scores hold NaN or Inf; AUC needs finite scores")
+    if not np.isin(y, (0, 1)).all():
+        bad = y[~np.isin(y, (0, 1))][0]
+        raise InputError(f"labels must be 0 or 1; found {bad!r}")
     pos = y.astype(bool)
     n_pos = int(pos.sum())
     n_neg = y.size - n_pos
