@@ -70,6 +70,13 @@ def cmd_world_plant(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_world_fixtures(args: argparse.Namespace) -> int:
+    from lee.world.fixtures import write_fixtures
+
+    _emit({"fixtures": str(write_fixtures(args.out, overwrite=args.overwrite))}, args)
+    return 0
+
+
 def cmd_world_show(args: argparse.Namespace) -> int:
     from lee.world.io import load_world
 
@@ -295,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_world_plant)
+
+    p = common(world.add_parser("fixtures", help="regenerate the committed sample data (fixtures/tiny)"))
+    p.add_argument("--out", type=Path, default=Path("fixtures/tiny"))
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_world_fixtures)
 
     p = common(world.add_parser("show", help="summarise a world directory"))
     p.add_argument("world", type=Path)
