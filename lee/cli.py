@@ -8,9 +8,12 @@ never with a traceback. Commands that report numbers print JSON with ``--json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 import textwrap
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +45,29 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _check_override_types(overrides: dict[str, Any]) -> None:
+    """``--set`` values must have the type of the field they set (an int where an int belongs)."""
+    from lee.world.config import WorldConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(WorldConfig)}
+    for key, value in overrides.items():
+        if key not in defaults:
+            continue  # unknown keys: config_for_scale names them and lists the known ones
+        want = type(defaults[key])
+        ok = not isinstance(value, bool) and (isinstance(value, want) or (want is float and isinstance(value, int)))
+        if not ok:
+            expected = {int: "an integer", float: "a number", str: "a string"}.get(want, want.__name__)
+            raise InputError(f"--set {key} expects {expected}; got {value!r}")
+
+
 def cmd_world_generate(args: argparse.Namespace) -> int:
     from lee.world.config import config_for_scale
     from lee.world.generate import generate_world
     from lee.world.io import save_world
 
-    config = config_for_scale(args.scale, seed=args.seed, **_parse_overrides(args.set))
+    overrides = _parse_overrides(args.set)
+    _check_override_types(overrides)
+    config = config_for_scale(args.scale, seed=args.seed, **overrides)
     world = generate_world(config, progress=not args.quiet)
     path = save_world(world, args.out, overwrite=args.overwrite)
     _emit({"world": str(path), **world.summary()}, args)
@@ -62,6 +82,8 @@ def cmd_world_plant(args: argparse.Namespace) -> int:
     unknown = sorted(set(variants) - set(PLANTED_VARIANTS))
     if unknown:
         raise InputError(f"unknown planted variant(s) {', '.join(unknown)}; choose from {', '.join(PLANTED_VARIANTS)}")
+    if args.snapshots <= 0 or args.interval <= 0:
+        raise InputError(f"--snapshots and --interval must be positive; got {args.snapshots} and {args.interval}")
     world = load_world(args.world)
     written = write_planted_variants(world, args.out, dim=args.dim, n_snapshots=args.snapshots,
                                      interval_minutes=args.interval, variants=variants, seed=args.seed,
@@ -99,6 +121,8 @@ def cmd_upstream_train(args: argparse.Namespace) -> int:
     from lee.world.io import load_world
 
     device = resolve_device(args.device)
+    if args.rep_dim <= 0:
+        raise InputError(f"--rep-dim must be positive; got {args.rep_dim}")
     model_cfg = UpstreamConfig(rep_dim=args.rep_dim, cr_layer=args.cr_layer)
     model_cfg.check_layer(args.cr_layer)
     train_cfg = TrainConfig(batch_size=args.batch_size, snapshot_every_minutes=args.snapshot_every,
@@ -209,12 +233,27 @@ def cmd_snapshots_import(args: argparse.Namespace) -> int:
     unused = sorted(k.value for k in set(ids_files) - set(tables))
     if unused:
         raise InputError(f"--ids given for {', '.join(unused)} but no --table for it")
-    path = write_snapshot(args.root, args.variant, args.time, tables, source_layer=args.source_layer,
+    path = write_snapshot(args.root, args.variant, _event_time_arg(args.time), tables, source_layer=args.source_layer,
                           overwrite=args.overwrite, extra={"imported_from": {k.value: str(f) for k, f in
                                                                               _kind_pairs(args.table, "--table")}})
     _emit({"snapshot": str(path), "tables": {k.value: {"rows": len(t), "dim": t.dim} for k, t in tables.items()}},
           args)
     return 0
+
+
+def _event_time_arg(text: str) -> Any:
+    """``--time`` as the help promises: ISO 8601, the directory form, or whole epoch seconds."""
+    from lee.timeutil import parse_event_time
+
+    try:
+        return parse_event_time(text)
+    except InputError:
+        if not re.fullmatch(r"\s*[+-]?\d+\s*", text):
+            raise
+    try:
+        return parse_event_time(int(text))
+    except (OverflowError, ValueError, OSError) as exc:
+        raise InputError(f"--time {text.strip()}: epoch seconds out of range ({exc})") from None
 
 
 def _kind_pairs(pairs: Sequence[str] | None, flag: str) -> list[tuple[Any, Path]]:
@@ -236,6 +275,82 @@ def cmd_snapshots_export(args: argparse.Namespace) -> int:
 
     path = export_table(open_any(args.path), args.kind, args.out, args.format)
     _emit({"exported": str(path)}, args)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate and results
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from lee.jobs.config import load_job
+    from lee.jobs.run import run_job
+
+    job = load_job(args.config)
+    if args.device:
+        job = replace(job, device=args.device)
+    report = run_job(job, progress=not args.quiet, log=(lambda *_: None) if args.json else print,
+                     stop_after=args.max_units)
+    doc = {"job": job.name, "results": str(job.results), "evaluated": report.evaluated,
+           "already_done": report.skipped, "not_applicable": report.not_applicable,
+           "seconds": round(report.seconds, 2)}
+    if args.json:
+        _emit(doc, args)
+    else:
+        print(f"done: {len(report.evaluated)} evaluated, {report.skipped} already in the store, "
+              f"{report.seconds:.1f} s")
+    return 0
+
+
+def _results_store(args: argparse.Namespace):
+    from lee.jobs.store import ResultsStore
+
+    if not Path(args.db).is_file():
+        raise InputError(f"{args.db}: no results store here (run `lee evaluate --config JOB.toml` first)")
+    return ResultsStore(args.db)
+
+
+def _print_frame(df, args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    if args.json:
+        print(df.to_json(orient="records"))
+    elif df.empty:
+        print("no runs")
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
+            print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def cmd_results_ls(args: argparse.Namespace) -> int:
+    df = _results_store(args).runs(job=args.job)
+    cols = ["run_id", "job", "variant", "event_time", "usage", "fusion", "auc", "delta_auc", "verdict", "finished_at"]
+    _print_frame(df[cols] if not df.empty else df, args)
+    return 0
+
+
+def cmd_results_show(args: argparse.Namespace) -> int:
+    doc = _results_store(args).run(args.run_id)
+    metrics = doc.pop("metrics")
+    if args.json:
+        doc["metrics"] = metrics.to_dict(orient="records")
+        print(json.dumps(doc, default=str))
+        return 0
+    for key in ("run_id", "job", "variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc",
+                "ci_low", "ci_high", "verdict", "rela_impr", "gauc", "logloss", "seconds", "code_version",
+                "snapshot_path"):
+        print(f"{key:<14} {doc[key]}")
+    overall = metrics[metrics["window"] == 0].pivot_table(index=["model", "seed"], columns="metric", values="value")
+    print(overall.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_results_compare(args: argparse.Namespace) -> int:
+    df = _results_store(args).compare(usage=args.usage, fusion=args.fusion, job=args.job)
+    cols = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
+            "rela_impr", "verdict", "run_id"]
+    _print_frame(df[cols] if not df.empty else df, args)
     return 0
 
 
@@ -365,6 +480,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--format", default="csv", choices=("csv", "parquet"))
     p.set_defaults(func=cmd_snapshots_export)
+
+    # evaluate / results
+    p = common(sub.add_parser("evaluate", help="run a LEE job: evaluate snapshots not yet in the results store"))
+    p.add_argument("--config", required=True, type=Path, help="job file (TOML)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, help="override the job's device")
+    p.add_argument("--max-units", type=int, help="evaluate at most this many units in this run")
+    p.set_defaults(func=cmd_evaluate)
+
+    results = sub.add_parser("results", help="inspect the results store").add_subparsers(
+        dest="results_command", required=True, metavar="SUBCOMMAND")
+    for name, func, helptext in (("ls", cmd_results_ls, "list runs"),
+                                 ("compare", cmd_results_compare, "latest run per variant, ranked by ΔAUC")):
+        p = common(results.add_parser(name, help=helptext))
+        p.add_argument("--db", required=True, type=Path, help="results store (SQLite)")
+        p.add_argument("--job")
+        if name == "compare":
+            p.add_argument("--usage")
+            p.add_argument("--fusion")
+        p.set_defaults(func=func)
+    p = common(results.add_parser("show", help="one run in full"))
+    p.add_argument("run_id")
+    p.add_argument("--db", required=True, type=Path)
+    p.set_defaults(func=cmd_results_show)
 
     # demo
     p = common(sub.add_parser("demo", help="the main job, end to end on a generated world"))

@@ -16,6 +16,9 @@ from typing import Any
 from lee.device import resolve_device
 from lee.errors import InputError
 from lee.features import encode_world
+from lee.jobs.config import load_job
+from lee.jobs.run import run_job
+from lee.jobs.store import ResultsStore
 from lee.snapshot import SnapshotStore, validate_snapshot
 from lee.upstream.model import UpstreamConfig
 from lee.upstream.train import TrainConfig, train_upstream
@@ -23,6 +26,25 @@ from lee.world.config import config_for_scale
 from lee.world.generate import generate_world
 from lee.world.io import save_world
 from lee.world.planted import write_planted_variants
+
+
+DEMO_JOB = """# LEE job written by `lee demo`; run it again with `lee evaluate --config lee-job.toml`
+[job]
+name = "demo"
+snapshots = "snapshots"
+world = "world"
+results = "results.sqlite"
+variants = ["*"]
+latest_only = true
+device = "{device}"
+
+[eval]
+usages = ["UR+IR", "CR"]
+fusions = ["concat"]
+seeds = [{seeds}]
+windows = 10
+n_boot = 200
+"""
 
 
 @dataclass(frozen=True)
@@ -38,6 +60,14 @@ class DemoPaths:
     @property
     def snapshots(self) -> Path:
         return self.out / "snapshots"
+
+    @property
+    def job(self) -> Path:
+        return self.out / "lee-job.toml"
+
+    @property
+    def results(self) -> Path:
+        return self.out / "results.sqlite"
 
     @property
     def summary(self) -> Path:
@@ -65,6 +95,9 @@ def run_demo(
     if overwrite:  # only what the demo itself writes; anything else in ``out`` is left alone
         for stale in (paths.world, paths.snapshots):
             shutil.rmtree(stale, ignore_errors=True)
+        for stale_file in (paths.results, paths.results.with_name(paths.results.name + "-wal"),
+                           paths.results.with_name(paths.results.name + "-shm")):
+            stale_file.unlink(missing_ok=True)
     summary: dict[str, Any] = {"scale": scale, "seed": seed, "device": str(dev), "steps": {}}
     steps = summary["steps"]
 
@@ -72,14 +105,14 @@ def run_demo(
     world = generate_world(config_for_scale(scale, seed=seed), progress=progress)
     save_world(world, paths.world, overwrite=overwrite)
     steps["world"] = {**world.summary(), "path": str(paths.world), "seconds": time.perf_counter() - t}
-    log(f"[1/4] world: {len(world.users):,} users, {len(world.items):,} items, {len(world.events):,} events "
+    log(f"[1/5] world: {len(world.users):,} users, {len(world.items):,} items, {len(world.events):,} events "
         f"-> {paths.world}")
 
     t = time.perf_counter()
     planted = write_planted_variants(world, paths.snapshots, seed=seed, overwrite=overwrite)
     steps["planted"] = {"variants": sorted(planted), "snapshots_per_variant": len(next(iter(planted.values()))),
                         "seconds": time.perf_counter() - t}
-    log(f"[2/4] planted variants: {', '.join(sorted(planted))} -> {paths.snapshots}")
+    log(f"[2/5] planted variants: {', '.join(sorted(planted))} -> {paths.snapshots}")
 
     t = time.perf_counter()
     enc = encode_world(world)
@@ -95,7 +128,7 @@ def run_demo(
         "device": result.device,
         "seconds": time.perf_counter() - t,
     }
-    log(f"[3/4] upstream model: held-out ad AUC {result.holdout_auc_ad:.4f}, content AUC "
+    log(f"[3/5] upstream model: held-out ad AUC {result.holdout_auc_ad:.4f}, content AUC "
         f"{result.holdout_auc_content:.4f}, {len(result.snapshots)} snapshots 5 min apart")
 
     t = time.perf_counter()
@@ -106,7 +139,23 @@ def run_demo(
             validate_snapshot(store.path(variant, when))
             checked += 1
     steps["validate"] = {"snapshots": checked, "variants": store.variants(), "seconds": time.perf_counter() - t}
-    log(f"[4/4] validated {checked} snapshots in {len(store.variants())} variants")
+    log(f"[4/5] validated {checked} snapshots in {len(store.variants())} variants")
+
+    t = time.perf_counter()
+    paths.job.write_text(DEMO_JOB.format(device=device, seeds=", ".join(str(seed + k) for k in range(3))),
+                         encoding="utf-8")
+    report = run_job(load_job(paths.job), progress=progress, log=lambda *_: None)
+    ranked = ResultsStore(paths.results).compare()
+    steps["lee"] = {
+        "job": str(paths.job), "results": str(paths.results), "units": len(report.evaluated),
+        "ranking": ranked[["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
+                           "verdict"]].to_dict(orient="records"),
+        "seconds": time.perf_counter() - t,
+    }
+    log(f"[5/5] LEE: {len(report.evaluated)} evaluations -> {paths.results}")
+    for usage, part in ranked.groupby("usage", sort=True):
+        order = ", ".join(f"{r.variant} {r.delta_auc:+.4f} ({r.verdict})" for r in part.itertuples())
+        log(f"      {usage}: {order}")
 
     paths.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     log(f"summary -> {paths.summary}")

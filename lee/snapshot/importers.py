@@ -7,8 +7,6 @@ plain tensor container. Each importer is a small class behind one interface.
 from __future__ import annotations
 
 import dataclasses
-
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -34,6 +32,17 @@ def _as_ids(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.dtype.kind == "U":
         return arr.astype(object)
     raise InputError(f"{where}: ids must be integers or strings; got dtype {arr.dtype}")
+
+
+def _unreadable(path: Path, exc: Exception, what: str) -> InputError:
+    """The error for a file the loader could not parse: refused pickle, or damaged/foreign bytes.
+
+    Damaged files fail in many ways (BadZipFile, zlib.error, EOFError, a tokenizer error in a
+    .npy header, ...), so any loader exception is turned into an :class:`InputError` here.
+    """
+    if "pickle" in str(exc).lower():  # object arrays need pickle, which we refuse
+        return InputError(f"{path}: cannot read without unpickling ({exc}); store plain arrays")
+    return InputError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})")
 
 
 def _as_vectors(arr: np.ndarray, where: str) -> np.ndarray:
@@ -65,16 +74,21 @@ class NpzImporter(Importer):
 
     def read(self, path: Path) -> EmbeddingTable:
         try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                for key in (self.ids_key, self.vectors_key):
-                    if key not in keys:
-                        raise InputError(f"{path}: no array named {key!r}; arrays present: {', '.join(keys) or 'none'}")
+            z = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise _unreadable(path, exc, ".npz archive") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise InputError(f"{path}: holds a single .npy array, not a .npz archive of named arrays; "
+                             "use the npy format with a separate ids file")
+        with z:
+            keys = list(z.keys())
+            for key in (self.ids_key, self.vectors_key):
+                if key not in keys:
+                    raise InputError(f"{path}: no array named {key!r}; arrays present: {', '.join(keys) or 'none'}")
+            try:
                 ids, vecs = z[self.ids_key], z[self.vectors_key]
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise InputError(f"{path}: not a readable .npz archive ({exc})") from None
-        except ValueError as exc:  # object arrays need pickle, which we refuse
-            raise InputError(f"{path}: cannot read without unpickling ({exc}); store plain arrays") from None
+            except Exception as exc:
+                raise _unreadable(path, exc, ".npz archive") from None
         return EmbeddingTable(ids=_as_ids(ids, f"{path}[{self.ids_key}]"), vectors=_as_vectors(vecs, f"{path}[{self.vectors_key}]"))
 
 
@@ -92,11 +106,13 @@ class NpyImporter(Importer):
         arrays = []
         for p in (self.ids_path, path):
             try:
-                arrays.append(np.load(p, allow_pickle=False))
-            except (OSError, EOFError) as exc:
-                raise InputError(f"{p}: not a readable .npy file ({exc})") from None
-            except ValueError as exc:
-                raise InputError(f"{p}: cannot read without unpickling ({exc}); store plain arrays") from None
+                arr = np.load(p, allow_pickle=False)
+            except Exception as exc:
+                raise _unreadable(p, exc, ".npy file") from None
+            if not isinstance(arr, np.ndarray):
+                arr.close()
+                raise InputError(f"{p}: is a .npz archive, not a single .npy array; use the npz format")
+            arrays.append(arr)
         return EmbeddingTable(ids=_as_ids(arrays[0], str(self.ids_path)), vectors=_as_vectors(arrays[1], str(path)))
 
 
@@ -117,6 +133,9 @@ class SafetensorsImporter(Importer):
             tensors = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+        except TypeError as exc:  # e.g. bfloat16, which numpy has no dtype for
+            raise InputError(f"{path}: holds a tensor dtype numpy cannot read ({exc}); "
+                             "store ids as integers and vectors as float16/32/64") from None
         for key in (self.ids_key, self.vectors_key):
             if key not in tensors:
                 raise InputError(f"{path}: no tensor named {key!r}; tensors present: {', '.join(tensors) or 'none'}")

@@ -1,0 +1,1 @@
+"""The Light-weight Embedding Evaluator (LEE): proxy CTR models that score representation snapshots."""

@@ -1,0 +1,180 @@
+"""One evaluation: any number of snapshot variants against one baseline, ranked, with verdicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from lee.errors import ConfigError
+from lee.evaluator.data import DownstreamStream
+from lee.evaluator.inject import PAIRS, inject
+from lee.evaluator.models import FUSIONS, ProxyConfig
+from lee.evaluator.retrieval import RetrievalRun, run_retrieval
+from lee.evaluator.stats import DeltaCI, RankedScores, paired_delta_ci, rela_impr
+from lee.evaluator.stream import StreamRun, run_stream
+from lee.snapshot import Snapshot
+
+MODES = (*FUSIONS, "retrieval")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What one evaluation does; the same config on the same data gives the same numbers."""
+
+    usage: str = "UR+IR"
+    fusion: str = "concat"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_windows: int = 10
+    n_boot: int = 200
+    level: float = 0.95
+    bootstrap_seed: int = 0
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+
+    def __post_init__(self) -> None:
+        if self.usage not in PAIRS:
+            raise ConfigError(f"unknown usage {self.usage!r}; choose one of {', '.join(PAIRS)}")
+        if self.fusion not in MODES:
+            raise ConfigError(f"unknown fusion mode {self.fusion!r}; choose one of {', '.join(MODES)}")
+        if not self.seeds:
+            raise ConfigError("at least one seed is needed")
+        if not 0.5 < self.level < 1.0:
+            raise ConfigError(f"confidence level must lie in (0.5, 1); got {self.level}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        d["proxy"]["mlp_hidden"] = list(self.proxy.mlp_hidden)
+        d["proxy"]["iim_hidden"] = list(self.proxy.iim_hidden)
+        return d
+
+
+@dataclass
+class VariantResult:
+    """One model (baseline or variant) over all seeds."""
+
+    name: str
+    source: str
+    runs: list[StreamRun]
+    delta: DeltaCI | None = None
+    missing: dict[str, dict[str, int]] = field(default_factory=dict)
+    rela_impr: float = float("nan")
+
+    @property
+    def auc(self) -> float:
+        return float(np.mean([r.auc for r in self.runs]))
+
+    @property
+    def auc_std(self) -> float:
+        return float(np.std([r.auc for r in self.runs], ddof=1)) if len(self.runs) > 1 else 0.0
+
+    @property
+    def gauc(self) -> float:
+        return float(np.mean([r.gauc for r in self.runs]))
+
+    @property
+    def logloss(self) -> float:
+        return float(np.mean([r.logloss for r in self.runs]))
+
+    @property
+    def window_auc(self) -> list[float]:
+        return np.nanmean(np.array([r.window_auc for r in self.runs]), axis=0).tolist()
+
+    @property
+    def verdict(self) -> str:
+        return self.delta.verdict if self.delta is not None else "baseline"
+
+    def row(self) -> dict[str, Any]:
+        row = {"variant": self.name, "auc": self.auc, "auc_std": self.auc_std, "gauc": self.gauc,
+               "logloss": self.logloss, "delta_auc": self.delta.delta if self.delta else 0.0,
+               "ci_low": self.delta.low if self.delta else 0.0, "ci_high": self.delta.high if self.delta else 0.0,
+               "rela_impr_pct": self.rela_impr if self.delta else 0.0, "verdict": self.verdict,
+               "seeds": len(self.runs), "seconds": float(sum(r.seconds for r in self.runs)),
+               "missing_events": sum(m["events_with_missing_id"] for m in self.missing.values()),
+               "source": self.source}
+        if isinstance(self.runs[0], RetrievalRun):
+            for k in self.runs[0].recall:
+                row[f"recall@{k}"] = float(np.mean([r.recall[k] for r in self.runs]))
+                row[f"ndcg@{k}"] = float(np.mean([r.ndcg[k] for r in self.runs]))
+        return row
+
+
+@dataclass
+class Comparison:
+    """Baseline plus variants ranked by ΔAUC, each with its interval and verdict."""
+
+    config: EvalConfig
+    baseline: VariantResult
+    variants: list[VariantResult]
+    n_test: int
+
+    def table(self) -> pd.DataFrame:
+        rows = [self.baseline.row()] + [v.row() for v in self.variants]
+        return pd.DataFrame(rows)
+
+    def ranking(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def get(self, name: str) -> VariantResult:
+        for v in [self.baseline, *self.variants]:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def windows(self) -> pd.DataFrame:
+        """Per-window AUC (the fluctuation curve) of every model, averaged over seeds."""
+        out = {v.name: v.window_auc for v in [self.baseline, *self.variants]}
+        return pd.DataFrame(out).rename_axis("window").reset_index().assign(window=lambda d: d["window"] + 1)
+
+
+def _run(stream: DownstreamStream, injection, cfg: EvalConfig, seed: int, device: torch.device) -> StreamRun:
+    if cfg.fusion == "retrieval":
+        return run_retrieval(stream, injection, cfg=cfg.proxy, seed=seed, n_windows=cfg.n_windows, device=device)
+    return run_stream(stream, injection, fusion=cfg.fusion, cfg=cfg.proxy, seed=seed, n_windows=cfg.n_windows,
+                      device=device)
+
+
+def evaluate_baseline(stream: DownstreamStream, cfg: EvalConfig, *, device: torch.device | str = "cpu") -> VariantResult:
+    device = torch.device(device)
+    return VariantResult("baseline", "downstream fields only", [_run(stream, None, cfg, s, device) for s in cfg.seeds])
+
+
+def evaluate_variant(stream: DownstreamStream, name: str, snapshot: Snapshot, cfg: EvalConfig,
+                     baseline: VariantResult, *, device: torch.device | str = "cpu") -> VariantResult:
+    """Inject ``snapshot``, run every seed, and compare with ``baseline`` on the same test events."""
+    device = torch.device(device)
+    injection = inject(snapshot, cfg.usage, stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
+    runs = [_run(stream, injection, cfg, s, device) for s in cfg.seeds]
+    test_lo = runs[0].test_lo
+    y = stream.y[test_lo:].numpy()
+    base_ranked = [RankedScores(y, r.scores) for r in baseline.runs]
+    ranked = [RankedScores(y, r.scores) for r in runs]
+    delta = paired_delta_ci(base_ranked, ranked, stream.user_row[test_lo:], n_boot=cfg.n_boot, level=cfg.level,
+                            seed=cfg.bootstrap_seed)
+    result = VariantResult(name, str(snapshot.path), runs, delta, injection.counts)
+    result.rela_impr = float(np.mean([rela_impr(v.auc, b.auc) for v, b in zip(runs, baseline.runs)]))
+    return result
+
+
+def compare_snapshots(stream: DownstreamStream, snapshots: Mapping[str, Snapshot], cfg: EvalConfig | None = None,
+                      *, device: torch.device | str = "cpu", progress: bool = False,
+                      baseline: VariantResult | None = None) -> Comparison:
+    """Evaluate every snapshot against one baseline and rank them by ΔAUC (best first)."""
+    cfg = cfg or EvalConfig()
+    bar = tqdm(total=len(snapshots) + (baseline is None), desc="LEE", unit="model", disable=not progress)
+    if baseline is None:
+        baseline = evaluate_baseline(stream, cfg, device=device)
+        bar.update(1)
+    results = []
+    for name, snap in snapshots.items():
+        bar.set_postfix_str(name)
+        results.append(evaluate_variant(stream, name, snap, cfg, baseline, device=device))
+        bar.update(1)
+    bar.close()
+    results.sort(key=lambda r: r.delta.delta if r.delta else 0.0, reverse=True)
+    return Comparison(cfg, baseline, results, n_test=len(stream) - baseline.runs[0].test_lo)

@@ -1,0 +1,106 @@
+"""Looking up a snapshot's representations by the downstream stream's user and item ids.
+
+Each injected table becomes a frozen matrix with one row per world user (or item) plus a last
+row for ids the snapshot lacks; that row is replaced by a learned default vector inside the
+model. Columns are standardised (z-scored) with the table's own statistics so that variants of
+different scales compete on content, not on magnitude.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lee.errors import InputError
+from lee.snapshot import Snapshot, TableKind
+
+PAIRS: dict[str, tuple[TableKind, ...]] = {
+    "UR": (TableKind.UR,),
+    "IR": (TableKind.IR,),
+    "UR+IR": (TableKind.UR, TableKind.IR),
+    "CR": (TableKind.CR_USER, TableKind.CR_ITEM),
+    "CR_user": (TableKind.CR_USER,),
+    "CR_item": (TableKind.CR_ITEM,),
+}
+
+
+@dataclass
+class InjectedTable:
+    """One table aligned to the stream: ``matrix[k]`` belongs to world row k; row -1 is 'missing'."""
+
+    kind: TableKind
+    matrix: torch.Tensor          # (rows + 1, d) float32, standardised; last row zeros
+    present: np.ndarray           # (rows,) bool: the snapshot has this id
+    missing_events: int = 0       # downstream events whose id the snapshot lacks
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def missing_row(self) -> int:
+        return int(self.matrix.shape[0]) - 1
+
+
+@dataclass
+class Injection:
+    """The tables injected into one proxy model, plus what could not be looked up."""
+
+    tables: list[InjectedTable]
+    source: str = ""
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> tuple[TableKind, ...]:
+        return tuple(t.kind for t in self.tables)
+
+
+def _align(ids: np.ndarray, vectors: np.ndarray, world_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``vectors`` reordered to ``world_ids``; absent ids get zeros and present=False."""
+    if ids.dtype.kind != world_ids.dtype.kind and not (ids.dtype.kind in "iu" and world_ids.dtype.kind in "iu"):
+        raise InputError(
+            f"snapshot ids are {ids.dtype} but the downstream ids are {world_ids.dtype}; they cannot be matched"
+        )
+    rows = pd.Index(ids).get_indexer(world_ids)
+    present = rows >= 0
+    out = np.zeros((world_ids.size, vectors.shape[1]), dtype=np.float32)
+    out[present] = vectors[rows[present]]
+    return out, present
+
+
+def inject(snapshot: Snapshot, usage: str, user_ids: np.ndarray, item_ids: np.ndarray,
+           user_row: np.ndarray, item_row: np.ndarray) -> Injection:
+    """Load the tables of ``usage`` (e.g. 'UR+IR', 'CR') from ``snapshot``, aligned to the stream."""
+    if usage not in PAIRS:
+        raise InputError(f"unknown usage {usage!r}; choose one of {', '.join(PAIRS)}")
+    tables, counts = [], {}
+    for kind in PAIRS[usage]:
+        table = snapshot.load(kind)
+        world_ids, ev_rows = (user_ids, user_row) if kind.entity == "user" else (item_ids, item_row)
+        mat, present = _align(table.ids, table.vectors, world_ids)
+        if not present.any():
+            raise InputError(
+                f"{snapshot.path}: no id of the {kind.value} table matches a downstream {kind.entity} id "
+                f"(first snapshot id {table.ids[0]!r}, first downstream id {world_ids[0]!r})"
+            )
+        mu = mat[present].mean(0)
+        sd = mat[present].std(0) + 1e-6
+        mat = np.where(present[:, None], (mat - mu) / sd, 0.0).astype(np.float32)
+        full = np.vstack([mat, np.zeros((1, mat.shape[1]), np.float32)])
+        missing_ev = int((~present[ev_rows]).sum())
+        tables.append(InjectedTable(kind, torch.from_numpy(full), present, missing_ev))
+        counts[kind.value] = {"ids_in_snapshot": len(table), "ids_missing": int((~present).sum()),
+                              "events_with_missing_id": missing_ev}
+    return Injection(tables, source=str(snapshot.path), counts=counts)
+
+
+def lookup_rows(table: InjectedTable, rows: np.ndarray) -> np.ndarray:
+    """Event rows mapped into ``table.matrix`` (absent ids to the missing row)."""
+    return np.where(table.present[rows], rows, table.missing_row)
+
+
+__all__ = ["PAIRS", "InjectedTable", "Injection", "inject", "lookup_rows"]

@@ -1,0 +1,166 @@
+"""Proxy CTR models: a light downstream baseline and the same model with representations injected.
+
+Fusion modes (each from the seed paper), all behind :class:`Fusion`:
+
+* ``concat`` — each injected table is linearly projected to one more feature field;
+* ``gate``   — the field embeddings are gated, ``E' = E ⊙ σ(r·M)``, by the representation ``r``
+  (scaled by 2, with ``M`` initialised near zero, so that the gate starts as the identity);
+* ``iim``    — an isomorphic interaction module: the upstream mix tower's structure (cross network,
+  MLP, head) rebuilt over the representations with fresh weights, as an expert whose logit is
+  added to the downstream model's.
+
+The standalone ``retrieval`` mode lives in :mod:`lee.evaluator.retrieval`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lee.errors import ConfigError
+from lee.evaluator.inject import Injection
+from lee.nn.layers import MLP, CrossNetV2
+
+FUSIONS = ("concat", "gate", "iim")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Sizes and optimiser settings of the proxy CTR model (kept light on purpose)."""
+
+    emb_dim: int = 16
+    cross_layers: int = 2
+    mlp_hidden: tuple[int, ...] = (64, 32)
+    batch_size: int = 2048
+    lr: float = 3e-3
+    sparse_lr: float = 0.1
+    iim_hidden: tuple[int, ...] = (32,)
+
+    def __post_init__(self) -> None:
+        if self.emb_dim <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ConfigError("proxy config: emb_dim, batch_size and lr must be positive")
+
+
+class RepLookup(nn.Module):
+    """Frozen representation matrices with a learned default vector for ids a snapshot lacks."""
+
+    def __init__(self, injection: Injection) -> None:
+        super().__init__()
+        self.dims = [t.dim for t in injection.tables]
+        for k, t in enumerate(injection.tables):
+            self.register_buffer(f"table{k}", t.matrix.clone(), persistent=False)
+        self.defaults = nn.ParameterList(nn.Parameter(torch.zeros(d)) for d in self.dims)
+
+    def forward(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = []
+        for k, r in enumerate(rows):
+            table = getattr(self, f"table{k}")
+            missing = (r == table.shape[0] - 1).unsqueeze(1)               # (B, 1)
+            out.append(torch.where(missing, self.defaults[k], table[r]))   # (B, d_k)
+        return out
+
+
+class Fusion(nn.Module):
+    """How representations enter the proxy model: extra fields, a field gate, and/or an expert logit."""
+
+    extra_fields: int = 0
+
+    def fields(self, reps: list[torch.Tensor]) -> list[torch.Tensor]:
+        return []
+
+    def gate(self, emb: torch.Tensor, reps: list[torch.Tensor]) -> torch.Tensor:
+        return emb
+
+    def expert(self, reps: list[torch.Tensor]) -> torch.Tensor | None:
+        return None
+
+
+class ConcatFusion(Fusion):
+    def __init__(self, dims: list[int], emb_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Linear(d, emb_dim) for d in dims)
+        self.extra_fields = len(dims)
+
+    def fields(self, reps: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [p(r) for p, r in zip(self.proj, reps)]  # each (B, D)
+
+
+class GateFusion(Fusion):
+    def __init__(self, dims: list[int], n_fields: int, emb_dim: int) -> None:
+        super().__init__()
+        self.m = nn.Linear(sum(dims), n_fields * emb_dim, bias=False)
+        nn.init.normal_(self.m.weight, std=0.01)
+
+    def gate(self, emb: torch.Tensor, reps: list[torch.Tensor]) -> torch.Tensor:
+        g = 2.0 * torch.sigmoid(self.m(torch.cat(reps, dim=1)))  # (B, F*D), 1 at init
+        return emb * g.view_as(emb)                        # (B, F, D)
+
+
+class IIMFusion(Fusion):
+    def __init__(self, dims: list[int], cfg: ProxyConfig) -> None:
+        super().__init__()
+        # the upstream mix tower's input: [u, i, u*i] when a user and an item table of one dim are given
+        self.product = len(dims) == 2 and dims[0] == dims[1]
+        in_dim = sum(dims) + (dims[0] if self.product else 0)
+        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
+        self.mlp = MLP(in_dim, cfg.iim_hidden)
+        self.head = nn.Linear(self.mlp.out_dim, 1)
+
+    def expert(self, reps: list[torch.Tensor]) -> torch.Tensor:
+        x0 = torch.cat([*reps, reps[0] * reps[1]] if self.product else reps, dim=1)  # (B, in)
+        return self.head(self.mlp(self.cross(x0))).squeeze(1)                       # (B,)
+
+
+class ProxyCTR(nn.Module):
+    """Field embeddings -> DCN-v2 cross network -> MLP -> logit, with optional injected representations."""
+
+    def __init__(self, cardinalities: tuple[int, ...], cfg: ProxyConfig, injection: Injection | None = None,
+                 fusion: str = "concat", sparse_fields: tuple[int, ...] = (0, 1)) -> None:
+        super().__init__()
+        if injection is not None and fusion not in FUSIONS:
+            raise ConfigError(f"unknown fusion mode {fusion!r}; choose one of {', '.join(FUSIONS)} (or retrieval)")
+        self.emb = nn.ModuleList(
+            nn.Embedding(c, cfg.emb_dim, sparse=k in sparse_fields) for k, c in enumerate(cardinalities)
+        )
+        for e in self.emb:
+            nn.init.normal_(e.weight, std=0.05)
+        self.reps = RepLookup(injection) if injection is not None else None
+        n_fields = len(cardinalities)
+        dims = self.reps.dims if self.reps is not None else []
+        if injection is None:
+            self.fusion: Fusion = Fusion()
+        elif fusion == "concat":
+            self.fusion = ConcatFusion(dims, cfg.emb_dim)
+        elif fusion == "gate":
+            self.fusion = GateFusion(dims, n_fields, cfg.emb_dim)
+        else:
+            self.fusion = IIMFusion(dims, cfg)
+        in_dim = (n_fields + self.fusion.extra_fields) * cfg.emb_dim
+        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
+        self.mlp = MLP(in_dim, cfg.mlp_hidden)
+        self.head = nn.Linear(self.mlp.out_dim, 1)
+
+    def forward(self, x: torch.Tensor, rep_rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+        emb = torch.stack([e(x[:, k]) for k, e in enumerate(self.emb)], dim=1)  # (B, F, D)
+        reps = self.reps(rep_rows) if self.reps is not None and rep_rows is not None else []
+        if reps:
+            emb = self.fusion.gate(emb, reps)
+            extra = self.fusion.fields(reps)
+            if extra:
+                emb = torch.cat([emb, torch.stack(extra, dim=1)], dim=1)      # (B, F+T, D)
+        x0 = emb.flatten(1)                                                    # (B, (F+T)*D)
+        logit = self.head(self.mlp(self.cross(x0))).squeeze(1)                 # (B,)
+        if reps:
+            expert = self.fusion.expert(reps)
+            if expert is not None:
+                logit = logit + expert
+        return logit
+
+
+def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(sparse embedding weights for SparseAdam, every other trainable parameter for Adam)."""
+    sparse = [m.weight for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse]
+    ids = {id(p) for p in sparse}
+    return sparse, [p for p in model.parameters() if id(p) not in ids and p.requires_grad]

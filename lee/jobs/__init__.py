@@ -1,0 +1,1 @@
+"""Scheduled LEE evaluation jobs and the results store they write to."""

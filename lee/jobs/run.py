@@ -1,0 +1,169 @@
+"""Run a LEE job: find the snapshots not yet evaluated under this config, evaluate, record.
+
+Idempotent (a unit already in the store is skipped), exclusive (a lock file stops an overlapping
+run), and crash-safe (each unit is recorded in one transaction once complete; a killed run loses
+only the unit in flight, which the next run redoes).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lee import __version__
+from lee.device import resolve_device
+from lee.errors import InputError
+from lee.evaluator.compare import EvalConfig, VariantResult, evaluate_baseline, evaluate_variant
+from lee.evaluator.data import DownstreamStream, stream_from_world
+from lee.evaluator.inject import PAIRS
+from lee.jobs.config import JobConfig
+from lee.jobs.lock import JobLock
+from lee.jobs.store import ResultsStore, RunRecord
+from lee.snapshot import Snapshot, SnapshotStore
+from lee.timeutil import epoch_seconds, iso, parse_event_time
+from lee.world.io import load_world
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stream_hash(stream: DownstreamStream) -> str:
+    """Content hash of the downstream stream (fields, labels, times)."""
+    h = hashlib.sha256()
+    for arr in (stream.x.numpy(), stream.y.numpy(), stream.ts):
+        h.update(np.ascontiguousarray(arr).view(np.uint8))
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One thing to evaluate: a snapshot under one usage and fusion."""
+
+    snapshot: Snapshot
+    cfg: EvalConfig
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        return {k.value: self.snapshot.info(k).sha256 for k in PAIRS[self.cfg.usage]}
+
+    def key(self, data_hash: str) -> str:
+        return _hash({"config": self.cfg.to_dict(), "data": data_hash, "tables": self.checksums})
+
+
+@dataclass
+class JobReport:
+    evaluated: list[str] = field(default_factory=list)
+    skipped: int = 0
+    not_applicable: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def pending_units(job: JobConfig, store: ResultsStore, data_hash: str) -> tuple[list[Unit], int, list[str]]:
+    """Units of this job that the store does not hold yet; plus the skipped count and misfits."""
+    snaps = SnapshotStore(job.snapshots)
+    variants = [v for v in snaps.variants() if any(fnmatch.fnmatchcase(v, p) for p in job.variants)]
+    if not variants:
+        raise InputError(f"{job.snapshots}: no variant matches {', '.join(job.variants)}; "
+                         f"variants present: {', '.join(snaps.variants()) or 'none'}")
+    units, skipped, misfits = [], 0, []
+    for v in variants:
+        times = snaps.times(v)
+        for t in times[-1:] if job.latest_only else times:
+            snap = snaps.open(v, t)
+            for cfg in job.eval_configs():
+                if not set(PAIRS[cfg.usage]) <= set(snap.kinds):
+                    misfits.append(f"{v}@{iso(t)} lacks {cfg.usage}")
+                    continue
+                unit = Unit(snap, cfg)
+                if store.has_unit(unit.key(data_hash)):
+                    skipped += 1
+                else:
+                    units.append(unit)
+    return units, skipped, misfits
+
+
+def _metrics(result: VariantResult, model: str) -> list[tuple[str, int, int, str, float]]:
+    out = []
+    for r in result.runs:
+        out += [(model, r.seed, 0, "auc", r.auc), (model, r.seed, 0, "gauc", r.gauc),
+                (model, r.seed, 0, "logloss", r.logloss), (model, r.seed, 0, "seconds", r.seconds),
+                (model, r.seed, 0, "samples_per_second", r.samples_per_second)]
+        out += [(model, r.seed, w + 1, "auc", a) for w, a in enumerate(r.window_auc)]
+        for k, v in getattr(r, "recall", {}).items():
+            out.append((model, r.seed, 0, f"recall@{k}", v))
+        for k, v in getattr(r, "ndcg", {}).items():
+            out.append((model, r.seed, 0, f"ndcg@{k}", v))
+    return out
+
+
+def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None] = print,
+            stop_after: int | None = None) -> JobReport:
+    """Evaluate every pending unit of ``job``; ``stop_after`` limits the units done in this run."""
+    started = time.perf_counter()
+    store = ResultsStore(job.results)
+    with JobLock(job.results.with_name(job.results.name + ".lock")):
+        device = resolve_device(job.device)
+        world = load_world(job.world)
+        start = epoch_seconds(parse_event_time(job.start)) if job.start else None
+        end = epoch_seconds(parse_event_time(job.end)) if job.end else None
+        stream = stream_from_world(world, domain=job.domain, start_ts=start, end_ts=end)
+        data_hash = stream_hash(stream)
+        units, skipped, misfits = pending_units(job, store, data_hash)
+        report = JobReport(skipped=skipped, not_applicable=misfits)
+        if stop_after is not None:
+            units = units[:stop_after]
+        log(f"job {job.name}: {len(units)} unit(s) to evaluate, {skipped} already in {job.results}")
+        baselines: dict[str, VariantResult] = {}
+        bar = tqdm(units, desc=f"LEE {job.name}", unit="unit", disable=not progress)
+        for unit in bar:
+            bar.set_postfix_str(f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}")
+            t0 = time.perf_counter()
+            began = datetime.now(timezone.utc)
+            base_key = _hash(unit.cfg.to_dict())
+            if base_key not in baselines:
+                baselines[base_key] = evaluate_baseline(stream, unit.cfg, device=device)
+            base = baselines[base_key]
+            res = evaluate_variant(stream, unit.snapshot.variant, unit.snapshot, unit.cfg, base, device=device)
+            row = res.row()
+            store.add(RunRecord(
+                run_id=uuid.uuid4().hex[:12], job=job.name, unit_key=unit.key(data_hash),
+                config_hash=_hash(unit.cfg.to_dict()), config=unit.cfg.to_dict(), data_hash=data_hash,
+                variant=unit.snapshot.variant, event_time=iso(unit.snapshot.event_time),
+                snapshot_path=str(unit.snapshot.path), checksums=unit.checksums, usage=unit.cfg.usage,
+                fusion=unit.cfg.fusion, code_version=code_version(), started_at=began.isoformat(),
+                finished_at=datetime.now(timezone.utc).isoformat(), seconds=time.perf_counter() - t0,
+                summary={**row, "baseline_auc": base.auc, "rela_impr": res.rela_impr},
+                metrics=_metrics(res, "variant") + _metrics(base, "baseline"),
+                extra={"missing": res.missing, "world": str(job.world), "n_test": len(stream) - res.runs[0].test_lo,
+                       "device": str(device), "window_auc_baseline": base.window_auc,
+                       "window_auc": res.window_auc},
+            ))
+            report.evaluated.append(f"{unit.snapshot.variant}@{iso(unit.snapshot.event_time)} "
+                                    f"{unit.cfg.usage}/{unit.cfg.fusion}: ΔAUC {res.delta.delta:+.4f} "
+                                    f"[{res.delta.low:+.4f}, {res.delta.high:+.4f}] {res.verdict}")
+            log(report.evaluated[-1])
+        bar.close()
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,174 @@
+"""The results store: an embedded SQLite file in WAL mode, safe to read while a job writes.
+
+One row in ``runs`` per evaluated (snapshot, usage, fusion) under one config, with its metrics in
+``metrics`` (per seed and window). A run is inserted in a single transaction once it is complete,
+so a job killed mid-evaluation leaves no partial result and the next job simply redoes it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lee.errors import InputError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        TEXT PRIMARY KEY,
+    job           TEXT NOT NULL,
+    unit_key      TEXT NOT NULL,          -- config hash + data hash + snapshot content + usage + fusion
+    config_hash   TEXT NOT NULL,
+    config_json   TEXT NOT NULL,
+    data_hash     TEXT NOT NULL,
+    variant       TEXT NOT NULL,
+    event_time    TEXT,
+    snapshot_path TEXT,
+    checksums     TEXT NOT NULL,          -- JSON {table kind: sha256}
+    usage         TEXT NOT NULL,
+    fusion        TEXT NOT NULL,
+    code_version  TEXT NOT NULL,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT NOT NULL,
+    seconds       REAL NOT NULL,
+    auc REAL, auc_std REAL, gauc REAL, logloss REAL,
+    baseline_auc REAL, delta_auc REAL, ci_low REAL, ci_high REAL, rela_impr REAL,
+    verdict       TEXT NOT NULL,
+    missing_events INTEGER NOT NULL DEFAULT 0,
+    extra         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS runs_unit ON runs(unit_key);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    model  TEXT NOT NULL,                 -- 'variant' or 'baseline'
+    seed   INTEGER NOT NULL,
+    window INTEGER NOT NULL,              -- 0 = overall, k >= 1 = test window k
+    metric TEXT NOT NULL,
+    value  REAL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything recorded about one evaluated unit."""
+
+    run_id: str
+    job: str
+    unit_key: str
+    config_hash: str
+    config: dict[str, Any]
+    data_hash: str
+    variant: str
+    event_time: str | None
+    snapshot_path: str | None
+    checksums: dict[str, str]
+    usage: str
+    fusion: str
+    code_version: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    summary: dict[str, float | str | int]
+    metrics: list[tuple[str, int, int, str, float]]  # (model, seed, window, metric, value)
+    extra: dict[str, Any]
+
+
+class ResultsStore:
+    """Open (and create if needed) a results database."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._connect() as con:
+                con.executescript(_SCHEMA)
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                got = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: not a LEE results database ({exc})") from None
+        if int(got) != SCHEMA_VERSION:
+            raise InputError(f"{self.path}: results schema version {got}; this workbench reads {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            with con:  # one transaction: committed on success, rolled back on any error
+                yield con
+        finally:
+            con.close()
+
+    def has_unit(self, unit_key: str) -> bool:
+        with self._connect() as con:
+            return con.execute("SELECT 1 FROM runs WHERE unit_key = ?", (unit_key,)).fetchone() is not None
+
+    def add(self, rec: RunRecord) -> None:
+        """Insert one run and all its metrics atomically."""
+        s = rec.summary
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (rec.run_id, rec.job, rec.unit_key, rec.config_hash, json.dumps(rec.config, sort_keys=True),
+                 rec.data_hash, rec.variant, rec.event_time, rec.snapshot_path, json.dumps(rec.checksums),
+                 rec.usage, rec.fusion, rec.code_version, rec.started_at, rec.finished_at, rec.seconds,
+                 s.get("auc"), s.get("auc_std"), s.get("gauc"), s.get("logloss"), s.get("baseline_auc"),
+                 s.get("delta_auc"), s.get("ci_low"), s.get("ci_high"), s.get("rela_impr"), s.get("verdict"),
+                 int(s.get("missing_events", 0)), json.dumps(rec.extra, default=str)),
+            )
+            con.executemany("INSERT INTO metrics VALUES (?,?,?,?,?,?)", [(rec.run_id, *m) for m in rec.metrics])
+
+    def runs(self, *, job: str | None = None) -> pd.DataFrame:
+        """All runs (newest first), without the bulky config column."""
+        q = ("SELECT run_id, job, variant, event_time, usage, fusion, auc, baseline_auc, delta_auc, ci_low, "
+             "ci_high, rela_impr, verdict, gauc, logloss, missing_events, seconds, finished_at, config_hash, "
+             "code_version, snapshot_path FROM runs")
+        args: tuple[Any, ...] = ()
+        if job is not None:
+            q += " WHERE job = ?"
+            args = (job,)
+        with self._connect() as con:
+            return pd.read_sql_query(q + " ORDER BY finished_at DESC, run_id", con, params=args)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run's full record; ``run_id`` may be a unique prefix."""
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            rows = con.execute("SELECT * FROM runs WHERE run_id LIKE ?", (run_id + "%",)).fetchall()
+            if not rows:
+                raise InputError(f"{self.path}: no run with id {run_id!r}")
+            if len(rows) > 1:
+                raise InputError(f"{self.path}: run id prefix {run_id!r} is ambiguous ({len(rows)} runs match)")
+            doc = dict(rows[0])
+            doc["config"] = json.loads(doc.pop("config_json"))
+            doc["checksums"] = json.loads(doc["checksums"])
+            doc["extra"] = json.loads(doc["extra"])
+            doc["metrics"] = pd.read_sql_query("SELECT model, seed, window, metric, value FROM metrics "
+                                               "WHERE run_id = ? ORDER BY model, seed, window, metric", con,
+                                               params=(doc["run_id"],))
+        return doc
+
+    def compare(self, *, usage: str | None = None, fusion: str | None = None, job: str | None = None) -> pd.DataFrame:
+        """Latest run per (variant, usage, fusion), ranked by ΔAUC."""
+        df = self.runs(job=job)
+        if usage:
+            df = df[df["usage"] == usage]
+        if fusion:
+            df = df[df["fusion"] == fusion]
+        if df.empty:
+            return df
+        latest = df.sort_values(["event_time", "finished_at"]).groupby(["variant", "usage", "fusion"]).tail(1)
+        return latest.sort_values(["usage", "fusion", "delta_auc"], ascending=[True, True, False]).reset_index(drop=True)
