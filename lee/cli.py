@@ -303,6 +303,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lee.device import resolve_device
+    from lee.evaluator.compare import EvalConfig
+    from lee.evaluator.sweep import layer_sweep
+    from lee.world.io import load_world
+
+    dims = _int_list(args.dims, "--dims")
+    seeds = _int_list(args.seeds, "--seeds")
+    res = layer_sweep(load_world(args.world), args.out, dims=dims, device=resolve_device(args.device),
+                      eval_cfg=EvalConfig(usage="CR", fusion=args.fusion, seeds=tuple(seeds)),
+                      progress=not args.quiet)
+    if args.table:
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        res.table.to_csv(args.table, index=False)
+    _print_frame(res.table, args)
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{flag} expects comma-separated integers; got {text!r}") from None
+    if not values:
+        raise InputError(f"{flag} needs at least one value")
+    return values
+
+
 def _results_store(args: argparse.Namespace):
     from lee.jobs.store import ResultsStore
 
@@ -487,6 +515,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICE_CHOICES, help="override the job's device")
     p.add_argument("--max-units", type=int, help="evaluate at most this many units in this run")
     p.set_defaults(func=cmd_evaluate)
+
+    p = common(sub.add_parser("sweep", help="layer sweep: LEE on the CR of every upstream layer at several dims"))
+    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="snapshot root for the sweep's CR variants")
+    p.add_argument("--dims", default="16,32,64")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--fusion", default="concat", choices=("concat", "gate", "iim"))
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--table", type=Path, help="also write the sweep table as CSV here")
+    p.set_defaults(func=cmd_sweep)
 
     results = sub.add_parser("results", help="inspect the results store").add_subparsers(
         dest="results_command", required=True, metavar="SUBCOMMAND")

@@ -11,14 +11,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lee.errors import ConfigError
+from lee.errors import ConfigError, InputError
 from lee.evaluator.data import DownstreamStream
-from lee.evaluator.inject import PAIRS, inject
+from lee.evaluator.inject import PAIRS, inject, null_injection
 from lee.evaluator.models import FUSIONS, ProxyConfig
 from lee.evaluator.retrieval import RetrievalRun, run_retrieval
 from lee.evaluator.stats import DeltaCI, RankedScores, paired_delta_ci, rela_impr
 from lee.evaluator.stream import StreamRun, run_stream
-from lee.snapshot import Snapshot
+from lee.snapshot import Snapshot, TableKind
 
 MODES = (*FUSIONS, "retrieval")
 
@@ -139,9 +139,19 @@ def _run(stream: DownstreamStream, injection, cfg: EvalConfig, seed: int, device
                       device=device)
 
 
-def evaluate_baseline(stream: DownstreamStream, cfg: EvalConfig, *, device: torch.device | str = "cpu") -> VariantResult:
+def evaluate_baseline(stream: DownstreamStream, cfg: EvalConfig, dims: Mapping[TableKind, int] | Snapshot, *,
+                      device: torch.device | str = "cpu") -> VariantResult:
+    """The baseline: downstream fields only, in the variants' architecture with a constant in place
+    of the representation (for ``retrieval``: the two-tower model over learned id embeddings).
+
+    ``dims`` gives the injected tables' widths, or a snapshot to read them from.
+    """
     device = torch.device(device)
-    return VariantResult("baseline", "downstream fields only", [_run(stream, None, cfg, s, device) for s in cfg.seeds])
+    if isinstance(dims, Snapshot):
+        dims = {k: dims.info(k).dim for k in PAIRS[cfg.usage]}
+    null = None if cfg.fusion == "retrieval" else null_injection(cfg.usage, dict(dims), len(stream.user_ids),
+                                                                 len(stream.item_ids))
+    return VariantResult("baseline", "downstream fields only", [_run(stream, null, cfg, s, device) for s in cfg.seeds])
 
 
 def evaluate_variant(stream: DownstreamStream, name: str, snapshot: Snapshot, cfg: EvalConfig,
@@ -167,8 +177,10 @@ def compare_snapshots(stream: DownstreamStream, snapshots: Mapping[str, Snapshot
     """Evaluate every snapshot against one baseline and rank them by ΔAUC (best first)."""
     cfg = cfg or EvalConfig()
     bar = tqdm(total=len(snapshots) + (baseline is None), desc="LEE", unit="model", disable=not progress)
+    if not snapshots:
+        raise InputError("nothing to compare: no snapshots given")
     if baseline is None:
-        baseline = evaluate_baseline(stream, cfg, device=device)
+        baseline = evaluate_baseline(stream, cfg, next(iter(snapshots.values())), device=device)
         bar.update(1)
     results = []
     for name, snap in snapshots.items():

@@ -98,6 +98,21 @@ def inject(snapshot: Snapshot, usage: str, user_ids: np.ndarray, item_ids: np.nd
     return Injection(tables, source=str(snapshot.path), counts=counts)
 
 
+def null_injection(usage: str, dims: dict[TableKind, int], n_users: int, n_items: int) -> Injection:
+    """The baseline's stand-in: the same tables with every id 'missing', i.e. one learned constant.
+
+    A baseline built on it has exactly the variant's architecture (and, seed for seed, its initial
+    weights), so ΔAUC measures what the representation's content adds, not the extra layer.
+    """
+    if usage not in PAIRS:
+        raise InputError(f"unknown usage {usage!r}; choose one of {', '.join(PAIRS)}")
+    tables = []
+    for kind in PAIRS[usage]:
+        n = n_users if kind.entity == "user" else n_items
+        tables.append(InjectedTable(kind, torch.zeros(1, dims[kind]), np.zeros(n, dtype=bool), 0))
+    return Injection(tables, source="baseline (no representation)")
+
+
 def lookup_rows(table: InjectedTable, rows: np.ndarray) -> np.ndarray:
     """Event rows mapped into ``table.matrix`` (absent ids to the missing row)."""
     return np.where(table.present[rows], rows, table.missing_row)

@@ -37,6 +37,8 @@ class ProxyConfig:
     lr: float = 3e-3
     sparse_lr: float = 0.1
     iim_hidden: tuple[int, ...] = (32,)
+    epochs_per_window: int = 1
+    fusion_l2: float = 0.0
 
     def __post_init__(self) -> None:
         if self.emb_dim <= 0 or self.batch_size <= 0 or self.lr <= 0:
@@ -126,9 +128,17 @@ class ProxyCTR(nn.Module):
         )
         for e in self.emb:
             nn.init.normal_(e.weight, std=0.05)
-        self.reps = RepLookup(injection) if injection is not None else None
         n_fields = len(cardinalities)
+        self.reps = RepLookup(injection) if injection is not None else None
         dims = self.reps.dims if self.reps is not None else []
+        extra_fields = len(dims) if injection is not None and fusion == "concat" else 0
+        in_dim = (n_fields + extra_fields) * cfg.emb_dim
+        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
+        self.mlp = MLP(in_dim, cfg.mlp_hidden)
+        self.head = nn.Linear(self.mlp.out_dim, 1)
+        # Fusion weights are drawn last, so that a baseline and a variant built with the same seed
+        # start from the same embeddings (and, for gate/iim, the same whole downstream model): their
+        # per-seed AUC difference then measures the representation, not the luck of the draw.
         if injection is None:
             self.fusion: Fusion = Fusion()
         elif fusion == "concat":
@@ -137,10 +147,6 @@ class ProxyCTR(nn.Module):
             self.fusion = GateFusion(dims, n_fields, cfg.emb_dim)
         else:
             self.fusion = IIMFusion(dims, cfg)
-        in_dim = (n_fields + self.fusion.extra_fields) * cfg.emb_dim
-        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
-        self.mlp = MLP(in_dim, cfg.mlp_hidden)
-        self.head = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, x: torch.Tensor, rep_rows: list[torch.Tensor] | None = None) -> torch.Tensor:
         emb = torch.stack([e(x[:, k]) for k, e in enumerate(self.emb)], dim=1)  # (B, F, D)

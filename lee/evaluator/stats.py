@@ -29,23 +29,37 @@ class RankedScores:
         self.order = np.argsort(s, kind="stable")
         s_sorted = s[self.order]
         self.starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+        self.ties = self.starts.size < s.size
         self.y_sorted = y[self.order].astype(np.float64)
+        self._clusters_sorted: np.ndarray | None = None
 
     def auc(self, weights: np.ndarray | None = None) -> float:
         """AUC with ties counted as half; ``weights`` are per-event (e.g. bootstrap multiplicities)."""
         if weights is None:
-            wp, wn = self.y_sorted, 1.0 - self.y_sorted
-        else:
-            w = weights[self.order]
-            wp = w * self.y_sorted
-            wn = w - wp
-        gp = np.add.reduceat(wp, self.starts)
-        gn = np.add.reduceat(wn, self.starts)
-        total_p, total_n = gp.sum(), gn.sum()
+            return self._auc_sorted(np.ones_like(self.y_sorted))
+        return self._auc_sorted(weights[self.order])
+
+    def bind_clusters(self, codes: np.ndarray) -> None:
+        """Remember each event's cluster code (in sorted order) for :meth:`auc_clustered`."""
+        self._clusters_sorted = codes[self.order]
+
+    def auc_clustered(self, cluster_weights: np.ndarray) -> float:
+        """AUC with every event weighted by its cluster's weight (one gather, no re-sort)."""
+        if self._clusters_sorted is None:
+            raise InputError("bind_clusters must be called before auc_clustered")
+        return self._auc_sorted(cluster_weights[self._clusters_sorted])
+
+    def _auc_sorted(self, w: np.ndarray) -> float:
+        wp = w * self.y_sorted
+        wn = w - wp
+        if self.ties:
+            wp = np.add.reduceat(wp, self.starts)
+            wn = np.add.reduceat(wn, self.starts)
+        total_p, total_n = wp.sum(), wn.sum()
         if total_p <= 0 or total_n <= 0:
             return float("nan")
-        below = np.cumsum(gn) - gn
-        return float((gp * (below + 0.5 * gn)).sum() / (total_p * total_n))
+        # each positive beats the (weighted) negatives below it and ties half of its own group
+        return float(np.dot(wp, np.cumsum(wn) - 0.5 * wn) / (total_p * total_n))
 
 
 def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
@@ -87,21 +101,28 @@ class DeltaCI:
 
 def paired_delta_ci(base: list[RankedScores], variant: list[RankedScores], clusters: np.ndarray, *,
                     n_boot: int = 200, level: float = 0.95, seed: int = 0) -> DeltaCI:
-    """ΔAUC = mean over seeds of AUC(variant, s) - AUC(base, s), with a paired cluster bootstrap.
+    """ΔAUC = mean over seeds of AUC(variant, s) - AUC(base, s), with a paired hierarchical bootstrap.
 
-    Both models are scored on the same test events; each resample reweights those events once,
-    identically for every seed and both models, so the interval reflects the data's uncertainty
-    on top of the seed average.
+    Seed ``s`` of the variant is paired with seed ``s`` of the baseline (same initial embeddings,
+    same batch order). Each resample draws the seeds with replacement *and* reweights the test
+    events by cluster (Poisson(1) per cluster), identically for both models, so the interval covers
+    both the training randomness and the test sample. With one seed only the test sample's
+    uncertainty is covered.
     """
     if len(base) != len(variant) or not base:
         raise InputError("paired bootstrap needs the same (non-zero) number of seeds for both models")
     point = float(np.mean([v.auc() - b.auc() for b, v in zip(base, variant)]))
     codes, uniques = pd.factorize(clusters)
+    for r in (*base, *variant):
+        r.bind_clusters(codes)
     rng = np.random.default_rng(seed)
+    n_seeds = len(base)
     deltas = np.empty(n_boot)
     for k in range(n_boot):
-        w = rng.poisson(1.0, size=len(uniques)).astype(np.float64)[codes]
-        deltas[k] = np.mean([v.auc(w) - b.auc(w) for b, v in zip(base, variant)])
+        cw = rng.poisson(1.0, size=len(uniques)).astype(np.float64)
+        picks = rng.integers(0, n_seeds, size=n_seeds) if n_seeds > 1 else np.zeros(1, np.int64)
+        per_seed = {s: variant[s].auc_clustered(cw) - base[s].auc_clustered(cw) for s in set(picks.tolist())}
+        deltas[k] = np.mean([per_seed[s] for s in picks])
     alpha = (1.0 - level) / 2.0
     lo, hi = np.nanquantile(deltas, [alpha, 1.0 - alpha])
     return DeltaCI(delta=point, low=float(lo), high=float(hi), level=level, n_boot=n_boot)

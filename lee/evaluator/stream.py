@@ -83,6 +83,7 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
     if sparse:
         opts.append(torch.optim.SparseAdam(sparse, lr=cfg.sparse_lr))
     loss_fn = nn.BCEWithLogitsLoss()
+    fusion_params = [p_ for p_ in model.fusion.parameters()] if cfg.fusion_l2 > 0 else []
     rows = rep_rows_for(stream, injection)
     x, y = stream.x, stream.y
     gen = torch.Generator().manual_seed(seed)
@@ -96,11 +97,13 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
             scores[lo - test_lo:hi - test_lo] = score(model, x, rows, lo, hi, device)
         if w == len(bounds) - 1:
             break
-        perm = lo + torch.randperm(hi - lo, generator=gen)
-        for a in range(0, hi - lo, cfg.batch_size):
+        perm = torch.cat([lo + torch.randperm(hi - lo, generator=gen) for _ in range(cfg.epochs_per_window)])
+        for a in range(0, perm.numel(), cfg.batch_size):
             idx = perm[a:a + cfg.batch_size]
             logit = model(x[idx].to(device), [r[idx].to(device) for r in rows])
             loss = loss_fn(logit, y[idx].to(device))
+            if fusion_params:
+                loss = loss + cfg.fusion_l2 * sum((p_ ** 2).sum() for p_ in fusion_params)
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()

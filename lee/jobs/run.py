@@ -141,9 +141,10 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             bar.set_postfix_str(f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}")
             t0 = time.perf_counter()
             began = datetime.now(timezone.utc)
-            base_key = _hash(unit.cfg.to_dict())
+            dims = {k.value: unit.snapshot.info(k).dim for k in PAIRS[unit.cfg.usage]}
+            base_key = _hash({"cfg": unit.cfg.to_dict(), "dims": dims})
             if base_key not in baselines:
-                baselines[base_key] = evaluate_baseline(stream, unit.cfg, device=device)
+                baselines[base_key] = evaluate_baseline(stream, unit.cfg, unit.snapshot, device=device)
             base = baselines[base_key]
             res = evaluate_variant(stream, unit.snapshot.variant, unit.snapshot, unit.cfg, base, device=device)
             row = res.row()

@@ -9,6 +9,7 @@ time) is never trained on and gives an honest held-out AUC.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class TrainResult:
     device: str
     events_per_second: float
     model: TripleTower = field(repr=False)
+    layer_cr: dict[str, tuple[EmbeddingTable, EmbeddingTable]] = field(default_factory=dict, repr=False)
 
 
 def _interval_bounds(ts: np.ndarray, step: int, holdout_fraction: float) -> tuple[list[tuple[int, int, int]], int]:
@@ -102,11 +104,14 @@ def train_upstream(
     user_tower: nn.Module | None = None,
     item_tower: nn.Module | None = None,
     progress: bool = True,
+    tap_layers: Sequence[str] = (),
 ) -> TrainResult:
     """Train in event-time order, write a snapshot per interval to ``out_root`` (None: write none).
 
     ``user_tower``/``item_tower`` replace the learned towers, e.g. by a :class:`FrozenTower` over a
     planted snapshot, to measure what fixed representations give the same mix tower.
+    ``tap_layers`` adds a user and an item CR average for each named layer (for a layer sweep);
+    their final states come back in ``TrainResult.layer_cr``.
     """
     mcfg, tcfg = model_cfg or UpstreamConfig(), train_cfg or TrainConfig()
     device = torch.device(device)
@@ -129,6 +134,11 @@ def train_upstream(
     beta = ExpDecay(tcfg.tau_seconds)
     cr_user = CRAverager(n_users, cr_dim, beta, device=device)
     cr_item = CRAverager(n_items, cr_dim, beta, device=device)
+    for name in tap_layers:
+        mcfg.check_layer(name)
+    taps = {name: (CRAverager(n_users, model.layer_dim(name), beta, device=device),
+                   CRAverager(n_items, model.layer_dim(name), beta, device=device))
+            for name in tap_layers if name != mcfg.cr_layer}
 
     snapshots: list[Path] = []
     t0 = time.perf_counter()
@@ -148,6 +158,10 @@ def train_upstream(
             ts_f = b.ts.double()
             cr_user.update(b.user, ts_f, cr)
             cr_item.update(b.item, ts_f, cr)
+            for name, (avg_u, avg_i) in taps.items():
+                layer_out = out.layers[name].detach()
+                avg_u.update(b.user, ts_f, layer_out)
+                avg_i.update(b.item, ts_f, layer_out)
             bar.update(b.user.numel())
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if out_root is not None and bool(cr_user.seen.any()):
@@ -156,9 +170,19 @@ def train_upstream(
     train_seconds = time.perf_counter() - t0
 
     auc_ad, auc_content = _holdout_auc(model, enc, cut, device, tcfg.batch_size * 8)
-    return TrainResult(snapshots=snapshots, holdout_auc_ad=auc_ad, holdout_auc_content=auc_content,
+    layer_cr = {}
+    for name in tap_layers:
+        avg_u, avg_i = (cr_user, cr_item) if name == mcfg.cr_layer else taps[name]
+        layer_cr[name] = tuple(_table(avg, ids) for avg, ids in ((avg_u, enc.user_ids), (avg_i, enc.item_ids)))
+    return TrainResult(layer_cr=layer_cr, snapshots=snapshots, holdout_auc_ad=auc_ad, holdout_auc_content=auc_content,
                        train_events=cut, holdout_events=enc.n_events - cut, seconds=train_seconds,
                        device=str(device), events_per_second=cut / max(train_seconds, 1e-9), model=model)
+
+
+def _table(avg: CRAverager, ids: np.ndarray) -> EmbeddingTable:
+    rows, state, last_ts = avg.snapshot()
+    return EmbeddingTable(ids=ids[rows.cpu().numpy()], vectors=state.cpu().numpy(),
+                          updated_at=last_ts.cpu().numpy().astype(np.int64))
 
 
 @torch.no_grad()

@@ -1,0 +1,178 @@
+"""Scheduled LEE jobs: idempotent, locked, crash-safe, resumable; results CLI and job-file errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lee.cli import main
+from lee.errors import ConfigError
+from lee.jobs.config import load_job
+from lee.jobs.lock import JobLock, JobLockedError
+from lee.jobs.run import run_job
+from lee.jobs.store import ResultsStore
+from lee.world.io import save_world
+from lee.world.planted import write_planted_variants
+
+JOB = """
+[job]
+name = "t"
+snapshots = "snapshots"
+world = "world"
+results = "results.sqlite"
+variants = {variants}
+latest_only = {latest_only}
+device = "cpu"
+
+[eval]
+usages = ["UR+IR", "CR"]
+fusions = ["concat"]
+seeds = [0]
+windows = 4
+n_boot = 30
+"""
+
+
+@pytest.fixture
+def job_dir(tiny_world, tmp_path) -> Path:
+    save_world(tiny_world, tmp_path / "world")
+    write_planted_variants(tiny_world, tmp_path / "snapshots", n_snapshots=2, seed=0,
+                           variants=("oracle", "random", "noise_high"))
+    return tmp_path
+
+
+def write_job(d: Path, variants: str = '["*"]', latest_only: str = "true") -> Path:
+    path = d / "job.toml"
+    path.write_text(JOB.format(variants=variants, latest_only=latest_only), encoding="utf-8")
+    return path
+
+
+def quiet(*_):
+    pass
+
+
+def test_job_evaluates_each_unit_once(job_dir):
+    job = load_job(write_job(job_dir))
+    first = run_job(job, progress=False, log=quiet)
+    assert len(first.evaluated) == 3 * 2  # 3 variants (latest snapshot only) x 2 usages
+    again = run_job(job, progress=False, log=quiet)
+    assert again.evaluated == [] and again.skipped == 6
+    runs = ResultsStore(job.results).runs()
+    assert len(runs) == 6 and runs["run_id"].is_unique
+    oracle = runs[(runs["variant"] == "oracle") & (runs["usage"] == "UR+IR")].iloc[0]
+    assert oracle["verdict"] == "better" and oracle["delta_auc"] > 0.02
+
+
+def test_a_new_snapshot_or_config_is_evaluated_but_nothing_twice(job_dir):
+    run_job(load_job(write_job(job_dir)), progress=False, log=quiet)
+    every = run_job(load_job(write_job(job_dir, latest_only="false")), progress=False, log=quiet)
+    assert len(every.evaluated) == 6 and every.skipped == 6  # the older snapshots only
+
+
+def test_record_holds_config_checksums_code_version_and_window_metrics(job_dir):
+    job = load_job(write_job(job_dir, variants='["oracle"]'))
+    run_job(job, progress=False, log=quiet)
+    store = ResultsStore(job.results)
+    run_id = store.runs()["run_id"].iloc[0]
+    doc = store.run(run_id[:6])
+    assert doc["config"]["seeds"] == [0] and doc["config"]["n_windows"] == 4
+    snap_manifest = json.loads((Path(doc["snapshot_path"]) / "manifest.json").read_text())
+    for kind, sha in doc["checksums"].items():
+        assert snap_manifest["tables"][kind]["sha256"] == sha
+    assert doc["code_version"].startswith("0.1.0")
+    m = doc["metrics"]
+    assert sorted(m.loc[(m["model"] == "variant") & (m["metric"] == "auc"), "window"]) == [0, 1, 2, 3]
+    overall = m[(m["model"] == "variant") & (m["metric"] == "auc") & (m["window"] == 0)]["value"].iloc[0]
+    assert overall == pytest.approx(doc["auc"])
+
+
+def test_lock_stops_an_overlapping_run(job_dir):
+    job = load_job(write_job(job_dir))
+    with JobLock(job.results.with_name(job.results.name + ".lock")):
+        with pytest.raises(JobLockedError, match=f"another evaluation job is running \\(pid {os.getpid()}\\)"):
+            run_job(job, progress=False, log=quiet)
+    assert run_job(job, progress=False, log=quiet).evaluated  # released: the next run proceeds
+
+
+def test_sigkill_mid_run_leaves_no_partial_result_and_the_next_run_resumes(job_dir):
+    path = write_job(job_dir, latest_only="false")  # 12 units: long enough to kill mid-way
+    db = job_dir / "results.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "lee", "evaluate", "--config", str(path), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as con:
+                    done = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 2:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(db) as con:
+        counts = con.execute("SELECT r.run_id, count(m.run_id) FROM runs r LEFT JOIN metrics m USING (run_id) "
+                             "GROUP BY r.run_id").fetchall()
+    assert 2 <= len(counts) < 12
+    assert len({c for _, c in counts}) == 1 and counts[0][1] > 0  # every recorded run is complete
+    report = run_job(load_job(path), progress=False, log=quiet)  # the lock died with the process
+    assert len(report.evaluated) == 12 - len(counts) and report.skipped == len(counts)
+    assert len(ResultsStore(db).runs()) == 12
+
+
+def test_results_cli(job_dir, capsys):
+    path = write_job(job_dir)
+    assert main(["evaluate", "--config", str(path), "-q", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["evaluated"]) == 6
+    db = str(job_dir / "results.sqlite")
+    assert main(["results", "compare", "--db", db, "--usage", "CR", "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert [r["variant"] for r in ranked][0] == "oracle"
+    assert [r["delta_auc"] for r in ranked] == sorted((r["delta_auc"] for r in ranked), reverse=True)
+    assert main(["results", "ls", "--db", db, "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)[0]["run_id"]
+    assert main(["results", "show", run_id, "--db", db]) == 0
+    assert "delta_auc" in capsys.readouterr().out
+    assert main(["results", "show", "zzz", "--db", db]) == 2
+    assert "no run with id 'zzz'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ('[job]\nsnapshots="s"\nworld="w"\ncolour="red"\n', r"unknown key\(s\) colour in \[job\]"),
+        ('[jobs]\nsnapshots="s"\n', r"unknown section \[jobs\]"),
+        ('[job]\nworld="w"\n', r"\[job\] needs snapshots"),
+        ('[job]\nsnapshots="s"\nworld="w"\n[eval]\nusages=["XR"]\n', r"unknown usage 'XR'"),
+        ('[job]\nsnapshots="s"\nworld="w"\n[eval]\nseeds=["a"]\n', r"seeds must be a non-empty list of int"),
+        ('[job]\nsnapshots="s"\nworld="w"\n[proxy]\nemb_dim=0\n', r"emb_dim, batch_size and lr must be positive"),
+        ("[job\n", r"not valid TOML"),
+    ],
+)
+def test_job_file_errors_name_the_problem(tmp_path, text, pattern):
+    path = tmp_path / "job.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=pattern):
+        load_job(path)
+
+
+def test_evaluate_cli_reports_a_bad_job_without_traceback(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('[job]\nsnapshots="s"\nworld="w"\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "lee", "evaluate", "--config", str(path)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "is not a snapshot root" in proc.stderr
