@@ -38,6 +38,12 @@ class ProxyConfig:
     sparse_lr: float = 0.1
     iim_hidden: tuple[int, ...] = (32,)
     epochs_per_window: int = 1
+    rep_dropout: float = 0.0         # dropout on the injected representations (training only)
+    min_steps_per_window: int = 20   # small windows get smaller batches, so the model still learns
+
+    def batch_for(self, window_events: int) -> int:
+        """The batch size for a window: ``batch_size``, shrunk so a window gives at least ``min_steps``."""
+        return max(32, min(self.batch_size, -(-window_events // self.min_steps_per_window)))
     fusion_l2: float = 0.0
 
     def __post_init__(self) -> None:
@@ -48,19 +54,20 @@ class ProxyConfig:
 class RepLookup(nn.Module):
     """Frozen representation matrices with a learned default vector for ids a snapshot lacks."""
 
-    def __init__(self, injection: Injection) -> None:
+    def __init__(self, injection: Injection, dropout: float = 0.0) -> None:
         super().__init__()
         self.dims = [t.dim for t in injection.tables]
         for k, t in enumerate(injection.tables):
             self.register_buffer(f"table{k}", t.matrix.clone(), persistent=False)
         self.defaults = nn.ParameterList(nn.Parameter(torch.zeros(d)) for d in self.dims)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
         out = []
         for k, r in enumerate(rows):
             table = getattr(self, f"table{k}")
-            missing = (r == table.shape[0] - 1).unsqueeze(1)               # (B, 1)
-            out.append(torch.where(missing, self.defaults[k], table[r]))   # (B, d_k)
+            missing = (r == table.shape[0] - 1).unsqueeze(1)                             # (B, 1)
+            out.append(self.dropout(torch.where(missing, self.defaults[k], table[r])))   # (B, d_k)
         return out
 
 
@@ -129,7 +136,7 @@ class ProxyCTR(nn.Module):
         for e in self.emb:
             nn.init.normal_(e.weight, std=0.05)
         n_fields = len(cardinalities)
-        self.reps = RepLookup(injection) if injection is not None else None
+        self.reps = RepLookup(injection, cfg.rep_dropout) if injection is not None else None
         dims = self.reps.dims if self.reps is not None else []
         extra_fields = len(dims) if injection is not None and fusion == "concat" else 0
         in_dim = (n_fields + extra_fields) * cfg.emb_dim

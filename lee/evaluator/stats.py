@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from lee.errors import InputError
 
@@ -101,28 +102,36 @@ class DeltaCI:
 
 def paired_delta_ci(base: list[RankedScores], variant: list[RankedScores], clusters: np.ndarray, *,
                     n_boot: int = 200, level: float = 0.95, seed: int = 0) -> DeltaCI:
-    """ΔAUC = mean over seeds of AUC(variant, s) - AUC(base, s), with a paired hierarchical bootstrap.
+    """ΔAUC = mean over seeds of AUC(variant, s) - AUC(base, s), with an interval covering both
+    the test sample and the training randomness.
 
-    Seed ``s`` of the variant is paired with seed ``s`` of the baseline (same initial embeddings,
-    same batch order). Each resample draws the seeds with replacement *and* reweights the test
-    events by cluster (Poisson(1) per cluster), identically for both models, so the interval covers
-    both the training randomness and the test sample. With one seed only the test sample's
-    uncertainty is covered.
+    Seed ``s`` of the variant is paired with seed ``s`` of the baseline (same initial weights, same
+    batch order). The test-sample part comes from a paired cluster bootstrap: each resample
+    reweights the test events by cluster (Poisson(1) per cluster, e.g. per user), identically for
+    every seed and both models. With one seed the interval is that bootstrap's percentile interval.
+    With several, the seed part is the spread of the per-seed deltas, var(Δ_s)/S, and the two are
+    combined as Δ ± t·sqrt(V_data + V_seed) with Welch-Satterthwaite degrees of freedom — so three
+    seeds that disagree give an honestly wide interval rather than one that pretends to know.
     """
     if len(base) != len(variant) or not base:
         raise InputError("paired bootstrap needs the same (non-zero) number of seeds for both models")
-    point = float(np.mean([v.auc() - b.auc() for b, v in zip(base, variant)]))
+    per_seed = np.array([v.auc() - b.auc() for b, v in zip(base, variant)])
+    point = float(per_seed.mean())
     codes, uniques = pd.factorize(clusters)
     for r in (*base, *variant):
         r.bind_clusters(codes)
     rng = np.random.default_rng(seed)
-    n_seeds = len(base)
     deltas = np.empty(n_boot)
     for k in range(n_boot):
         cw = rng.poisson(1.0, size=len(uniques)).astype(np.float64)
-        picks = rng.integers(0, n_seeds, size=n_seeds) if n_seeds > 1 else np.zeros(1, np.int64)
-        per_seed = {s: variant[s].auc_clustered(cw) - base[s].auc_clustered(cw) for s in set(picks.tolist())}
-        deltas[k] = np.mean([per_seed[s] for s in picks])
+        deltas[k] = np.mean([v.auc_clustered(cw) - b.auc_clustered(cw) for b, v in zip(base, variant)])
     alpha = (1.0 - level) / 2.0
-    lo, hi = np.nanquantile(deltas, [alpha, 1.0 - alpha])
-    return DeltaCI(delta=point, low=float(lo), high=float(hi), level=level, n_boot=n_boot)
+    if len(base) == 1:
+        lo, hi = np.nanquantile(deltas, [alpha, 1.0 - alpha])
+        return DeltaCI(delta=point, low=float(lo), high=float(hi), level=level, n_boot=n_boot)
+    v_data = float(np.nanvar(deltas, ddof=1))
+    v_seed = float(per_seed.var(ddof=1) / per_seed.size)
+    total = v_data + v_seed
+    df = (per_seed.size - 1) * (total / v_seed) ** 2 if v_seed > 0 else np.inf
+    half = float(student_t.ppf(1.0 - alpha, df) * np.sqrt(total)) if total > 0 else 0.0
+    return DeltaCI(delta=point, low=point - half, high=point + half, level=level, n_boot=n_boot)

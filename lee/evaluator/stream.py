@@ -98,8 +98,9 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
         if w == len(bounds) - 1:
             break
         perm = torch.cat([lo + torch.randperm(hi - lo, generator=gen) for _ in range(cfg.epochs_per_window)])
-        for a in range(0, perm.numel(), cfg.batch_size):
-            idx = perm[a:a + cfg.batch_size]
+        batch = cfg.batch_for(hi - lo)
+        for a in range(0, perm.numel(), batch):
+            idx = perm[a:a + batch]
             logit = model(x[idx].to(device), [r[idx].to(device) for r in rows])
             loss = loss_fn(logit, y[idx].to(device))
             if fusion_params:
