@@ -550,9 +550,12 @@ def _m(x: float) -> str:
 
 def report(doc: dict) -> None:
     mach, data = doc["machine"], doc["data"]
-    print(f"\n## LEE evaluation benchmark: ad stream N = {data['N']:,} events "
-          f"({data['train_samples_per_run']:,} trained / {data['test_samples']:,} scored per proxy run, "
-          f"{N_WINDOWS} windows)\n")
+    if data.get("N"):
+        print(f"\n## LEE evaluation benchmark: ad stream N = {data['N']:,} events "
+              f"({data['train_samples_per_run']:,} trained / {data['test_samples']:,} scored per proxy run, "
+              f"{N_WINDOWS} windows)\n")
+    else:
+        print("\n## LEE evaluation benchmark: AUC only\n")
     print(f"Machine: nproc={mach['nproc']} (affinity {mach['sched_affinity']}), {mach['cpu']}, {mach['mem_gib']} GiB RAM; "
           f"Python {mach['python']}, torch {mach['torch']} (default {mach['torch_default_threads']} threads), "
           f"numpy {mach['numpy']} (BLAS threads {mach['blas_threads']}), pandas {mach['pandas']}, sklearn {mach['sklearn']}")

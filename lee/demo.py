@@ -43,7 +43,7 @@ usages = ["UR+IR", "CR"]
 fusions = ["concat"]
 seeds = [{seeds}]
 windows = 10
-n_boot = 200
+n_boot = 100
 """
 
 

@@ -31,7 +31,7 @@ class EvalConfig:
     fusion: str = "concat"
     seeds: tuple[int, ...] = (0, 1, 2)
     n_windows: int = 10
-    n_boot: int = 200
+    n_boot: int = 100
     level: float = 0.95
     bootstrap_seed: int = 0
     proxy: ProxyConfig = field(default_factory=ProxyConfig)

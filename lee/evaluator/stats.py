@@ -60,7 +60,8 @@ class RankedScores:
         if total_p <= 0 or total_n <= 0:
             return float("nan")
         # each positive beats the (weighted) negatives below it and ties half of its own group
-        return float(np.dot(wp, np.cumsum(wn) - 0.5 * wn) / (total_p * total_n))
+        # (a * b).sum() rather than np.dot: BLAS threads only add contention on a 2-core box
+        return float((wp * (np.cumsum(wn) - 0.5 * wn)).sum() / (total_p * total_n))
 
 
 def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
@@ -101,7 +102,7 @@ class DeltaCI:
 
 
 def paired_delta_ci(base: list[RankedScores], variant: list[RankedScores], clusters: np.ndarray, *,
-                    n_boot: int = 200, level: float = 0.95, seed: int = 0) -> DeltaCI:
+                    n_boot: int = 100, level: float = 0.95, seed: int = 0) -> DeltaCI:
     """ΔAUC = mean over seeds of AUC(variant, s) - AUC(base, s), with an interval covering both
     the test sample and the training randomness.
 

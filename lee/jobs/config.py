@@ -19,7 +19,7 @@ Example (paths are relative to the job file)::
     fusions = ["concat"]
     seeds = [0, 1, 2]
     windows = 10
-    n_boot = 200
+    n_boot = 100
     level = 0.95
 
     [proxy]                          # optional: ProxyConfig fields
@@ -65,7 +65,7 @@ class JobConfig:
     fusions: tuple[str, ...] = ("concat",)
     seeds: tuple[int, ...] = (0, 1, 2)
     windows: int = 10
-    n_boot: int = 200
+    n_boot: int = 100
     level: float = 0.95
     bootstrap_seed: int = 0
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
@@ -127,7 +127,7 @@ def load_job(path: str | Path) -> JobConfig:
             fusions=_tuple(ev.get("fusions", ["concat"]), "[eval] fusions", str),
             seeds=_tuple(ev.get("seeds", [0, 1, 2]), "[eval] seeds", int),
             windows=int(ev.get("windows", 10)),
-            n_boot=int(ev.get("n_boot", 200)),
+            n_boot=int(ev.get("n_boot", 100)),
             level=float(ev.get("level", 0.95)),
             bootstrap_seed=int(ev.get("bootstrap_seed", 0)),
             proxy=proxy,
