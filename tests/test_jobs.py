@@ -175,4 +175,4 @@ def test_evaluate_cli_reports_a_bad_job_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lee", "evaluate", "--config", str(path)], capture_output=True,
                           text=True)
     assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr and "is not a snapshot root" in proc.stderr
+    assert "Traceback" not in proc.stderr and "not a world directory" in proc.stderr
