@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import re
 import sys
 import textwrap
@@ -400,9 +401,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _strict(value: Any) -> Any:
+    """NaN and infinities become null, so the output is strict JSON that any parser reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def _emit(doc: dict[str, Any], args: argparse.Namespace) -> None:
     """Results as JSON on stdout: indented for people, one line with ``--json`` for scripts."""
-    print(json.dumps(doc, indent=None if getattr(args, "json", False) else 2, default=str))
+    print(json.dumps(_strict(doc), indent=None if getattr(args, "json", False) else 2, default=str,
+                     allow_nan=False))
 
 
 def _print_error(exc: BaseException, *, prefix: str = "error") -> None:

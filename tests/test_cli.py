@@ -664,3 +664,14 @@ def test_process_validate_corrupted_snapshot_and_bad_import(tmp_path, first_snap
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "cannot read without unpickling" in flat(proc.stderr)
+
+
+def test_json_output_is_strict_when_a_rate_is_undefined(tmp_path, capsys):
+    """A world with no content events has an undefined content CTR: printed as null, not NaN."""
+    from lee.cli import main as cli_main
+
+    assert cli_main(["world", "generate", "--scale", "tiny", "--out", str(tmp_path / "w"), "-q", "--json",
+                     "--set", "content_share=0"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out
+    assert json.loads(out)["ctr_content"] is None
