@@ -90,10 +90,14 @@ class ConcatFusion(Fusion):
     def __init__(self, dims: list[int], emb_dim: int) -> None:
         super().__init__()
         self.proj = nn.ModuleList(nn.Linear(d, emb_dim) for d in dims)
+        # A learned per-table scale that starts small (ReZero-style): the variant starts close to
+        # the baseline and lets the representation in only as far as the loss asks for it, so a
+        # pure-noise table stays near zero instead of perturbing every cross term from step one
+        self.scale = nn.Parameter(torch.full((len(dims),), 0.1))
         self.extra_fields = len(dims)
 
     def fields(self, reps: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [p(r) for p, r in zip(self.proj, reps)]  # each (B, D)
+        return [self.scale[k] * p(r) for k, (p, r) in enumerate(zip(self.proj, reps))]  # each (B, D)
 
 
 class GateFusion(Fusion):
