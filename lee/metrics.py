@@ -7,18 +7,24 @@ import numpy as np
 from lee.errors import InputError
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve, ties counted as half (the Mann-Whitney U statistic).
-
-    Equal to ``sklearn.metrics.roc_auc_score`` (to float64 rounding); raises when only one class
-    is present, since AUC is then undefined.
-    """
+def check_scores(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat labels and float64 scores of one length, the scores finite; else a clear error."""
     y = np.asarray(labels).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
     if y.shape != s.shape:
         raise InputError(f"labels and scores differ in length: {y.size} vs {s.size}")
     if not np.isfinite(s).all():
         raise InputError("scores hold NaN or Inf; AUC needs finite scores")
+    return y, s
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve, ties counted as half (the Mann-Whitney U statistic).
+
+    Equal to ``sklearn.metrics.roc_auc_score`` (to float64 rounding); raises when only one class
+    is present, since AUC is then undefined.
+    """
+    y, s = check_scores(labels, scores)
     if not np.isin(y, (0, 1)).all():
         bad = y[~np.isin(y, (0, 1))][0]
         raise InputError(f"labels must be 0 or 1; found {bad!r}")

@@ -22,6 +22,7 @@ from torch import nn
 from lee.errors import ConfigError
 from lee.evaluator.inject import Injection
 from lee.nn.layers import MLP, CrossNetV2
+from lee.nn.optim import split_params  # noqa: F401 - re-exported for benchmarks
 
 FUSIONS = ("concat", "gate", "iim")
 
@@ -174,10 +175,3 @@ class ProxyCTR(nn.Module):
             if expert is not None:
                 logit = logit + expert
         return logit
-
-
-def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(sparse embedding weights for SparseAdam, every other trainable parameter for Adam)."""
-    sparse = [m.weight for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse]
-    ids = {id(p) for p in sparse}
-    return sparse, [p for p in model.parameters() if id(p) not in ids and p.requires_grad]

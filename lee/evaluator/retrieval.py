@@ -19,11 +19,12 @@ from torch import nn
 
 from lee.errors import ConfigError
 from lee.evaluator.data import DownstreamStream
-from lee.evaluator.inject import Injection
-from lee.evaluator.models import ProxyConfig, RepLookup, split_params
+from lee.evaluator.inject import Injection, lookup_rows
+from lee.evaluator.models import ProxyConfig, RepLookup
 from lee.evaluator.stats import gauc
 from lee.evaluator.stream import StreamRun, _safe_auc
 from lee.metrics import log_loss
+from lee.nn.optim import make_optimizers, optimizer_step
 
 TEMPERATURE = 0.1
 RETRIEVAL_K = (10, 50)
@@ -69,11 +70,8 @@ def _rows(stream: DownstreamStream, injection: Injection | None, user_row: np.nd
           item_row: np.ndarray) -> list[torch.Tensor]:
     if injection is None:
         return []
-    out = []
-    for t in injection.tables:
-        r = user_row if t.kind.entity == "user" else item_row
-        out.append(torch.from_numpy(np.where(t.present[r], r, t.missing_row)))
-    return out
+    return [torch.from_numpy(lookup_rows(t, user_row if t.kind.entity == "user" else item_row))
+            for t in injection.tables]
 
 
 @torch.no_grad()
@@ -114,10 +112,7 @@ def run_retrieval(stream: DownstreamStream, injection: Injection | None, *, cfg:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = TwoTower(stream, cfg, injection).to(device)
-    sparse, dense = split_params(model)
-    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=cfg.lr)]
-    if sparse:
-        opts.append(torch.optim.SparseAdam(sparse, lr=cfg.sparse_lr))
+    opts = make_optimizers(model, cfg.lr, cfg.sparse_lr)
     ur_all = torch.from_numpy(stream.user_row)
     ir_all = torch.from_numpy(stream.item_row)
     rows_all = _rows(stream, injection, stream.user_row, stream.item_row)
@@ -154,11 +149,7 @@ def run_retrieval(stream: DownstreamStream, injection: Injection | None, *, cfg:
             i = model.items(ir_all[idx].to(device), rr)
             logits = u @ i.T / TEMPERATURE                                   # (B, B): in-batch negatives
             loss = F.cross_entropy(logits, torch.arange(idx.numel(), device=device))
-            for opt in opts:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for opt in opts:
-                opt.step()
+            optimizer_step(opts, loss)
             trained += idx.numel()
     seconds = time.perf_counter() - t0
     ranks = np.concatenate(all_ranks) if all_ranks else np.zeros(0, np.int64)

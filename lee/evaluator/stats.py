@@ -15,18 +15,14 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from lee.errors import InputError
+from lee.metrics import check_scores
 
 
 class RankedScores:
     """Scores sorted once, with their tie groups, for repeated (weighted) AUC evaluation."""
 
     def __init__(self, labels: np.ndarray, scores: np.ndarray) -> None:
-        y = np.asarray(labels).ravel()
-        s = np.asarray(scores, dtype=np.float64).ravel()
-        if y.shape != s.shape:
-            raise InputError(f"labels and scores differ in length: {y.size} vs {s.size}")
-        if not np.isfinite(s).all():
-            raise InputError("scores hold NaN or Inf; AUC needs finite scores")
+        y, s = check_scores(labels, scores)
         self.order = np.argsort(s, kind="stable")
         s_sorted = s[self.order]
         self.starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])

@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 
 from lee.evaluator.data import DownstreamStream
 from lee.evaluator.inject import Injection, lookup_rows
-from lee.evaluator.models import ProxyConfig, ProxyCTR, split_params
+from lee.evaluator.models import ProxyConfig, ProxyCTR
 from lee.evaluator.stats import gauc
 from lee.metrics import log_loss, roc_auc
+from lee.nn.optim import make_optimizers, optimizer_step
 
 
 @dataclass
@@ -78,10 +79,7 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ProxyCTR(stream.cardinalities, cfg, injection, fusion).to(device)
-    sparse, dense = split_params(model)
-    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=cfg.lr)]
-    if sparse:
-        opts.append(torch.optim.SparseAdam(sparse, lr=cfg.sparse_lr))
+    opts = make_optimizers(model, cfg.lr, cfg.sparse_lr)
     loss_fn = nn.BCEWithLogitsLoss()
     fusion_params = [p_ for p_ in model.fusion.parameters()] if cfg.fusion_l2 > 0 else []
     rows = rep_rows_for(stream, injection)
@@ -105,11 +103,7 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
             loss = loss_fn(logit, y[idx].to(device))
             if fusion_params:
                 loss = loss + cfg.fusion_l2 * sum((p_ ** 2).sum() for p_ in fusion_params)
-            for opt in opts:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for opt in opts:
-                opt.step()
+            optimizer_step(opts, loss)
             trained += idx.numel()
             bar.update(idx.numel())
     bar.close()

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from lee.errors import ConfigError, InputError
 from lee.features import EncodedWorld
 from lee.metrics import roc_auc
+from lee.nn.optim import make_optimizers, optimizer_step
 from lee.snapshot import EmbeddingTable, TableKind, write_snapshot
 from lee.upstream.cr_average import CRAverager, ExpDecay
 from lee.upstream.model import Batch, TripleTower, UpstreamConfig
@@ -78,16 +79,6 @@ def _interval_bounds(ts: np.ndarray, step: int, holdout_fraction: float) -> tupl
     return bounds, cut
 
 
-def _split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    sparse, dense = [], []
-    for module in model.modules():
-        if isinstance(module, nn.Embedding) and module.sparse:
-            sparse.append(module.weight)
-    sparse_ids = {id(p) for p in sparse}
-    dense = [p for p in model.parameters() if id(p) not in sparse_ids and p.requires_grad]
-    return sparse, dense
-
-
 @torch.no_grad()
 def _tower_rows(tower: nn.Module, rows: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
     return torch.cat([tower(rows[k:k + chunk]) for k in range(0, rows.numel(), chunk)]) if rows.numel() else \
@@ -124,10 +115,7 @@ def train_upstream(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tcfg.seed)
         model = TripleTower(enc, mcfg, user_tower, item_tower).to(device)
-    sparse, dense = _split_params(model)
-    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=tcfg.lr)]
-    if sparse:
-        opts.append(torch.optim.SparseAdam(sparse, lr=tcfg.sparse_lr))
+    opts = make_optimizers(model, tcfg.lr, tcfg.sparse_lr)
     loss_fn = nn.BCEWithLogitsLoss()
     cr_dim = model.layer_dim(mcfg.cr_layer)
     n_users, n_items = enc.cardinalities["users"], enc.cardinalities["items"]
@@ -149,11 +137,7 @@ def train_upstream(
             b = Batch.slice(enc, b0, min(b0 + tcfg.batch_size, hi), device)
             out = model(b, taps=True)
             loss = loss_fn(out.logit, b.click)
-            for opt in opts:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for opt in opts:
-                opt.step()
+            optimizer_step(opts, loss)
             cr = out.layers[mcfg.cr_layer].detach()
             ts_f = b.ts.double()
             cr_user.update(b.user, ts_f, cr)
