@@ -55,3 +55,15 @@ class ConfigError(LeeError):
 
 class DeviceError(LeeError):
     """The requested compute device is not available."""
+
+
+class LeeWarning(UserWarning):
+    """Base class of the workbench's warnings: the result is usable but the user should know."""
+
+
+class FewerClustersWarning(LeeWarning):
+    """K-means found fewer distinct clusters than asked for: often a sign of dimensional collapse."""
+
+
+class SmallSampleWarning(LeeWarning):
+    """Too few events or users for an interval to mean much (e.g. a cluster with a handful of clicks)."""
