@@ -83,8 +83,9 @@ def check_updated_at(updated_at: np.ndarray | None, n_rows: int, *, where: str |
         raise SnapshotError(f"values must fit in int64; max is {int(arr.max())}", path=where, column="updated_at")
 
 
-def check_vectors(vectors: np.ndarray, ids: np.ndarray, *, where: str | Path, dim: int | None = None) -> None:
-    """Vectors must be a non-empty finite float32 matrix of the expected width."""
+def check_vectors(vectors: np.ndarray, ids: np.ndarray, *, where: str | Path, dim: int | None = None,
+                  allow_nonfinite: bool = False) -> None:
+    """Vectors must be a non-empty finite float32 matrix of the expected width (finite unless allowed)."""
     if vectors.ndim != 2:
         raise SnapshotError(f"vectors must be a 2-D matrix; got shape {vectors.shape}", path=where, column="vector")
     if vectors.dtype != np.float32:
@@ -99,7 +100,7 @@ def check_vectors(vectors: np.ndarray, ids: np.ndarray, *, where: str | Path, di
         raise SnapshotError(
             f"vectors have dim {vectors.shape[1]} but the manifest says dim {dim}", path=where, column="vector"
         )
-    if np.isfinite(vectors).all():  # fast path; the row-wise pass only runs to name the culprit
+    if allow_nonfinite or np.isfinite(vectors).all():  # fast path; the row-wise pass only runs to name the culprit
         return
     finite_rows = np.isfinite(vectors).all(axis=1)
     if not finite_rows.all():

@@ -124,13 +124,38 @@ class Snapshot:
         if id_type != info.id_type:
             raise SnapshotError(f"ids are {id_type} but the manifest says {info.id_type}", path=path, column="id")
 
+    def load_ids(self, kind: TableKind | str) -> np.ndarray:
+        """Only the ``id`` column of a table (int64 array or object array of str), without the vectors.
+
+        Reading one column of a Parquet file skips the vector bytes entirely, so aligning two
+        large snapshots by id costs a few bytes per row, not the whole matrix.
+        """
+        info = self.info(kind)
+        path = self.path / info.file
+        try:
+            pf = pq.ParquetFile(str(path))
+            check_schema(pf.schema_arrow, path=path, dim=info.dim, has_updated_at=info.has_updated_at)
+            col = pf.read(columns=["id"]).column("id")
+        except SnapshotError:
+            raise
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise SnapshotError(f"is not a readable Parquet file ({exc})", path=path) from None
+        if col.null_count:
+            raise SnapshotError(f"holds {col.null_count} null(s); nulls are not allowed", path=path, column="id")
+        self._check_rows(len(col), info, path)
+        if pa.types.is_int64(col.type):
+            return col.to_numpy()
+        return np.asarray(col.to_numpy(), dtype=object)
+
     def iter_chunks(
-        self, kind: TableKind | str, *, rows: int = 131_072, verify: bool = True
+        self, kind: TableKind | str, *, rows: int = 131_072, verify: bool = True, allow_nonfinite: bool = False
     ) -> Iterator[EmbeddingTable]:
         """Yield the table in chunks of at most ``rows`` rows, for tables larger than memory.
 
         ``verify`` checks the checksum (one streaming pass over the file first) and every chunk
         for NaN/Inf rows; duplicate ids across chunks are left to :func:`validate_snapshot`.
+        ``allow_nonfinite`` keeps the checksum but passes NaN/Inf rows through, for the health
+        monitor, whose job is to count them rather than refuse the snapshot.
         """
         if rows <= 0:
             raise SnapshotError(f"chunk size must be positive; got rows={rows}")
@@ -147,7 +172,7 @@ class Snapshot:
         try:
             for batch in pf.iter_batches(batch_size=rows):
                 chunk = from_arrow(batch, path=path)
-                if verify:
+                if verify and not allow_nonfinite:
                     check_vectors(chunk.vectors, chunk.ids, where=path, dim=info.dim)
                 seen += len(chunk)
                 yield chunk

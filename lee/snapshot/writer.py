@@ -73,11 +73,14 @@ def write_snapshot(
     extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     compression: str = "none",
+    allow_nonfinite: bool = False,
 ) -> Path:
     """Write one snapshot to ``root/variant/<event-time>/`` atomically and return its path.
 
     Every table is checked first (finite, unique ids, float32, non-empty), so a bad snapshot is
     never written. An existing snapshot at the same place is an error unless ``overwrite``.
+    ``allow_nonfinite`` lets NaN/Inf rows through: only for planting the broken snapshots that the
+    health monitor must catch (verifying readers still refuse to load them).
     """
     check_variant_name(variant)
     when = parse_event_time(event_time)
@@ -96,7 +99,7 @@ def write_snapshot(
     for kind, table in kinds.items():
         where = f"table {kind.value} for {variant}@{time_dirname(when)}"
         check_ids(table.ids, where=where)
-        check_vectors(table.vectors, table.ids, where=where)
+        check_vectors(table.vectors, table.ids, where=where, allow_nonfinite=allow_nonfinite)
         check_updated_at(table.updated_at, len(table), where=where)
 
     final.parent.mkdir(parents=True, exist_ok=True)

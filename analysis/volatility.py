@@ -1,0 +1,320 @@
+"""Volatility: how much each id's representation moved between two snapshots of one variant.
+
+For every id present in both snapshots (by default a snapshot and the one 5 minutes before it)
+the cosine similarity of its two vectors; the shares above 0.99 and 0.95 summarise it (the seed
+paper reports 76.0% and 95.7% for its users). Ids in only one snapshot are counted as new or lost.
+
+The join is by id and streams the later table in Parquet batches against the earlier one held in
+memory — or, when the earlier table exceeds ``memory_mb``, against one block of it at a time
+(a block nested-loop join: one more pass over the later file per block). Only the id columns are
+ever held whole, so memory stays bounded for tables larger than RAM, with int64 or string ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from analysis._inputs import require_columns
+from lee.errors import InputError, SnapshotError
+from lee.snapshot import Snapshot, SnapshotStore, TableKind
+from lee.timeutil import iso
+
+THRESHOLDS = (0.99, 0.95)
+DEFAULT_MEMORY_MB = 4096
+_BATCH_ROWS = 131_072
+
+
+@dataclass
+class VolatilityResult:
+    """Per-id cosine between two snapshots of one variant, with coverage of new and lost ids.
+
+    ``ids[k]`` and ``cosine[k]`` are the shared ids in the later snapshot's row order. A zero
+    vector has no direction: its cosine is 0 (scikit-learn's convention) and it is counted in
+    ``n_zero_norm``.
+    """
+
+    variant: str
+    kind: TableKind
+    before: datetime
+    after: datetime
+    ids: np.ndarray
+    cosine: np.ndarray
+    n_before: int
+    n_after: int
+    new_ids: np.ndarray
+    lost_ids: np.ndarray
+    n_zero_norm: int = 0
+    blocks: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_shared(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def minutes_apart(self) -> float:
+        return (self.after - self.before).total_seconds() / 60.0
+
+    def share_above(self, threshold: float) -> float:
+        """Share of shared ids whose cosine is strictly above ``threshold``."""
+        return float((self.cosine > threshold).mean())
+
+    def summary(self) -> dict[str, Any]:
+        c = self.cosine.astype(np.float64)
+        q = np.quantile(c, [0.05, 0.5]) if c.size else [np.nan, np.nan]
+        return {
+            "variant": self.variant, "table": self.kind.value,
+            "before": iso(self.before), "after": iso(self.after), "minutes_apart": self.minutes_apart,
+            "n_before": self.n_before, "n_after": self.n_after, "n_shared": self.n_shared,
+            "n_new": int(self.new_ids.size), "n_lost": int(self.lost_ids.size),
+            "coverage": self.n_shared / max(self.n_after, 1),
+            "mean_cosine": float(c.mean()), "median_cosine": float(q[1]), "p05_cosine": float(q[0]),
+            **{f"share_above_{t:g}": self.share_above(t) for t in THRESHOLDS},
+            "n_zero_norm": self.n_zero_norm,
+        }
+
+    def histogram(self, bins: int = 100, lo: float | None = None) -> pd.DataFrame:
+        """Counts of cosine in ``bins`` equal bins over [lo, 1] (lo: the 0.1% quantile, at most 0.9)."""
+        if lo is None:
+            lo = float(min(np.quantile(self.cosine, 0.001), 0.9)) if self.cosine.size else -1.0
+        lo = max(-1.0, lo)
+        counts, edges = np.histogram(np.clip(self.cosine, lo, 1.0), bins=bins, range=(lo, 1.0))
+        return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts,
+                             "share": counts / max(self.n_shared, 1)})
+
+    def cdf(self, points: int = 201) -> pd.DataFrame:
+        """The empirical CDF at ``points`` quantiles: share of ids at or below each cosine."""
+        share = np.linspace(0.0, 1.0, points)
+        return pd.DataFrame({"cosine": np.quantile(self.cosine, share), "share_at_or_below": share})
+
+    def by_attribute(self, attributes: pd.DataFrame, column: str, *, id_column: str | None = None,
+                     bins: int | Sequence[float] | None = None) -> pd.DataFrame:
+        """Volatility broken down by an attribute of the ids (activity level, segment, ...).
+
+        ``attributes`` holds one row per id (``id_column``: ``user_id`` for user tables, ``item_id``
+        for item tables by default). A numeric attribute with many values needs ``bins`` (an
+        int gives quantile bins). Shared ids without a row fall into the group "(unknown)".
+        """
+        id_column = id_column or f"{self.kind.entity}_id"
+        require_columns(attributes, [id_column, column], name="attributes")
+        if attributes[id_column].duplicated().any():
+            dup = attributes[id_column][attributes[id_column].duplicated()].iloc[0]
+            raise InputError(f"attributes: column {id_column} has duplicate id {dup!r}; one row per id expected")
+        values = attributes.set_index(id_column)[column].reindex(self.ids)
+        if bins is not None:
+            if not pd.api.types.is_numeric_dtype(values):
+                raise InputError(f"attributes: bins need a numeric column; {column} is {values.dtype}")
+            values = (pd.qcut(values, bins, duplicates="drop") if isinstance(bins, int)
+                      else pd.cut(values, list(bins), include_lowest=True))
+        elif pd.api.types.is_numeric_dtype(values) and values.nunique() > 50:
+            raise InputError(f"attributes: column {column} is numeric with {values.nunique()} distinct values; "
+                             "pass bins (a count of quantile bins or bin edges)")
+        groups = values.astype(object).where(values.notna(), "(unknown)").astype(str).to_numpy()
+        frame = pd.DataFrame({column: groups, "cosine": self.cosine.astype(np.float64)})
+        g = frame.groupby(column, sort=True, observed=True)["cosine"]
+        out = g.agg(n="size", mean_cosine="mean", median_cosine="median")
+        for t in THRESHOLDS:
+            out[f"share_above_{t:g}"] = g.apply(lambda c, t=t: float((c > t).mean()))
+        return out.reset_index()
+
+
+# --------------------------------------------------------------------------- the join
+
+
+def _check_pair(before: Snapshot, after: Snapshot, kind: TableKind) -> None:
+    ib, ia = before.info(kind), after.info(kind)
+    if ib.dim != ia.dim:
+        raise InputError(f"cannot compare {kind.value}: {before.path} has dim {ib.dim} but {after.path} has dim "
+                         f"{ia.dim}; volatility needs two snapshots of the same representation")
+    if ib.id_type != ia.id_type:
+        raise InputError(f"cannot compare {kind.value}: ids are {ib.id_type} in {before.path} but {ia.id_type} "
+                         f"in {after.path}")
+
+
+def _unique_index(ids: np.ndarray, snap: Snapshot, kind: TableKind) -> pd.Index:
+    index = pd.Index(ids)
+    if not index.is_unique:
+        dup = index[index.duplicated()][0]
+        raise SnapshotError("duplicate id; ids must be unique", path=snap.table_path(kind), column="id",
+                            id=dup.item() if isinstance(dup, np.generic) else dup)
+    return index
+
+
+def _vector_batches(snap: Snapshot, kind: TableKind, rows: int) -> Iterator[np.ndarray]:
+    """The ``vector`` column in batches of at most ``rows`` rows, as float32 matrices (no id column)."""
+    path = snap.table_path(kind)
+    dim = snap.info(kind).dim
+    try:
+        pf = pq.ParquetFile(str(path))
+        for batch in pf.iter_batches(batch_size=rows, columns=["vector"]):
+            col = batch.column(0)
+            if col.null_count or col.flatten().null_count:
+                raise SnapshotError("holds null vectors or elements", path=path, column="vector")
+            yield col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    except (pa.ArrowException, OSError) as exc:
+        raise SnapshotError(f"could not be read ({exc})", path=path) from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        while block := fh.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _norms(x: np.ndarray, snap: Snapshot, kind: TableKind, ids: np.ndarray, offset: int) -> np.ndarray:
+    """Row norms; a NaN/Inf row is an error naming the file and its id (not a NaN cosine)."""
+    n = np.sqrt(np.einsum("ij,ij->i", x, x))
+    if not np.isfinite(n).all():
+        k = int(np.flatnonzero(~np.isfinite(n))[0])
+        bad = ids[offset + k]
+        raise SnapshotError("row holds NaN or Inf; volatility needs finite vectors", path=snap.table_path(kind),
+                            column="vector", id=bad.item() if isinstance(bad, np.generic) else bad)
+    return n
+
+
+def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = TableKind.UR, *,
+                 memory_mb: int = DEFAULT_MEMORY_MB, batch_rows: int = _BATCH_ROWS, verify: bool = True,
+                 progress: bool = False) -> VolatilityResult:
+    """Cosine similarity of every id present in both snapshots' ``kind`` tables.
+
+    ``memory_mb`` bounds the block of the earlier table held in memory (the later one is always
+    streamed in ``batch_rows`` batches). ``verify`` checks both files' checksums on a second core
+    while the join runs; nothing is returned if a file does not match its manifest.
+    """
+    kind = TableKind.parse(kind)
+    _check_pair(before, after, kind)
+    if memory_mb <= 0 or batch_rows <= 0:
+        raise InputError(f"memory_mb and batch_rows must be positive; got {memory_mb} and {batch_rows}")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checks: list[tuple[Future[str], Snapshot]] = []
+        if verify:
+            checks = [(pool.submit(_sha256, s.table_path(kind)), s) for s in (before, after)]
+        ids_b, ids_a = before.load_ids(kind), after.load_ids(kind)
+        index_b = _unique_index(ids_b, before, kind)
+        _unique_index(ids_a, after, kind)
+        pos = index_b.get_indexer(ids_a)          # (n_after,) row of each later id in the earlier table
+        shared = pos >= 0
+        if not shared.any():
+            raise InputError(
+                f"no id of the {kind.value} table in {after.path} is present in {before.path} "
+                f"(first ids: {ids_a[0]!r} vs {ids_b[0]!r}); volatility needs overlapping ids")
+        seen_b = np.zeros(ids_b.size, bool)
+        seen_b[pos[shared]] = True
+
+        dim = before.info(kind).dim
+        block_rows = max(batch_rows, (memory_mb << 20) // (4 * dim))
+        cos = np.zeros(ids_a.size, np.float32)
+        zero = np.zeros(ids_a.size, bool)
+        n_blocks = -(-ids_b.size // block_rows)
+        bar = tqdm(total=n_blocks * ids_a.size, desc=f"volatility {kind.value}", unit="row", unit_scale=True,
+                   disable=not progress, leave=False)
+        scratch = np.empty((batch_rows, dim), np.float32)           # gathered earlier rows, reused
+        lo = 0
+        for held in _read_blocks(before, kind, batch_rows, block_rows):
+            held_norm = _norms(held, before, kind, ids_b, lo)
+            hi = lo + held.shape[0]
+            a0 = 0
+            for batch in _vector_batches(after, kind, batch_rows):
+                a1 = a0 + batch.shape[0]
+                p = pos[a0:a1]
+                hit = (p >= lo) & (p < hi)
+                rows = None if hit.all() else np.flatnonzero(hit)
+                m = batch.shape[0] if rows is None else rows.size
+                if m:
+                    x = batch if rows is None else batch[rows]         # (m, d) later vectors
+                    p_hit = (p if rows is None else p[rows]) - lo
+                    y = np.take(held, p_hit, axis=0, out=scratch[:m])  # (m, d) their earlier vectors
+                    nx = _norms(x, after, kind, ids_a[a0:a1] if rows is None else ids_a[a0:a1][rows], 0)
+                    denom = nx * held_norm[p_hit]
+                    ok = denom > 0
+                    dot = np.einsum("ij,ij->i", x, y)
+                    out = slice(a0, a1) if rows is None else a0 + rows
+                    cos[out] = np.where(ok, dot / np.where(ok, denom, 1.0), 0.0)
+                    zero[out] = ~ok
+                bar.update(a1 - a0)
+                a0 = a1
+            lo = hi
+        bar.close()
+        for fut, snap in checks:
+            info = snap.info(kind)
+            if fut.result() != info.sha256:
+                raise SnapshotError("checksum mismatch with the manifest; the file was changed or corrupted",
+                                    path=snap.table_path(kind))
+    return VolatilityResult(
+        variant=after.variant, kind=kind, before=before.event_time, after=after.event_time,
+        ids=ids_a[shared], cosine=np.clip(cos[shared], -1.0, 1.0), n_before=int(ids_b.size),
+        n_after=int(ids_a.size), new_ids=ids_a[~shared], lost_ids=ids_b[~seen_b],
+        n_zero_norm=int(zero[shared].sum()), blocks=n_blocks,
+    )
+
+
+def _read_blocks(snap: Snapshot, kind: TableKind, batch_rows: int, block_rows: int) -> Iterator[np.ndarray]:
+    """The table's vectors in blocks of at most ``block_rows`` rows, each copied once into one
+    buffer that is reused from block to block (fresh pages are what cost most here)."""
+    n = snap.info(kind).rows
+    dim = snap.info(kind).dim
+    buf = np.empty((min(block_rows, n), dim), np.float32)
+    held = 0
+    for b in _vector_batches(snap, kind, batch_rows):
+        while b.shape[0]:
+            take = min(buf.shape[0] - held, b.shape[0])
+            buf[held:held + take] = b[:take]
+            held += take
+            b = b[take:]
+            if held == buf.shape[0]:
+                yield buf
+                held = 0
+    if held:
+        yield buf[:held]
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def volatility(store: SnapshotStore | str | Path, variant: str, kind: TableKind | str = TableKind.UR, *,
+               at: str | datetime | int | None = None, minutes: float = 5.0, tolerance_minutes: float = 0.0,
+               **kwargs: Any) -> VolatilityResult:
+    """Volatility of ``variant`` at ``at`` (default: its latest snapshot) against ``minutes`` before."""
+    store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
+    after = store.latest(variant) if at is None else store.open(variant, at)
+    before = store.previous(after, minutes=minutes, tolerance_minutes=tolerance_minutes)
+    return cosine_by_id(before, after, kind, **kwargs)
+
+
+@dataclass
+class VolatilitySeries:
+    """Volatility between each pair of consecutive snapshots of one variant: one row per pair."""
+
+    variant: str
+    kind: TableKind
+    table: pd.DataFrame
+
+
+def volatility_series(store: SnapshotStore | str | Path, variant: str, kind: TableKind | str = TableKind.UR, *,
+                      times: Sequence[datetime] | None = None, progress: bool = False,
+                      **kwargs: Any) -> VolatilitySeries:
+    """Volatility over a whole sequence of snapshots (consecutive pairs, oldest first)."""
+    store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
+    kind = TableKind.parse(kind)
+    times = list(times) if times is not None else store.times(variant)
+    if len(times) < 2:
+        raise InputError(f"variant {variant!r} has {len(times)} snapshot(s); a volatility series needs at least 2")
+    rows = []
+    for t0, t1 in tqdm(list(zip(times[:-1], times[1:])), desc=f"volatility {variant}", disable=not progress):
+        res = cosine_by_id(store.open(variant, t0), store.open(variant, t1), kind, **kwargs)
+        rows.append(res.summary())
+    return VolatilitySeries(variant, kind, pd.DataFrame(rows))
