@@ -1,0 +1,256 @@
+"""Snapshot health monitoring: per-table statistics over a variant's timeline, anomaly flags, rollback.
+
+Each snapshot's tables are summarised in one streaming pass (bounded memory): mean, variance,
+mean L1 and L2 row norms, min/max, the share of extreme values, NaN/Inf rows and dead
+dimensions. Each snapshot is then judged against a *reference* — the median of the last
+``reference_size`` healthy snapshots — so one broken snapshot never becomes the yardstick for
+the next, and the most recent snapshot with every table healthy is the one to roll back to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lee.errors import ConfigError, InputError
+from lee.snapshot import Snapshot, SnapshotStore, TableKind
+from lee.timeutil import iso
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When a table counts as anomalous, relative to the reference of recent healthy snapshots."""
+
+    max_nonfinite_share: float = 0.0   # share of rows holding NaN/Inf (0: any such row flags)
+    max_scale_ratio: float = 1.5       # mean L2 row norm vs the reference, either way
+    max_mean_shift: float = 0.5        # RMS over dims of (mean_d - ref mean_d) / ref std_d
+    extreme_z: float = 6.0             # a value is extreme beyond ref mean_d ± extreme_z · ref std_d
+    max_extreme_share: float = 0.001   # extra share of extreme values above the reference's own
+    dead_std_ratio: float = 0.05       # a dimension is dead when its std < this × the reference's
+    max_dead_dims: int = 0             # more dead dims than the reference has flags
+    reference_size: int = 3            # healthy snapshots whose median forms the reference
+
+    def __post_init__(self) -> None:
+        if self.max_scale_ratio <= 1.0:
+            raise ConfigError(f"health thresholds: max_scale_ratio must exceed 1; got {self.max_scale_ratio}")
+        if self.reference_size < 1:
+            raise ConfigError(f"health thresholds: reference_size must be at least 1; got {self.reference_size}")
+        for name in ("max_nonfinite_share", "max_mean_shift", "extreme_z", "max_extreme_share", "dead_std_ratio"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"health thresholds: {name} must be non-negative; got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> HealthThresholds:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"health thresholds: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**raw)
+
+
+@dataclass
+class TableStats:
+    """One table of one snapshot, summarised. Statistics are over finite rows only."""
+
+    rows: int
+    nonfinite_rows: int
+    mean: float
+    variance: float
+    l1_mean: float
+    l2_mean: float
+    min: float
+    max: float
+    extreme_share: float
+    dim_mean: np.ndarray = field(repr=False)
+    dim_std: np.ndarray = field(repr=False)
+
+    def row(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("dim_mean", "dim_std")}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a healthy table looks like: medians over recent healthy snapshots."""
+
+    dim_mean: np.ndarray
+    dim_std: np.ndarray
+    l2_mean: float
+    variance: float
+    extreme_share: float
+    dead_dims: int
+
+
+def table_stats(snapshot: Snapshot, kind: TableKind | str, *, reference: Reference | None = None,
+                extreme_z: float = 6.0, chunk_rows: int = 131_072) -> TableStats:
+    """Summarise one table in streaming passes (checksum verified; NaN/Inf rows counted, not refused).
+
+    Extreme values are counted against ``reference`` when given, else against the table's own
+    per-dimension mean and std (which needs a second pass).
+    """
+    kind = TableKind.parse(kind)
+    info = snapshot.info(kind)
+    d = info.dim
+    s1 = np.zeros(d)
+    s2 = np.zeros(d)
+    n = bad = 0
+    l1 = l2 = 0.0
+    lo, hi = np.inf, -np.inf
+    extreme = 0
+    center = scale = None
+    if reference is not None:
+        center, scale = reference.dim_mean, np.maximum(reference.dim_std, 1e-12)
+    for chunk in snapshot.iter_chunks(kind, rows=chunk_rows, allow_nonfinite=True):
+        v = chunk.vectors
+        finite = np.isfinite(v).all(axis=1)
+        if not finite.all():
+            bad += int((~finite).sum())
+            v = v[finite]
+        if not len(v):
+            continue
+        x = v.astype(np.float64)
+        n += len(x)
+        s1 += x.sum(0)
+        s2 += (x * x).sum(0)
+        l1 += float(np.abs(x).sum())
+        l2 += float(np.sqrt((x * x).sum(1)).sum())
+        lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        if center is not None:
+            extreme += int((np.abs(x - center) > extreme_z * scale).sum())
+    if n == 0:
+        nan = np.full(d, np.nan)
+        return TableStats(info.rows, bad, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, nan, nan)
+    dim_mean = s1 / n
+    dim_std = np.sqrt(np.maximum(s2 / n - dim_mean**2, 0.0))
+    if center is None:  # no reference yet: extremes against the table's own moments
+        own = Reference(dim_mean, dim_std, 0.0, 0.0, 0.0, 0)
+        return dataclasses.replace(table_stats(snapshot, kind, reference=own, extreme_z=extreme_z,
+                                               chunk_rows=chunk_rows), nonfinite_rows=bad)
+    mean = float(s1.sum() / (n * d))
+    return TableStats(
+        rows=info.rows, nonfinite_rows=bad, mean=mean, variance=float(s2.sum() / (n * d) - mean**2),
+        l1_mean=l1 / n, l2_mean=l2 / n, min=lo, max=hi, extreme_share=extreme / (n * d),
+        dim_mean=dim_mean, dim_std=dim_std,
+    )
+
+
+def _reference(history: list[TableStats], th: HealthThresholds) -> Reference | None:
+    recent = history[-th.reference_size:]
+    if not recent:
+        return None
+    dim_std = np.median([s.dim_std for s in recent], axis=0)
+    return Reference(
+        dim_mean=np.median([s.dim_mean for s in recent], axis=0), dim_std=dim_std,
+        l2_mean=float(np.median([s.l2_mean for s in recent])),
+        variance=float(np.median([s.variance for s in recent])),
+        extreme_share=float(np.median([s.extreme_share for s in recent])),
+        dead_dims=int(np.median([_dead_dims(s.dim_std, dim_std, th) for s in recent])),
+    )
+
+
+def _dead_dims(dim_std: np.ndarray, ref_std: np.ndarray, th: HealthThresholds) -> int:
+    return int((dim_std < th.dead_std_ratio * ref_std).sum())
+
+
+def judge(stats: TableStats, ref: Reference | None, th: HealthThresholds) -> tuple[dict[str, float], list[str]]:
+    """Derived measures and the reasons (empty when healthy) a table is flagged."""
+    reasons: list[str] = []
+    share_bad = stats.nonfinite_rows / max(stats.rows, 1)
+    if share_bad > th.max_nonfinite_share:
+        reasons.append(f"{stats.nonfinite_rows} row(s) hold NaN/Inf ({share_bad:.2%})")
+    if stats.nonfinite_rows == stats.rows:
+        return {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": np.nan, "variance_change": np.nan}, reasons
+    own_ref = ref.dim_std if ref is not None else np.full_like(stats.dim_std, np.median(stats.dim_std))
+    dead = _dead_dims(stats.dim_std, own_ref, th)
+    measures = {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": float(dead), "variance_change": np.nan}
+    if dead > th.max_dead_dims + (ref.dead_dims if ref is not None else 0):
+        reasons.append(f"{dead} dead dimension(s) (std < {th.dead_std_ratio:g} × reference)")
+    if ref is None:
+        return measures, reasons
+    ratio = stats.l2_mean / max(ref.l2_mean, 1e-30)
+    shift = float(np.sqrt(np.mean(((stats.dim_mean - ref.dim_mean) / np.maximum(ref.dim_std, 1e-12)) ** 2)))
+    measures.update(scale_ratio=ratio, mean_shift=shift, variance_change=stats.variance / max(ref.variance, 1e-30) - 1)
+    if ratio > th.max_scale_ratio or ratio < 1.0 / th.max_scale_ratio:
+        reasons.append(f"mean row norm is {ratio:.3g}× the reference's")
+    if shift > th.max_mean_shift:
+        reasons.append(f"per-dimension means shifted by {shift:.3g} reference std (RMS)")
+    if stats.extreme_share - ref.extreme_share > th.max_extreme_share:
+        reasons.append(f"{stats.extreme_share:.3%} of values beyond {th.extreme_z:g} reference std")
+    return measures, reasons
+
+
+@dataclass
+class HealthReport:
+    """Health of every table of every snapshot of one variant, oldest first.
+
+    ``table`` has one row per (snapshot, table) with the statistics, the measures against the
+    reference, ``rate_*`` columns (relative change from the previous snapshot), ``healthy`` and
+    ``reasons``; ``snapshots`` one row per snapshot.
+    """
+
+    variant: str
+    thresholds: HealthThresholds
+    table: pd.DataFrame
+
+    @property
+    def snapshots(self) -> pd.DataFrame:
+        g = self.table.groupby("time", sort=True)
+        return pd.DataFrame({"healthy": g["healthy"].all(),
+                             "reasons": g["reasons"].agg(lambda r: "; ".join(x for x in r if x))}).reset_index()
+
+    @property
+    def flagged_times(self) -> list[datetime]:
+        s = self.snapshots
+        return [t.to_pydatetime() for t in s.loc[~s["healthy"], "time"]]
+
+    @property
+    def rollback_target(self) -> datetime | None:
+        """The most recent snapshot whose every table is healthy (None if there is none)."""
+        s = self.snapshots
+        ok = s.loc[s["healthy"], "time"]
+        return ok.iloc[-1].to_pydatetime() if len(ok) else None
+
+    def summary(self) -> dict[str, Any]:
+        s = self.snapshots
+        target = self.rollback_target
+        return {"variant": self.variant, "snapshots": len(s), "flagged": int((~s["healthy"]).sum()),
+                "latest_healthy": bool(s["healthy"].iloc[-1]) if len(s) else None,
+                "rollback_target": iso(target) if target is not None else None,
+                "flagged_times": [iso(t) for t in self.flagged_times]}
+
+
+def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
+                    thresholds: HealthThresholds | None = None, kinds: list[TableKind | str] | None = None,
+                    times: list[datetime] | None = None, progress: bool = False) -> HealthReport:
+    """Monitor ``variant`` over its snapshots (all, or ``times``), table by table."""
+    th = thresholds or HealthThresholds()
+    store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
+    times = list(times) if times is not None else store.times(variant)
+    if not times:
+        raise InputError(f"variant {variant!r} has no snapshots to monitor")
+    history: dict[TableKind, list[TableStats]] = {}
+    previous: dict[TableKind, TableStats] = {}
+    rows = []
+    for when in tqdm(times, desc=f"health {variant}", disable=not progress):
+        snap = store.open(variant, when)
+        wanted = [TableKind.parse(k) for k in kinds] if kinds is not None else snap.kinds
+        for kind in wanted:
+            healthy_hist = history.setdefault(kind, [])
+            ref = _reference(healthy_hist, th)
+            stats = table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z)
+            measures, reasons = judge(stats, ref, th)
+            prev = previous.get(kind)
+            rates = {f"rate_{k}": (getattr(stats, k) / getattr(prev, k) - 1.0) if prev is not None and getattr(prev, k)
+                     else np.nan for k in ("l2_mean", "variance", "mean")}
+            rows.append({"time": pd.Timestamp(when), "table": kind.value, **stats.row(), **measures, **rates,
+                         "healthy": not reasons, "reasons": "; ".join(reasons)})
+            previous[kind] = stats
+            if not reasons:
+                healthy_hist.append(stats)
+    return HealthReport(variant, th, pd.DataFrame(rows))

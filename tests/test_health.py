@@ -1,0 +1,81 @@
+"""Snapshot health: exact statistics, planted anomalies flagged, healthy snapshots not, rollback target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.health import HealthThresholds, snapshot_health, table_stats
+from lee.errors import ConfigError, InputError
+from lee.snapshot import EmbeddingTable, SnapshotStore, write_snapshot
+from lee.world.anomalies import ANOMALIES, plant_anomalies
+from lee.world.planted import PLANTED_VARIANTS, write_planted_variants
+
+
+def test_table_stats_closed_form(tmp_path):
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((500, 6)).astype(np.float32)
+    v[3] = np.nan
+    v[10, 2] = np.inf
+    path = write_snapshot(tmp_path, "v", "2026-01-01T00:00:00Z", {"UR": EmbeddingTable(np.arange(500), v)},
+                          allow_nonfinite=True)
+    from lee.snapshot import Snapshot
+
+    s = table_stats(Snapshot.open(path), "UR", chunk_rows=64)  # many chunks
+    ok = np.isfinite(v).all(1)
+    x = v[ok].astype(np.float64)
+    assert s.rows == 500 and s.nonfinite_rows == 2
+    assert s.mean == pytest.approx(x.mean(), abs=1e-12)
+    assert s.variance == pytest.approx(x.var(), rel=1e-9)
+    assert s.l1_mean == pytest.approx(np.abs(x).sum(1).mean(), rel=1e-9)
+    assert s.l2_mean == pytest.approx(np.linalg.norm(x, axis=1).mean(), rel=1e-9)
+    assert (s.min, s.max) == (pytest.approx(x.min()), pytest.approx(x.max()))
+    np.testing.assert_allclose(s.dim_std, x.std(0), rtol=1e-9)
+    z = np.abs(x - x.mean(0)) / x.std(0)
+    assert s.extreme_share == pytest.approx((z > 6.0).mean())
+    s2 = table_stats(Snapshot.open(path), "UR", extreme_z=2.0)
+    assert s2.extreme_share == pytest.approx((z > 2.0).mean())
+
+
+def test_planted_anomalies_flagged_and_rollback(tiny_world, tmp_path):
+    write_planted_variants(tiny_world, tmp_path, variants=["oracle"], n_snapshots=4)
+    planted = plant_anomalies(tmp_path, "oracle", seed=1)
+    report = snapshot_health(tmp_path, "oracle")
+    flagged = set(report.flagged_times)
+    assert flagged == {planted["rescaled"], planted["nan_rows"], planted["collapsed_dim"]}
+    assert report.rollback_target == planted["healthy"]
+    t = report.table.set_index(["time", "table"])
+    # every table of each broken snapshot is flagged, for the planted reason
+    for kind in ("UR", "IR", "CR_user", "CR_item"):
+        assert "× the reference" in t.loc[(planted["rescaled"], kind), "reasons"]
+        assert t.loc[(planted["rescaled"], kind), "scale_ratio"] == pytest.approx(3.0, rel=0.01)
+        assert "NaN/Inf" in t.loc[(planted["nan_rows"], kind), "reasons"]
+        assert "dead dimension" in t.loc[(planted["collapsed_dim"], kind), "reasons"]
+    assert report.summary()["flagged"] == 3 and report.summary()["latest_healthy"] is False
+    assert set(ANOMALIES) == set(planted)
+
+
+@pytest.mark.parametrize("variant", PLANTED_VARIANTS)
+def test_healthy_planted_variants_are_not_flagged(tiny_world, tmp_path, variant):
+    write_planted_variants(tiny_world, tmp_path, variants=[variant], n_snapshots=4)
+    report = snapshot_health(tmp_path, variant)
+    assert report.flagged_times == [], report.table[["time", "table", "reasons"]]
+    assert report.rollback_target == SnapshotStore(tmp_path).times(variant)[-1]
+    # rate of change between consecutive healthy snapshots is small (planted drift only)
+    assert report.table["rate_l2_mean"].abs().max() < 0.05
+
+
+def test_thresholds_are_configurable(tiny_world, tmp_path):
+    write_planted_variants(tiny_world, tmp_path, variants=["oracle"], n_snapshots=2)
+    planted = plant_anomalies(tmp_path, "oracle")
+    lax = HealthThresholds(max_scale_ratio=5.0, max_extreme_share=1.0, max_mean_shift=10.0)
+    report = snapshot_health(tmp_path, "oracle", thresholds=lax, kinds=["UR"])
+    assert planted["rescaled"] not in report.flagged_times
+    assert planted["nan_rows"] in report.flagged_times
+    assert set(report.table["table"]) == {"UR"}
+    with pytest.raises(ConfigError, match="unknown key"):
+        HealthThresholds.from_dict({"max_scale": 2})
+    with pytest.raises(ConfigError, match="max_scale_ratio"):
+        HealthThresholds(max_scale_ratio=0.9)
+    with pytest.raises(InputError, match="no snapshots"):
+        snapshot_health(tmp_path, "oracle", times=[])
