@@ -1,0 +1,128 @@
+"""Dimensional collapse: the singular-value spectrum of a table and how many dimensions it really uses.
+
+The spectrum of the centred matrix comes from its d×d Gram matrix, accumulated chunk by chunk
+in float64 (exact, bounded memory whatever the row count). Two summaries of it:
+
+* effective rank (Roy & Vetterli, 2007): ``exp(H(p))`` with ``p_i = σ_i / Σσ`` — d for a flat
+  spectrum, 1 when one direction holds everything;
+* information abundance (Guo et al., 2023, "On the Embedding Collapse When Scaling Up
+  Recommendation Models"): ``Σσ / max σ``.
+
+A table is judged collapsed relative to others of the same kind (variants compared side by side):
+an effective rank far below theirs means most of its dimensions carry nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis._inputs import as_matrix
+from lee.errors import InputError
+from lee.snapshot import Snapshot, TableKind
+
+
+@dataclass
+class CollapseResult:
+    """Singular values (descending) of the centred table and the measures derived from them."""
+
+    kind: TableKind | None
+    rows: int
+    dim: int
+    singular_values: np.ndarray
+
+    @property
+    def effective_rank(self) -> float:
+        return effective_rank(self.singular_values)
+
+    @property
+    def information_abundance(self) -> float:
+        return information_abundance(self.singular_values)
+
+    def dims_for_variance(self, share: float) -> int:
+        """Fewest leading directions holding ``share`` of the variance."""
+        var = self.singular_values**2
+        total = var.sum()
+        if total <= 0:
+            return 0
+        return int(np.searchsorted(np.cumsum(var) / total, share - 1e-12) + 1)
+
+    def spectrum(self) -> pd.DataFrame:
+        """One row per direction: singular value, its share of Σσ, cumulative explained variance."""
+        s = self.singular_values
+        var = s**2
+        return pd.DataFrame({
+            "component": np.arange(1, s.size + 1), "singular_value": s,
+            "normalised": s / s.max() if s.size and s.max() > 0 else s,
+            "explained_variance_cum": np.cumsum(var) / var.sum() if var.sum() > 0 else np.zeros_like(var),
+        })
+
+    def summary(self) -> dict[str, Any]:
+        return {"table": self.kind.value if self.kind else None, "rows": self.rows, "dim": self.dim,
+                "effective_rank": self.effective_rank, "information_abundance": self.information_abundance,
+                "effective_rank_ratio": self.effective_rank / self.dim,
+                "dims_90pct_variance": self.dims_for_variance(0.90),
+                "dims_99pct_variance": self.dims_for_variance(0.99)}
+
+
+def effective_rank(singular_values: np.ndarray) -> float:
+    """``exp`` of the entropy of the normalised singular values (1 ≤ erank ≤ number of values)."""
+    s = np.asarray(singular_values, dtype=np.float64)
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def information_abundance(singular_values: np.ndarray) -> float:
+    """``Σσ / max σ``: how many directions' worth of spread the table holds."""
+    s = np.asarray(singular_values, dtype=np.float64)
+    return float(s.sum() / s.max()) if s.size and s.max() > 0 else 0.0
+
+
+def _from_gram(gram: np.ndarray, col_sum: np.ndarray, n: int) -> np.ndarray:
+    cov = gram - np.outer(col_sum, col_sum) / n          # centred X^T X
+    eig = np.linalg.eigvalsh((cov + cov.T) / 2.0)[::-1]
+    return np.sqrt(np.clip(eig, 0.0, None))
+
+
+def collapse_of_matrix(vectors: np.ndarray, *, kind: TableKind | None = None) -> CollapseResult:
+    """The spectrum of an in-memory matrix (rows × dims)."""
+    x = as_matrix(vectors, name="vectors", min_rows=2).astype(np.float64)
+    return CollapseResult(kind, x.shape[0], x.shape[1], _from_gram(x.T @ x, x.sum(0), x.shape[0]))
+
+
+def collapse_of_table(snapshot: Snapshot, kind: TableKind | str, *, chunk_rows: int = 131_072) -> CollapseResult:
+    """The spectrum of one snapshot table, streamed in chunks (memory O(d²), not O(rows))."""
+    kind = TableKind.parse(kind)
+    d = snapshot.info(kind).dim
+    gram = np.zeros((d, d))
+    col_sum = np.zeros(d)
+    n = 0
+    for chunk in snapshot.iter_chunks(kind, rows=chunk_rows):
+        x = chunk.vectors.astype(np.float64)
+        gram += x.T @ x
+        col_sum += x.sum(0)
+        n += len(x)
+    if n < 2:
+        raise InputError(f"{snapshot.table_path(kind)}: {n} row(s); a spectrum needs at least 2")
+    return CollapseResult(kind, n, d, _from_gram(gram, col_sum, n))
+
+
+def compare_collapse(results: Mapping[str, CollapseResult], *, ratio: float = 0.5) -> pd.DataFrame:
+    """Side-by-side summaries; a variant is flagged collapsed when its effective rank is below
+    ``ratio`` × the median effective rank of the variants compared."""
+    if not results:
+        raise InputError("nothing to compare: no collapse results given")
+    if not 0 < ratio < 1:
+        raise InputError(f"ratio must lie in (0, 1); got {ratio}")
+    rows = [{"variant": name, **r.summary()} for name, r in results.items()]
+    frame = pd.DataFrame(rows)
+    median = float(frame["effective_rank"].median())
+    frame["collapsed"] = frame["effective_rank"] < ratio * median
+    return frame
