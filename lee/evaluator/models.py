@@ -160,9 +160,20 @@ class ProxyCTR(nn.Module):
         else:
             self.fusion = IIMFusion(dims, cfg)
 
-    def forward(self, x: torch.Tensor, rep_rows: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rep_rows: list[torch.Tensor] | None = None, *,
+                field_override: dict[int, torch.Tensor] | None = None,
+                rep_override: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits (B,). The overrides replace field ``k``'s embedding or injected table ``t``'s
+        vectors by a given (D,) or (B, D) tensor — how feature-masking importance zeroes or
+        mean-substitutes one input without touching the trained weights."""
         emb = torch.stack([e(x[:, k]) for k, e in enumerate(self.emb)], dim=1)  # (B, F, D)
+        if field_override:
+            emb = emb.clone()
+            for k, value in field_override.items():
+                emb[:, k] = value
         reps = self.reps(rep_rows) if self.reps is not None and rep_rows is not None else []
+        if rep_override:
+            reps = [rep_override[t].expand_as(r) if t in rep_override else r for t, r in enumerate(reps)]
         if reps:
             emb = self.fusion.gate(emb, reps)
             extra = self.fusion.fields(reps)

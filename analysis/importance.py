@@ -1,0 +1,228 @@
+"""Feature-masking importance: how much AUC a trained proxy model loses when one input is masked.
+
+Each downstream feature, each feature group and each injected representation table (and all of
+them together) is masked in turn on held-out events — by default the stream's last window, which
+the proxy scored but never trained on — and the AUC drop is measured:
+
+* ``zero``        — the input's embedding (or representation vector) is replaced by zeros;
+* ``mean``        — it is replaced by its mean over the evaluation events;
+* ``permutation`` — its values are shuffled across the evaluation events (a group's columns with
+  one shared shuffle, so their joint values stay together). For single columns this is exactly
+  ``sklearn.inspection.permutation_importance``: same seeds, same cumulative shuffles, same
+  numbers (tests/test_importance.py checks equality).
+
+Every drop comes with an interval from the paired user-level bootstrap of :mod:`lee.evaluator.stats`,
+combined with the spread over permutation repeats; the representation that the model relies on
+most should rank first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from lee.errors import InputError
+from lee.evaluator.data import DownstreamStream
+from lee.evaluator.inject import Injection, inject
+from lee.evaluator.models import ProxyConfig, ProxyCTR
+from lee.evaluator.stats import RankedScores, paired_delta_ci
+from lee.evaluator.stream import rep_rows_for, run_stream
+from lee.snapshot import Snapshot
+
+MODES = ("zero", "mean", "permutation")
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "user side": ("user", "activity"),
+    "item side": ("item", "category", "advertiser"),
+    "context": ("scenario", "position", "hour"),
+}
+REPRESENTATION = "representation"
+
+
+@dataclass(frozen=True)
+class MaskTarget:
+    """What one mask hides: downstream field columns and/or injected tables (by position)."""
+
+    name: str
+    kind: str                      # "feature" | "group" | "representation"
+    fields: tuple[int, ...] = ()
+    tables: tuple[int, ...] = ()
+
+
+def mask_targets(stream: DownstreamStream, injection: Injection | None = None, *,
+                 groups: Mapping[str, Sequence[str]] | None = FEATURE_GROUPS) -> list[MaskTarget]:
+    """Every field, every group (fields it names that the stream lacks are an error), every
+    injected table and — with more than one table — all of them together."""
+    index = {f: k for k, f in enumerate(stream.fields)}
+    out = [MaskTarget(f, "feature", fields=(k,)) for f, k in index.items()]
+    for name, members in (groups or {}).items():
+        unknown = [m for m in members if m not in index]
+        if unknown:
+            raise InputError(f"feature group {name!r} names unknown field(s) {', '.join(unknown)}; "
+                             f"fields: {', '.join(stream.fields)}")
+        out.append(MaskTarget(name, "group", fields=tuple(index[m] for m in members)))
+    if injection is not None and injection.tables:
+        tables = injection.tables
+        if len(tables) > 1:
+            out += [MaskTarget(f"{REPRESENTATION}:{t.kind.value}", "representation", tables=(k,))
+                    for k, t in enumerate(tables)]
+        out.append(MaskTarget(REPRESENTATION, "representation", tables=tuple(range(len(tables)))))
+    return out
+
+
+@dataclass
+class ImportanceResult:
+    """AUC drop per masked target, ranked; ``drops[name]`` holds the per-repeat drops."""
+
+    mode: str
+    n_repeats: int
+    level: float
+    base_auc: float
+    events: tuple[int, int]
+    table: pd.DataFrame
+    drops: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def ranking(self, kind: str | None = None) -> list[str]:
+        t = self.table if kind is None else self.table[self.table["kind"] == kind]
+        return t.sort_values("drop", ascending=False)["target"].tolist()
+
+    def summary(self) -> dict[str, Any]:
+        return {"mode": self.mode, "n_repeats": self.n_repeats, "base_auc": self.base_auc,
+                "events": list(self.events), "top": self.ranking()[:3]}
+
+
+@torch.no_grad()
+def _scores(model: ProxyCTR, x: torch.Tensor, rows: list[torch.Tensor], device: torch.device, *,
+            field_override: dict[int, torch.Tensor] | None = None,
+            rep_override: dict[int, torch.Tensor] | None = None, chunk: int = 65_536) -> np.ndarray:
+    out = []
+    for a in range(0, x.shape[0], chunk):
+        b = min(a + chunk, x.shape[0])
+        out.append(model(x[a:b].to(device), [r[a:b].to(device) for r in rows],
+                         field_override=field_override, rep_override=rep_override).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def _check_model(model: ProxyCTR, stream: DownstreamStream, injection: Injection | None) -> None:
+    if not isinstance(model, ProxyCTR):
+        raise InputError(f"feature-masking importance needs a trained ProxyCTR; got {type(model).__name__}")
+    if len(model.emb) != len(stream.fields) or any(e.num_embeddings != c for e, c in zip(model.emb, stream.cardinalities)):
+        raise InputError("the model was not trained on this stream: its field cardinalities "
+                         f"{[e.num_embeddings for e in model.emb]} differ from the stream's {list(stream.cardinalities)}")
+    n_model = len(model.reps.dims) if model.reps is not None else 0
+    n_inj = len(injection.tables) if injection is not None else 0
+    if n_model != n_inj:
+        raise InputError(f"the model takes {n_model} injected table(s) but {n_inj} were given; pass the "
+                         "injection the model was trained with")
+
+
+def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Injection | None = None, *,
+                       mode: str = "permutation", targets: Sequence[MaskTarget] | None = None,
+                       events: tuple[int, int] | None = None, n_repeats: int = 5, n_boot: int = 100,
+                       level: float = 0.95, seed: int = 0, device: torch.device | str = "cpu",
+                       progress: bool = False) -> ImportanceResult:
+    """AUC drop of ``model`` on ``events`` (default: the last tenth of the stream) for each target.
+
+    Deterministic modes (``zero``, ``mean``) use one repeat whatever ``n_repeats`` says.
+    """
+    if mode not in MODES:
+        raise InputError(f"unknown masking mode {mode!r}; choose one of {', '.join(MODES)}")
+    if n_repeats < 1 or n_boot < 1:
+        raise InputError(f"n_repeats and n_boot must be at least 1; got {n_repeats} and {n_boot}")
+    _check_model(model, stream, injection)
+    device = torch.device(device)
+    lo, hi = events if events is not None else stream.window_bounds(10)[-1]
+    if not 0 <= lo < hi <= len(stream):
+        raise InputError(f"evaluation events [{lo}, {hi}) do not lie inside the stream of {len(stream)} events")
+    y = stream.y[lo:hi].numpy()
+    if not 0 < y.sum() < y.size:
+        raise InputError(f"evaluation events [{lo}, {hi}) hold only one class ({int(y.sum())} clicks of {y.size}); "
+                         "AUC is undefined there — choose a wider range")
+    targets = list(targets) if targets is not None else mask_targets(stream, injection)
+    if not targets:
+        raise InputError("nothing to mask: no targets given")
+    repeats = n_repeats if mode == "permutation" else 1
+    x = stream.x[lo:hi].clone()
+    rows = [r[lo:hi].clone() for r in rep_rows_for(stream, injection)]
+    was_training = model.training
+    model.eval()
+    base = _scores(model, x, rows, device)
+    base_ranked = RankedScores(y, base)
+    base_auc = base_ranked.auc()
+    # sklearn's protocol: one seed drawn from random_state, reused for every column
+    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    users = stream.user_row[lo:hi]
+    records, drops = [], {}
+    for target in tqdm(targets, desc=f"masking ({mode})", disable=not progress):
+        masked = _masked_scores(model, x, rows, target, mode, repeats, column_seed, device)
+        ranked = [RankedScores(y, m) for m in masked]
+        ci = paired_delta_ci([base_ranked] * repeats, ranked, users, n_boot=n_boot, level=level, seed=seed)
+        per_repeat = np.array([base_auc - r.auc() for r in ranked])
+        drops[target.name] = per_repeat
+        records.append({"target": target.name, "kind": target.kind, "drop": -ci.delta,
+                        "drop_std": float(per_repeat.std()), "ci_low": -ci.high, "ci_high": -ci.low,
+                        "significant": ci.high < 0 or ci.low > 0})
+    model.train(was_training)
+    table = pd.DataFrame(records).sort_values("drop", ascending=False, ignore_index=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return ImportanceResult(mode, repeats, level, float(base_auc), (int(lo), int(hi)), table, drops)
+
+
+def _masked_scores(model: ProxyCTR, x: torch.Tensor, rows: list[torch.Tensor], target: MaskTarget, mode: str,
+                   repeats: int, column_seed: int, device: torch.device) -> list[np.ndarray]:
+    if any(t >= len(rows) for t in target.tables) or any(f >= x.shape[1] for f in target.fields):
+        raise InputError(f"mask target {target.name!r} refers to inputs the model does not have")
+    if mode == "permutation":
+        rs = np.random.RandomState(column_seed)
+        idx = np.arange(x.shape[0])
+        xp, rp = x.clone(), [r.clone() for r in rows]
+        out = []
+        for _ in range(repeats):
+            rs.shuffle(idx)                      # cumulative, as sklearn does
+            perm = torch.from_numpy(idx.copy())
+            for k in target.fields:
+                xp[:, k] = xp[perm, k]
+            for t in target.tables:
+                rp[t] = rp[t][perm]
+            out.append(_scores(model, xp, rp, device))
+        return out
+    with torch.no_grad():
+        field_override: dict[int, torch.Tensor] = {}
+        for k in target.fields:
+            emb = model.emb[k]
+            field_override[k] = (torch.zeros(emb.embedding_dim, device=device) if mode == "zero"
+                                 else _chunked_mean(lambda a, b: emb(x[a:b, k].to(device)), x.shape[0]))
+        rep_override: dict[int, torch.Tensor] = {}
+        for t in target.tables:
+            dim = model.reps.dims[t]
+            rep_override[t] = (torch.zeros(dim, device=device) if mode == "zero"
+                               else _chunked_mean(lambda a, b: model.reps([r[a:b].to(device) for r in rows])[t],
+                                                  x.shape[0]))
+    return [_scores(model, x, rows, device, field_override=field_override, rep_override=rep_override)]
+
+
+def _chunked_mean(fn, n: int, chunk: int = 65_536) -> torch.Tensor:
+    total = None
+    for a in range(0, n, chunk):
+        part = fn(a, min(a + chunk, n)).sum(0)
+        total = part if total is None else total + part
+    return total / n
+
+
+def importance_for_snapshot(stream: DownstreamStream, snapshot: Snapshot | None, *, usage: str = "UR+IR",
+                            fusion: str = "concat", proxy: ProxyConfig | None = None, seed: int = 0,
+                            n_windows: int = 10, device: torch.device | str = "cpu", progress: bool = False,
+                            **mask_options: Any) -> ImportanceResult:
+    """Train the proxy with ``snapshot`` injected (``None``: the baseline, fields only) by streaming
+    test-then-train, then mask on its last window — events it scored but never trained on."""
+    injection = (inject(snapshot, usage, stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
+                 if snapshot is not None else None)
+    run = run_stream(stream, injection, fusion=fusion, cfg=proxy, seed=seed, n_windows=n_windows, device=device,
+                     keep_model=True, progress=progress)
+    return masking_importance(run.model, stream, injection, events=run.window_edges[-1], seed=seed, device=device,
+                              progress=progress, **mask_options)
