@@ -61,6 +61,9 @@ class CollapseResult:
             "explained_variance_cum": np.cumsum(var) / var.sum() if var.sum() > 0 else np.zeros_like(var),
         })
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"spectrum": self.spectrum()}
+
     def summary(self) -> dict[str, Any]:
         return {"table": self.kind.value if self.kind else None, "rows": self.rows, "dim": self.dim,
                 "effective_rank": self.effective_rank, "information_abundance": self.information_abundance,

@@ -216,6 +216,9 @@ class HealthReport:
         ok = s.loc[s["healthy"], "time"]
         return ok.iloc[-1].to_pydatetime() if len(ok) else None
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"tables": self.table, "snapshots": self.snapshots}
+
     def summary(self) -> dict[str, Any]:
         s = self.snapshots
         target = self.rollback_target

@@ -91,6 +91,9 @@ class ImportanceResult:
         t = self.table if kind is None else self.table[self.table["kind"] == kind]
         return t.sort_values("drop", ascending=False)["target"].tolist()
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"importance": self.table}
+
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "n_repeats": self.n_repeats, "base_auc": self.base_auc,
                 "events": list(self.events), "top": self.ranking()[:3]}

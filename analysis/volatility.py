@@ -85,6 +85,9 @@ class VolatilityResult:
             "n_zero_norm": self.n_zero_norm,
         }
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"histogram": self.histogram(), "cdf": self.cdf()}
+
     def histogram(self, bins: int = 100, lo: float | None = None) -> pd.DataFrame:
         """Counts of cosine in ``bins`` equal bins over [lo, 1] (lo: the 0.1% quantile, at most 0.9)."""
         if lo is None:
@@ -302,6 +305,14 @@ class VolatilitySeries:
     variant: str
     kind: TableKind
     table: pd.DataFrame
+
+    def summary(self) -> dict[str, Any]:
+        return {"variant": self.variant, "table": self.kind.value, "pairs": len(self.table),
+                "mean_share_above_0.99": float(self.table["share_above_0.99"].mean()),
+                "min_share_above_0.99": float(self.table["share_above_0.99"].min())}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"series": self.table}
 
 
 def volatility_series(store: SnapshotStore | str | Path, variant: str, kind: TableKind | str = TableKind.UR, *,

@@ -1,4 +1,4 @@
-"""The ``lee`` command line: worlds, the upstream model, snapshots and the demo job.
+"""The ``lee`` command line: worlds, the upstream model, snapshots, LEE, analyses and the demo job.
 
 Every user-facing error is a :class:`~lee.errors.LeeError`; ``main`` prints it as one paragraph
 on stderr and exits with status 2 (1 for other operating-system errors such as a full disk),
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lee import __version__
+from lee import __version__, cli_analyze
 from lee.device import DEVICE_CHOICES
 from lee.errors import InputError, LeeError
 
@@ -459,6 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_world_plant)
 
+    p = common(world.add_parser("anomalies", help="append planted broken snapshots (health-monitor yardsticks)"))
+    p.add_argument("--root", required=True, type=Path, help="snapshot root")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--interval", type=int, default=5, help="minutes between the appended snapshots")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=lambda a: cli_analyze.cmd_anomalies(a, _emit))
+
     p = common(world.add_parser("fixtures", help="regenerate the committed sample data (fixtures/tiny)"))
     p.add_argument("--out", type=Path, default=Path("fixtures/tiny"))
     p.add_argument("--overwrite", action="store_true")
@@ -554,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--db", required=True, type=Path)
     p.set_defaults(func=cmd_results_show)
+
+    cli_analyze.add_parsers(sub, common, lambda cmd: (lambda a: cmd(a, _emit)))
 
     # demo
     p = common(sub.add_parser("demo", help="the main job, end to end on a generated world"))

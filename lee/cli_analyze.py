@@ -1,0 +1,184 @@
+"""``lee analyze ...``: the analyses of :mod:`analysis` from the command line.
+
+Each command checks its arguments, calls one analysis function, prints the result's summary as
+JSON and, with ``--out DIR``, writes the result's JSON and CSV tables there (analysis.export).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lee.device import DEVICE_CHOICES
+from lee.errors import ConfigError, InputError
+
+Emit = Callable[[dict[str, Any], argparse.Namespace], None]
+
+
+def _finish(result: Any, name: str, args: argparse.Namespace, emit: Emit, extra: dict[str, Any] | None = None) -> int:
+    from analysis.export import export_result, plain
+
+    doc = plain(result.summary())
+    if extra:
+        doc.update(plain(extra))
+    if args.out:
+        doc["written"] = {k: str(v) for k, v in export_result(result, args.out, name).items()}
+    emit(doc, args)
+    return 0
+
+
+def cmd_volatility(args: argparse.Namespace, emit: Emit) -> int:
+    from analysis.volatility import volatility, volatility_series
+
+    opts = {"memory_mb": args.memory_mb, "verify": not args.no_verify}
+    if args.series:
+        return _finish(volatility_series(args.root, args.variant, args.table, progress=not args.quiet, **opts),
+                       f"volatility-series-{args.variant}-{args.table}", args, emit)
+    res = volatility(args.root, args.variant, args.table, at=args.at, minutes=args.minutes,
+                     tolerance_minutes=args.tolerance, progress=not args.quiet, **opts)
+    extra = None
+    if args.by:
+        if not args.world:
+            raise InputError("--by needs --world (the users/items table that holds the attribute)")
+        from lee.world.io import load_world
+
+        world = load_world(args.world)
+        attrs = world.users if res.kind.entity == "user" else world.items
+        extra = {"by": res.by_attribute(attrs, args.by, bins=args.bins).to_dict(orient="records")}
+    return _finish(res, f"volatility-{args.variant}-{args.table}", args, emit, extra)
+
+
+def _thresholds(path: Path | None):
+    from analysis.health import HealthThresholds
+
+    if path is None:
+        return HealthThresholds()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: thresholds file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return HealthThresholds.from_dict(raw.get("health", raw))
+
+
+def cmd_health(args: argparse.Namespace, emit: Emit) -> int:
+    from analysis.health import snapshot_health
+
+    report = snapshot_health(args.root, args.variant, thresholds=_thresholds(args.thresholds),
+                             kinds=args.table or None, progress=not args.quiet)
+    flagged = report.table.loc[~report.table["healthy"], ["time", "table", "reasons"]]
+    return _finish(report, f"health-{args.variant}", args, emit,
+                   {"flags": flagged.astype(str).to_dict(orient="records")})
+
+
+class _Comparison:
+    """A DataFrame seen as an exportable result (collapse comparison across variants)."""
+
+    def __init__(self, frame: Any, key: str, summary: dict[str, Any]) -> None:
+        self.frame, self.key, self._summary = frame, key, summary
+
+    def summary(self) -> dict[str, Any]:
+        return self._summary
+
+    def tables(self) -> dict[str, Any]:
+        return {self.key: self.frame}
+
+
+def cmd_collapse(args: argparse.Namespace, emit: Emit) -> int:
+    from analysis.collapse import collapse_of_table, compare_collapse
+    from lee.snapshot import SnapshotStore
+
+    store = SnapshotStore(args.root)
+    variants = args.variants.split(",") if args.variants else store.variants()
+    results = {v: collapse_of_table(store.latest(v), args.table) for v in variants}
+    frame = compare_collapse(results, ratio=args.ratio)
+    summary = {"table": args.table, "variants": frame.to_dict(orient="records"),
+               "collapsed": frame.loc[frame["collapsed"], "variant"].tolist()}
+    return _finish(_Comparison(frame, "collapse", summary), f"collapse-{args.table}", args, emit)
+
+
+def cmd_importance(args: argparse.Namespace, emit: Emit) -> int:
+    from analysis.importance import importance_for_snapshot
+    from lee.device import resolve_device
+    from lee.evaluator.data import stream_from_world
+    from lee.snapshot import SnapshotStore
+    from lee.world.io import load_world
+
+    if args.repeats < 1 or args.boot < 1:
+        raise InputError(f"--repeats and --boot must be at least 1; got {args.repeats} and {args.boot}")
+    stream = stream_from_world(load_world(args.world))
+    snap = SnapshotStore(args.root).latest(args.variant) if args.variant else None
+    res = importance_for_snapshot(stream, snap, usage=args.usage, fusion=args.fusion, mode=args.mode,
+                                  n_repeats=args.repeats, n_boot=args.boot, seed=args.seed,
+                                  device=resolve_device(args.device), progress=not args.quiet)
+    extra = {"ranking": res.table[["rank", "target", "kind", "drop", "ci_low", "ci_high"]].to_dict(orient="records")}
+    return _finish(res, f"importance-{args.variant or 'baseline'}-{args.mode}", args, emit, extra)
+
+
+def cmd_anomalies(args: argparse.Namespace, emit: Emit) -> int:
+    from lee.world.anomalies import plant_anomalies
+
+    times = plant_anomalies(args.root, args.variant, interval_minutes=args.interval, seed=args.seed,
+                            overwrite=args.overwrite)
+    emit({k: v.isoformat() for k, v in times.items()}, args)
+    return 0
+
+
+def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
+                bind: Callable[[Callable[[argparse.Namespace, Emit], int]], Callable[[argparse.Namespace], int]]) -> None:
+    """Register ``lee analyze ...`` under ``sub``; ``bind`` turns a command into a CLI handler."""
+    analyze = sub.add_parser("analyze", help="volatility, health, collapse, importance, clusters, segments"
+                             ).add_subparsers(dest="analyze_command", required=True, metavar="ANALYSIS")
+
+    def out(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", type=Path, help="also write the result's JSON and CSV tables to this directory")
+
+    p = common(analyze.add_parser("volatility", help="cosine of each id between a snapshot and the one before"))
+    p.add_argument("--root", required=True, type=Path, help="snapshot root")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--table", default="UR", help="UR, IR, CR_user or CR_item (default UR)")
+    p.add_argument("--at", help="event time of the later snapshot (default: the latest)")
+    p.add_argument("--minutes", type=float, default=5.0, help="how far back the earlier snapshot lies")
+    p.add_argument("--tolerance", type=float, default=0.0, help="minutes of slack when finding it")
+    p.add_argument("--series", action="store_true", help="every consecutive pair instead of one")
+    p.add_argument("--world", type=Path, help="world directory holding the attribute for --by")
+    p.add_argument("--by", help="break down by this user (or item) attribute, e.g. activity_level")
+    p.add_argument("--bins", type=int, help="quantile bins for a numeric --by attribute")
+    p.add_argument("--memory-mb", type=int, default=4096, help="memory bound for the join (default 4096)")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
+    out(p)
+    p.set_defaults(func=bind(cmd_volatility))
+
+    p = common(analyze.add_parser("health", help="per-table statistics and anomaly flags over a variant"))
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--table", action="append", help="only these tables (repeatable)")
+    p.add_argument("--thresholds", type=Path, help="TOML file with a [health] table of thresholds")
+    out(p)
+    p.set_defaults(func=bind(cmd_health))
+
+    p = common(analyze.add_parser("collapse", help="singular-value spectrum and effective rank per variant"))
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--variants", default="", help="comma-separated (default: all)")
+    p.add_argument("--table", default="UR")
+    p.add_argument("--ratio", type=float, default=0.5, help="collapsed below this × the median effective rank")
+    out(p)
+    p.set_defaults(func=bind(cmd_collapse))
+
+    p = common(analyze.add_parser("importance", help="feature-masking importance of a trained proxy model"))
+    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--root", type=Path, help="snapshot root (omit --variant for the baseline)")
+    p.add_argument("--variant", help="inject this variant's latest snapshot")
+    p.add_argument("--usage", default="UR+IR")
+    p.add_argument("--fusion", default="concat", choices=("concat", "gate", "iim"))
+    p.add_argument("--mode", default="permutation", choices=("zero", "mean", "permutation"))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--boot", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    out(p)
+    p.set_defaults(func=bind(cmd_importance))
