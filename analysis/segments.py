@@ -80,6 +80,9 @@ class SegmentLift:
             raise InputError(f"segment {segment!r} not in the table; segments: {', '.join(self.table['segment'])}")
         return hit.iloc[0]
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"lift": self.table}
+
     def summary(self) -> dict[str, Any]:
         segs = self.table.loc[self.table["segment"] != ALL]
         overall = self.row(ALL)

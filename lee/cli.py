@@ -14,6 +14,7 @@ import math
 import re
 import sys
 import textwrap
+import warnings
 from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from lee import __version__, cli_analyze
 from lee.device import DEVICE_CHOICES
-from lee.errors import InputError, LeeError
+from lee.errors import InputError, LeeError, LeeWarning
 
 EXIT_USAGE_OR_INPUT = 2
 EXIT_OS = 1
@@ -424,6 +425,14 @@ def _print_error(exc: BaseException, *, prefix: str = "error") -> None:
           file=sys.stderr)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Workbench warnings as one 'warning: ...' paragraph (no source line); others as usual."""
+    if issubclass(category, LeeWarning):
+        _print_error(message, prefix="warning")
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lee.world.config import SCALES
 
@@ -466,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=lambda a: cli_analyze.cmd_anomalies(a, _emit))
+
+    p = common(world.add_parser("ab-log", help="write a planted A/B exposure log (GMV lift differs by segment)"))
+    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="Parquet file to write")
+    p.add_argument("--other-threshold", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=lambda a: cli_analyze.cmd_ab_log(a, _emit))
 
     p = common(world.add_parser("fixtures", help="regenerate the committed sample data (fixtures/tiny)"))
     p.add_argument("--out", type=Path, default=Path("fixtures/tiny"))
@@ -579,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; user errors become a one-paragraph message and a non-zero exit status."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except LeeError as exc:

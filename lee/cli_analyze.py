@@ -119,6 +119,55 @@ def cmd_importance(args: argparse.Namespace, emit: Emit) -> int:
     return _finish(res, f"importance-{args.variant or 'baseline'}-{args.mode}", args, emit, extra)
 
 
+def _read_log(path: Path) -> Any:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: exposure log not found (write one with `lee world ab-log`)")
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(path)
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path}: not a readable {'CSV' if path.suffix == '.csv' else 'Parquet'} file ({exc})") from None
+
+
+def cmd_segments(args: argparse.Namespace, emit: Emit) -> int:
+    from analysis.segments import segment_lift
+
+    users = None
+    if args.world:
+        from lee.world.io import load_world
+
+        users = load_world(args.world).users
+    by = args.by.split(",") if args.by and "," in args.by else args.by
+    res = segment_lift(_read_log(args.log), by=by, users=users, bins=args.bins, home_col=args.home_col,
+                       other_col=args.other_col, home_min=args.home_min, other_threshold=args.other_threshold,
+                       metric=args.metric, n_boot=args.boot, level=args.level, seed=args.seed)
+    cols = ["segment", "users_control", "users_treatment", "lift", "ci_low", "ci_high", "p_value", "significant"]
+    return _finish(res, f"segments-{args.by}", args, emit, {"rows": res.table[cols].to_dict(orient="records")})
+
+
+def cmd_ab_log(args: argparse.Namespace, emit: Emit) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lee.world.ab_log import generate_ab_log
+    from lee.world.io import load_world
+
+    log = generate_ab_log(load_world(args.world), other_threshold=args.other_threshold, seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(log, preserve_index=False), tmp)
+    tmp.replace(args.out)
+    emit({"log": str(args.out), "users": len(log), "planted_lift": log.attrs["planted_lift"],
+          "planted_lift_all": log.attrs.get("planted_lift_all")}, args)
+    return 0
+
+
 def cmd_anomalies(args: argparse.Namespace, emit: Emit) -> int:
     from lee.world.anomalies import plant_anomalies
 
@@ -182,3 +231,19 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     out(p)
     p.set_defaults(func=bind(cmd_importance))
+
+    p = common(analyze.add_parser("segments", help="GMV lift of treatment over control per user segment"))
+    p.add_argument("--log", required=True, type=Path, help="A/B exposure log (Parquet or CSV), one row per user")
+    p.add_argument("--by", default="quadrant", help="quadrant (default), a column, or comma-separated columns")
+    p.add_argument("--world", type=Path, help="join the world's user attributes for --by")
+    p.add_argument("--bins", type=int, help="quantile bins for a numeric --by column")
+    p.add_argument("--home-col", default="home_ad_actions_10d", help="home-scenario actions column (window)")
+    p.add_argument("--other-col", default="other_ad_actions_60d", help="other-scenario actions column (window)")
+    p.add_argument("--home-min", type=int, default=1, help="home-active at this many actions or more")
+    p.add_argument("--other-threshold", type=int, default=10, help="out-of-domain above this many actions")
+    p.add_argument("--metric", default="gmv")
+    p.add_argument("--boot", type=int, default=1000)
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    out(p)
+    p.set_defaults(func=bind(cmd_segments))
