@@ -4,7 +4,10 @@ Each snapshot's tables are summarised in one streaming pass (bounded memory): me
 mean L1 and L2 row norms, min/max, the share of extreme values, NaN/Inf rows and dead
 dimensions. Each snapshot is then judged against a *reference* — the median of the last
 ``reference_size`` healthy snapshots — so one broken snapshot never becomes the yardstick for
-the next, and the most recent snapshot with every table healthy is the one to roll back to.
+the next, and the most recent snapshot with every table healthy is the one to roll back to. A lasting level
+shift (``rebaseline_after`` drift-flagged snapshots in a row, e.g. a model still training) becomes
+the new reference, so it is flagged while it happens rather than forever after; NaN rows and dead
+dimensions never become normal.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ class HealthThresholds:
     dead_std_ratio: float = 0.05       # a dimension is dead when its std < this × the reference's
     max_dead_dims: int = 0             # more dead dims than the reference has flags
     reference_size: int = 3            # healthy snapshots whose median forms the reference
+    rebaseline_after: int = 3          # this many drift-flagged snapshots in a row become the new reference
 
     def __post_init__(self) -> None:
         if self.max_scale_ratio <= 1.0:
             raise ConfigError(f"health thresholds: max_scale_ratio must exceed 1; got {self.max_scale_ratio}")
+        if self.rebaseline_after < 1:
+            raise ConfigError(f"health thresholds: rebaseline_after must be at least 1; got {self.rebaseline_after}")
         if self.reference_size < 1:
             raise ConfigError(f"health thresholds: reference_size must be at least 1; got {self.reference_size}")
         for name in ("max_nonfinite_share", "max_mean_shift", "extreme_z", "max_extreme_share", "dead_std_ratio"):
@@ -165,12 +171,16 @@ def judge(stats: TableStats, ref: Reference | None, th: HealthThresholds) -> tup
     if share_bad > th.max_nonfinite_share:
         reasons.append(f"{stats.nonfinite_rows} row(s) hold NaN/Inf ({share_bad:.2%})")
     if stats.nonfinite_rows == stats.rows:
-        return {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": np.nan, "variance_change": np.nan}, reasons
-    own_ref = ref.dim_std if ref is not None else np.full_like(stats.dim_std, np.median(stats.dim_std))
-    dead = _dead_dims(stats.dim_std, own_ref, th)
+        return {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": np.nan, "variance_change": np.nan,
+                "broken": True}, reasons
+    if ref is not None:  # dims that had spread in the reference and lost it
+        dead = _dead_dims(stats.dim_std, ref.dim_std, th)
+    else:  # no reference yet: only dims that are constant (a low-variance dim may be legitimate)
+        dead = int((stats.dim_std <= 1e-6 * max(float(stats.dim_std.max()), 1e-30)).sum())
     measures = {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": float(dead), "variance_change": np.nan}
     if dead > th.max_dead_dims + (ref.dead_dims if ref is not None else 0):
         reasons.append(f"{dead} dead dimension(s) (std < {th.dead_std_ratio:g} × reference)")
+    measures["broken"] = bool(reasons)  # NaN rows or dead dims: never a new normal
     if ref is None:
         return measures, reasons
     ratio = stats.l2_mean / max(ref.l2_mean, 1e-30)
@@ -210,6 +220,14 @@ class HealthReport:
         return [t.to_pydatetime() for t in s.loc[~s["healthy"], "time"]]
 
     @property
+    def latest_usable(self) -> datetime | None:
+        """The most recent snapshot with no broken table (NaN rows, dead dimensions): drift flags
+        warn, but such a snapshot can still be analysed."""
+        g = self.table.groupby("time", sort=True)["broken"].any()
+        ok = g.index[~g.to_numpy()]
+        return ok[-1].to_pydatetime() if len(ok) else None
+
+    @property
     def rollback_target(self) -> datetime | None:
         """The most recent snapshot whose every table is healthy (None if there is none)."""
         s = self.snapshots
@@ -225,6 +243,7 @@ class HealthReport:
         return {"variant": self.variant, "snapshots": len(s), "flagged": int((~s["healthy"]).sum()),
                 "latest_healthy": bool(s["healthy"].iloc[-1]) if len(s) else None,
                 "rollback_target": iso(target) if target is not None else None,
+                "latest_usable": iso(self.latest_usable) if self.latest_usable is not None else None,
                 "flagged_times": [iso(t) for t in self.flagged_times]}
 
 
@@ -238,6 +257,7 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
     if not times:
         raise InputError(f"variant {variant!r} has no snapshots to monitor")
     history: dict[TableKind, list[TableStats]] = {}
+    streak: dict[TableKind, list[TableStats]] = {}  # consecutive drift-only flags, per table
     previous: dict[TableKind, TableStats] = {}
     rows = []
     for when in tqdm(times, desc=f"health {variant}", disable=not progress):
@@ -251,9 +271,21 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
             prev = previous.get(kind)
             rates = {f"rate_{k}": (getattr(stats, k) / getattr(prev, k) - 1.0) if prev is not None and getattr(prev, k)
                      else np.nan for k in ("l2_mean", "variance", "mean")}
+            broken = measures.pop("broken")
             rows.append({"time": pd.Timestamp(when), "table": kind.value, **stats.row(), **measures, **rates,
-                         "healthy": not reasons, "reasons": "; ".join(reasons)})
+                         "healthy": not reasons, "broken": broken, "reasons": "; ".join(reasons)})
             previous[kind] = stats
+            run = streak.setdefault(kind, [])
             if not reasons:
                 healthy_hist.append(stats)
+                run.clear()
+            elif broken:
+                run.clear()
+            else:
+                # a level shift rather than a spike: after enough drift-only flags in a row, those
+                # snapshots become the reference, so a legitimate change is flagged once, not forever
+                run.append(stats)
+                if len(run) >= th.rebaseline_after:
+                    history[kind] = list(run)
+                    run.clear()
     return HealthReport(variant, th, pd.DataFrame(rows))

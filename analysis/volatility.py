@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from analysis._inputs import require_columns
-from lee.errors import InputError, SnapshotError
+from lee.errors import InputError, LeeError, SnapshotError
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.timeutil import iso
 
@@ -316,9 +316,13 @@ class VolatilitySeries:
 
 
 def volatility_series(store: SnapshotStore | str | Path, variant: str, kind: TableKind | str = TableKind.UR, *,
-                      times: Sequence[datetime] | None = None, progress: bool = False,
+                      times: Sequence[datetime] | None = None, progress: bool = False, skip_errors: bool = False,
                       **kwargs: Any) -> VolatilitySeries:
-    """Volatility over a whole sequence of snapshots (consecutive pairs, oldest first)."""
+    """Volatility over a whole sequence of snapshots (consecutive pairs, oldest first).
+
+    With ``skip_errors`` a pair that cannot be compared (e.g. a snapshot with NaN rows) becomes a
+    row whose ``error`` column says why, instead of stopping the series.
+    """
     store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
     kind = TableKind.parse(kind)
     times = list(times) if times is not None else store.times(variant)
@@ -326,6 +330,13 @@ def volatility_series(store: SnapshotStore | str | Path, variant: str, kind: Tab
         raise InputError(f"variant {variant!r} has {len(times)} snapshot(s); a volatility series needs at least 2")
     rows = []
     for t0, t1 in tqdm(list(zip(times[:-1], times[1:])), desc=f"volatility {variant}", disable=not progress):
-        res = cosine_by_id(store.open(variant, t0), store.open(variant, t1), kind, **kwargs)
-        rows.append(res.summary())
+        try:
+            res = cosine_by_id(store.open(variant, t0), store.open(variant, t1), kind, **kwargs)
+        except LeeError as exc:
+            if not skip_errors:
+                raise
+            rows.append({"variant": variant, "table": kind.value, "before": iso(t0), "after": iso(t1),
+                         "error": str(exc)})
+            continue
+        rows.append({**res.summary(), "error": ""})
     return VolatilitySeries(variant, kind, pd.DataFrame(rows))

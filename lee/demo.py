@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.suite import SuiteConfig, run_suite
 from lee.device import resolve_device
-from lee.errors import InputError
+from lee.errors import InputError, SnapshotError
 from lee.features import encode_world
 from lee.jobs.config import load_job
 from lee.jobs.run import run_job
@@ -25,16 +26,20 @@ from lee.upstream.train import TrainConfig, train_upstream
 from lee.world.config import config_for_scale
 from lee.world.generate import generate_world
 from lee.world.io import save_world
+from lee.world.anomalies import plant_anomalies
 from lee.world.planted import write_planted_variants
 
+MONITORED = "oracle-monitored"  # a copy of the oracle with planted anomalies, for the health monitor
 
+
+N_STEPS = 6
 DEMO_JOB = """# LEE job written by `lee demo`; run it again with `lee evaluate --config lee-job.toml`
 [job]
 name = "demo"
 snapshots = "snapshots"
 world = "world"
 results = "results.sqlite"
-variants = ["*"]
+variants = ["oracle", "noise_*", "random", "id_shuffled", "rank_collapsed", "upstream"]
 latest_only = true
 device = "{device}"
 
@@ -70,6 +75,10 @@ class DemoPaths:
         return self.out / "results.sqlite"
 
     @property
+    def analyses(self) -> Path:
+        return self.out / "analyses"
+
+    @property
     def summary(self) -> Path:
         return self.out / "summary.json"
 
@@ -84,7 +93,8 @@ def run_demo(
     progress: bool = True,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Generate a world, write the planted variants, train the upstream model, validate every snapshot.
+    """Generate a world, write the planted variants (and anomalies), train the upstream model,
+    validate every snapshot, run LEE on every variant, then every analysis.
 
     Returns (and writes to ``summary.json``) the numbers of each step, with timings.
     """
@@ -93,7 +103,7 @@ def run_demo(
         raise InputError(f"{paths.out}: directory exists and is not empty; pass --overwrite to replace its contents")
     dev = resolve_device(device)
     if overwrite:  # only what the demo itself writes; anything else in ``out`` is left alone
-        for stale in (paths.world, paths.snapshots):
+        for stale in (paths.world, paths.snapshots, paths.analyses):
             shutil.rmtree(stale, ignore_errors=True)
         for stale_file in (paths.results, paths.results.with_name(paths.results.name + "-wal"),
                            paths.results.with_name(paths.results.name + "-shm")):
@@ -105,14 +115,17 @@ def run_demo(
     world = generate_world(config_for_scale(scale, seed=seed), progress=progress)
     save_world(world, paths.world, overwrite=overwrite)
     steps["world"] = {**world.summary(), "path": str(paths.world), "seconds": time.perf_counter() - t}
-    log(f"[1/5] world: {len(world.users):,} users, {len(world.items):,} items, {len(world.events):,} events "
+    log(f"[1/{N_STEPS}] world: {len(world.users):,} users, {len(world.items):,} items, {len(world.events):,} events "
         f"-> {paths.world}")
 
     t = time.perf_counter()
     planted = write_planted_variants(world, paths.snapshots, seed=seed, overwrite=overwrite)
+    anomalies = plant_anomalies(paths.snapshots, "oracle", into=MONITORED, seed=seed, overwrite=overwrite)
     steps["planted"] = {"variants": sorted(planted), "snapshots_per_variant": len(next(iter(planted.values()))),
+                        "anomalies": {MONITORED: {k: v.isoformat() for k, v in anomalies.items()}},
                         "seconds": time.perf_counter() - t}
-    log(f"[2/5] planted variants: {', '.join(sorted(planted))} -> {paths.snapshots}")
+    log(f"[2/{N_STEPS}] planted variants: {', '.join(sorted(planted))}; anomalies ({', '.join(anomalies)}) "
+        f"in {MONITORED} -> {paths.snapshots}")
 
     t = time.perf_counter()
     enc = encode_world(world)
@@ -128,18 +141,23 @@ def run_demo(
         "device": result.device,
         "seconds": time.perf_counter() - t,
     }
-    log(f"[3/5] upstream model: held-out ad AUC {result.holdout_auc_ad:.4f}, content AUC "
+    log(f"[3/{N_STEPS}] upstream model: held-out ad AUC {result.holdout_auc_ad:.4f}, content AUC "
         f"{result.holdout_auc_content:.4f}, {len(result.snapshots)} snapshots 5 min apart")
 
     t = time.perf_counter()
     store = SnapshotStore(paths.snapshots)
-    checked = 0
+    checked, refused = 0, []
     for variant in store.variants():
         for when in store.times(variant):
-            validate_snapshot(store.path(variant, when))
-            checked += 1
-    steps["validate"] = {"snapshots": checked, "variants": store.variants(), "seconds": time.perf_counter() - t}
-    log(f"[4/5] validated {checked} snapshots in {len(store.variants())} variants")
+            try:
+                validate_snapshot(store.path(variant, when))
+                checked += 1
+            except SnapshotError as exc:  # the planted NaN snapshot must be refused, nothing else
+                refused.append(str(exc))
+    steps["validate"] = {"valid": checked, "refused": refused, "variants": store.variants(),
+                         "seconds": time.perf_counter() - t}
+    log(f"[4/{N_STEPS}] validated {checked} snapshots in {len(store.variants())} variants; refused {len(refused)}"
+        + "".join(f"\n      refused: {r}" for r in refused))
 
     t = time.perf_counter()
     paths.job.write_text(DEMO_JOB.format(device=device, seeds=", ".join(str(seed + k) for k in range(3))),
@@ -152,10 +170,27 @@ def run_demo(
                            "verdict"]].to_dict(orient="records"),
         "seconds": time.perf_counter() - t,
     }
-    log(f"[5/5] LEE: {len(report.evaluated)} evaluations -> {paths.results}")
+    log(f"[5/{N_STEPS}] LEE: {len(report.evaluated)} evaluations -> {paths.results}")
     for usage, part in ranked.groupby("usage", sort=True):
         order = ", ".join(f"{r.variant} {r.delta_auc:+.4f} ({r.verdict})" for r in part.itertuples())
         log(f"      {usage}: {order}")
+
+    t = time.perf_counter()
+    suite = run_suite(world, paths.snapshots, out=paths.analyses, config=SuiteConfig(
+        map_methods=("pca", "tsne"), map_variants=("oracle", "random", "upstream"), map_sample=2000,
+        importance_variants=("oracle", "upstream"), importance_repeats=3, n_boot=100, seed=seed,
+        device=str(dev)), log=log, progress=progress)
+    steps["analyses"] = {**suite.summary(), "out": str(paths.analyses), "seconds": time.perf_counter() - t}
+    health = suite.health[MONITORED].summary()
+    log(f"[6/{N_STEPS}] analyses -> {paths.analyses}")
+    log(f"      health of {MONITORED}: {health['flagged']} of {health['snapshots']} snapshots flagged, "
+        f"roll back to {health['rollback_target']}")
+    log("      cluster ARI vs planted groups: " + ", ".join(
+        f"{v} {r.ari:.2f}" for v, r in suite.clusters.items() if r.ari is not None))
+    collapsed = suite.collapse["UR"].loc[suite.collapse["UR"]["collapsed"], "variant"].tolist()
+    log(f"      collapsed UR: {', '.join(collapsed) or 'none'}")
+    for v, imp in suite.importance.items():
+        log(f"      importance ({v}): {' > '.join(imp.ranking()[:3])}")
 
     paths.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     log(f"summary -> {paths.summary}")

@@ -79,3 +79,31 @@ def test_thresholds_are_configurable(tiny_world, tmp_path):
         HealthThresholds(max_scale_ratio=0.9)
     with pytest.raises(InputError, match="no snapshots"):
         snapshot_health(tmp_path, "oracle", times=[])
+
+
+def test_first_snapshot_dead_dimension_without_reference(tmp_path):
+    """No reference yet: a constant dimension is dead; a merely small one is not."""
+    rng = np.random.default_rng(2)
+    v = rng.standard_normal((300, 5)).astype(np.float32)
+    v[:, 1] *= 0.01            # small but alive
+    ok = v.copy()
+    v[:, 3] = 0.7              # constant: dead
+    write_snapshot(tmp_path, "a", "2026-01-01T00:00:00Z", {"UR": EmbeddingTable(np.arange(300), ok)})
+    write_snapshot(tmp_path, "b", "2026-01-01T00:00:00Z", {"UR": EmbeddingTable(np.arange(300), v)})
+    assert snapshot_health(tmp_path, "a").flagged_times == []
+    rep = snapshot_health(tmp_path, "b")
+    assert len(rep.flagged_times) == 1 and "1 dead dimension" in rep.table["reasons"].iloc[0]
+    assert rep.rollback_target is None
+
+
+def test_level_shift_rebaselines(tmp_path):
+    """A lasting rescale is flagged rebaseline_after times, then becomes the new normal; NaN never does."""
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((400, 8)).astype(np.float32)
+    scales = [1, 1, 1, 3, 3, 3, 3, 3]
+    for k, sc in enumerate(scales):
+        v = (base + 0.01 * rng.standard_normal(base.shape)).astype(np.float32) * sc
+        write_snapshot(tmp_path, "v", 1_767_225_600 + 300 * k, {"UR": EmbeddingTable(np.arange(400), v)})
+    rep = snapshot_health(tmp_path, "v", thresholds=HealthThresholds(rebaseline_after=3))
+    flags = rep.snapshots["healthy"].tolist()
+    assert flags == [True, True, True, False, False, False, True, True]

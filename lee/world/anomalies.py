@@ -26,12 +26,20 @@ NAN_SHARE = 0.01
 DRIFT = 0.02  # healthy step, in per-dimension std
 
 
-def plant_anomalies(root: str | Path, variant: str, *, interval_minutes: int = 5, seed: int = 0,
-                    overwrite: bool = False) -> dict[str, datetime]:
-    """Append the four snapshots above to ``variant``; returns each one's event time by name."""
+def plant_anomalies(root: str | Path, variant: str, *, into: str | None = None, interval_minutes: int = 5,
+                    seed: int = 0, overwrite: bool = False) -> dict[str, datetime]:
+    """Append the four snapshots above to ``variant``; returns each one's event time by name.
+
+    With ``into``, ``variant`` is left untouched: its latest snapshot is copied to the variant
+    ``into`` (as the healthy baseline, at its own time) and the four are appended there.
+    """
     store = SnapshotStore(root)
     base = store.latest(variant)
     tables = {k: base.load(k) for k in base.kinds}
+    if into is not None:
+        write_snapshot(root, into, base.event_time, tables, source_layer=base.manifest.source_layer,
+                       extra={"copied_from": variant}, overwrite=overwrite)
+        variant = into
     rng = np.random.default_rng(seed)
     times: dict[str, datetime] = {}
     for step, name in enumerate(ANOMALIES, start=1):

@@ -1,0 +1,253 @@
+"""Every analysis over one world and snapshot root, in one call: what the demo, the scheduled jobs
+and the HTML report run.
+
+:func:`run_suite` returns a :class:`SuiteResult` holding each analysis's own result object and,
+given ``out``, exports each of them (JSON + CSV, :mod:`analysis.export`) plus an index
+``analyses.json``. Nothing here computes a number itself: it only decides what to run on what.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.clusters import ClusterResult, cluster_snapshot
+from analysis.collapse import collapse_of_table, compare_collapse
+from analysis.export import export_result, plain
+from analysis.health import HealthReport, HealthThresholds, snapshot_health
+from analysis.importance import ImportanceResult, importance_for_snapshot
+from analysis.maps import Map2D, embed_2d
+from analysis.segments import SegmentLift, segment_lift
+from analysis.volatility import VolatilityResult, VolatilitySeries, cosine_by_id, volatility_series
+from lee.errors import ConfigError, InputError, LeeError, LeeWarning
+from lee.evaluator.data import stream_from_world
+from lee.snapshot import SnapshotStore, TableKind
+from lee.world.ab_log import generate_ab_log
+from lee.world.model import World
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """What the suite runs. ``None`` for a variant list means every variant under the root."""
+
+    variants: tuple[str, ...] | None = None
+    tables: tuple[str, ...] = ("UR", "IR", "CR_user", "CR_item")
+    cluster_table: str = "UR"
+    k: int | None = None                         # default: the number of distinct user labels
+    map_methods: tuple[str, ...] = ("pca",)
+    map_variants: tuple[str, ...] | None = None  # default: every clustered variant
+    map_sample: int = 5000
+    importance_variants: tuple[str, ...] = ()
+    importance_usage: str = "UR+IR"
+    importance_mode: str = "permutation"
+    importance_repeats: int = 3
+    n_boot: int = 200
+    segments: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    health: HealthThresholds = field(default_factory=HealthThresholds)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SuiteConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"analysis config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raw = dict(raw)
+        if "health" in raw:
+            raw["health"] = HealthThresholds.from_dict(raw["health"])
+        for key in ("variants", "tables", "map_methods", "map_variants", "importance_variants"):
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+
+@dataclass
+class SuiteResult:
+    """Each analysis's result object, keyed by variant (and table where it applies)."""
+
+    variants: list[str]
+    volatility: dict[str, dict[str, VolatilityResult]] = field(default_factory=dict)
+    series: dict[str, dict[str, VolatilitySeries]] = field(default_factory=dict)
+    health: dict[str, HealthReport] = field(default_factory=dict)
+    collapse: dict[str, pd.DataFrame] = field(default_factory=dict)
+    clusters: dict[str, ClusterResult] = field(default_factory=dict)
+    maps: dict[str, dict[str, Map2D]] = field(default_factory=dict)
+    map_frames: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    importance: dict[str, ImportanceResult] = field(default_factory=dict)
+    segments: SegmentLift | None = None
+    skipped: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        vol = {v: {t: {k: r.summary()[k] for k in ("n_shared", "mean_cosine", "share_above_0.99",
+                                                    "share_above_0.95", "n_new", "n_lost")}
+                   for t, r in by.items()} for v, by in self.volatility.items()}
+        return plain({
+            "variants": self.variants,
+            "volatility": vol,
+            "health": {v: r.summary() for v, r in self.health.items()},
+            "collapse": {t: f.set_index("variant")[["effective_rank", "information_abundance", "collapsed"]]
+                         .to_dict(orient="index") for t, f in self.collapse.items()},
+            "clusters": {v: {"k": r.k, "ari": r.ari, "silhouette": r.silhouette, "overall_ctr": r.overall_ctr,
+                             "flagged": int((r.table["flag"] != "").sum())} for v, r in self.clusters.items()},
+            "importance": {v: r.summary() for v, r in self.importance.items()},
+            "segments": self.segments.summary() if self.segments is not None else None,
+            "skipped": self.skipped,
+        })
+
+
+class _Frames:
+    """A few DataFrames seen as one exportable result."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:
+        self._tables, self._summary = tables, summary
+
+    def summary(self) -> dict[str, Any]:
+        return self._summary
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return self._tables
+
+
+def cluster_frames(res: ClusterResult) -> dict[str, pd.DataFrame]:
+    return {"clusters": res.table}
+
+
+def map_frame(m: Map2D, clusters: ClusterResult, labels: pd.Series | None) -> pd.DataFrame:
+    """One row per mapped id: coordinates, cluster, label and the cluster's CTR (for colouring)."""
+    ids = clusters.ids[m.rows]
+    cl = clusters.assignment[m.rows]
+    ctr = clusters.table.set_index("cluster")["ctr"].reindex(cl).to_numpy()
+    frame = pd.DataFrame({"id": ids, "x": m.xy[:, 0], "y": m.xy[:, 1], "cluster": cl, "cluster_ctr": ctr})
+    frame["label"] = labels.reindex(ids).fillna("").astype(str).to_numpy() if labels is not None else ""
+    return frame
+
+
+def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = None, out: str | Path | None = None,
+              ab_log: pd.DataFrame | None = None, log: Callable[[str], Any] = print,
+              progress: bool = False) -> SuiteResult:
+    """Run every analysis; ``ab_log`` defaults to a planted log generated from ``world``."""
+    cfg = config or SuiteConfig()
+    store = SnapshotStore(root)
+    variants = list(cfg.variants) if cfg.variants is not None else store.variants()
+    missing = sorted(set(variants) - set(store.variants()))
+    if missing:
+        raise InputError(f"{root}: no variant(s) {', '.join(missing)}; present: {', '.join(store.variants())}")
+    res = SuiteResult(variants=variants)
+    out = Path(out) if out is not None else None
+
+    def save(result: Any, name: str) -> None:
+        if out is not None:
+            for key, path in export_result(result, out, name).items():
+                res.files[f"{name}:{key}"] = str(path.relative_to(out))
+
+    # --- health first: every later analysis reads each variant's latest snapshot that is not broken
+    current = {}
+    for v in variants:
+        kinds = [t for t in cfg.tables if TableKind.parse(t) in store.latest(v).kinds]
+        res.health[v] = snapshot_health(store, v, thresholds=cfg.health, kinds=kinds)
+        save(res.health[v], f"health-{v}")
+        target = res.health[v].latest_usable
+        if target is None:
+            res.skipped.append(f"{v}: every snapshot is broken (NaN rows or dead dimensions); only health is reported")
+            continue
+        current[v] = store.open(v, target)
+        if target != store.times(v)[-1]:
+            res.skipped.append(f"{v}: latest snapshot is broken; analyses use {target.isoformat()}")
+
+    # --- volatility, per variant and table: the current snapshot against the one before it
+    for v, snap in current.items():
+        times = store.times(v)
+        k = times.index(snap.event_time)
+        if k == 0:
+            res.skipped.append(f"volatility {v}: no snapshot before {snap.event_time.isoformat()}")
+            continue
+        before = store.open(v, times[k - 1])
+        for t in [t for t in cfg.tables if TableKind.parse(t) in snap.kinds]:
+            try:
+                res.volatility.setdefault(v, {})[t] = cosine_by_id(before, snap, t)
+                res.series.setdefault(v, {})[t] = volatility_series(store, v, t, skip_errors=True)
+            except LeeError as exc:
+                res.skipped.append(f"volatility {v} {t}: {exc}")
+                continue
+            save(res.volatility[v][t], f"volatility-{v}-{t}")
+            save(res.series[v][t], f"volatility-series-{v}-{t}")
+    log(f"      health and volatility: {len(variants)} variants")
+
+    # --- collapse, per table across variants
+    for t in cfg.tables:
+        have = {v: s for v, s in current.items() if TableKind.parse(t) in s.kinds}
+        if have:
+            res.collapse[t] = compare_collapse({v: collapse_of_table(s, t) for v, s in have.items()})
+            save(_Frames({"collapse": res.collapse[t]}, {"table": t}), f"collapse-{t}")
+
+    # --- clusters and 2-D maps
+    users = world.users
+    truth = pd.Series(users["group"].to_numpy(), index=users["user_id"].to_numpy()) if "group" in users else None
+    labels = (pd.Series(users["label"].astype(str).to_numpy(), index=users["user_id"].to_numpy())
+              if "label" in users else None)
+    k = cfg.k or (int(users["label"].nunique()) if "label" in users else 8)
+    kind = TableKind.parse(cfg.cluster_table)
+    for v, snap in current.items():
+        if kind not in snap.kinds:
+            res.skipped.append(f"clusters {v}: no {kind.value} table")
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeeWarning)  # small clusters are flagged in the table itself
+            res.clusters[v] = cluster_snapshot(snap, kind, k=k, events=world.events, items=world.items,
+                                               labels=labels if kind.entity == "user" else None,
+                                               truth=truth if kind.entity == "user" else None, seed=cfg.seed)
+        save(_Frames(cluster_frames(res.clusters[v]), {"variant": v, "k": k, "ari": res.clusters[v].ari}),
+             f"clusters-{v}")
+        if cfg.map_variants is None or v in cfg.map_variants:
+            table = snap.load(kind)
+            order = pd.Index(table.ids).get_indexer(res.clusters[v].ids)
+            vectors = table.vectors[order]
+            for method in cfg.map_methods:
+                m = embed_2d(vectors, method, sample=cfg.map_sample, strata=res.clusters[v].assignment, seed=cfg.seed)
+                res.maps.setdefault(v, {})[method] = m
+                frame = map_frame(m, res.clusters[v], labels if kind.entity == "user" else None)
+                res.map_frames.setdefault(v, {})[method] = frame
+                save(_Frames({"points": frame}, {"variant": v, "method": method, "sample_size": m.sample_size,
+                                                 "n_total": m.n_total}), f"map-{v}-{method}")
+    log(f"      clusters: k={k} on {kind.value} of {len(res.clusters)} variants")
+
+    # --- feature-masking importance
+    todo = [v for v in cfg.importance_variants if v in current]
+    if todo:
+        stream = stream_from_world(world)
+        for v in todo:
+            res.importance[v] = importance_for_snapshot(
+                stream, current[v], usage=cfg.importance_usage, mode=cfg.importance_mode,
+                n_repeats=cfg.importance_repeats, n_boot=cfg.n_boot, seed=cfg.seed, device=cfg.device,
+                progress=progress)
+            save(res.importance[v], f"importance-{v}")
+        log(f"      feature-masking importance: {', '.join(todo)}")
+
+    # --- user-segment GMV lift
+    if cfg.segments:
+        if ab_log is None and {"home_ad_actions_10d", "other_ad_actions_60d", "activity"} <= set(users.columns):
+            ab_log = generate_ab_log(world, seed=cfg.seed)
+        if ab_log is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LeeWarning)
+                res.segments = segment_lift(ab_log, n_boot=max(cfg.n_boot, 200), seed=cfg.seed)
+            save(res.segments, "segments-quadrant")
+            log("      user-segment GMV lift: 4 quadrants")
+        else:
+            res.skipped.append("segments: no A/B exposure log")
+
+    if out is not None:
+        index = {"summary": res.summary(), "files": res.files}
+        (out / "analyses.json").write_text(json.dumps(plain(index), indent=2, allow_nan=False) + "\n",
+                                           encoding="utf-8")
+    return res
