@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from analysis._inputs import require_columns
 from lee.errors import InputError, LeeError, SnapshotError
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
+from lee.snapshot.rawread import raw_vectors
 from lee.timeutil import iso
 
 THRESHOLDS = (0.99, 0.95)
@@ -156,9 +157,20 @@ def _unique_index(ids: np.ndarray, snap: Snapshot, kind: TableKind) -> pd.Index:
 
 
 def _vector_batches(snap: Snapshot, kind: TableKind, rows: int) -> Iterator[np.ndarray]:
-    """The ``vector`` column in batches of at most ``rows`` rows, as float32 matrices (no id column)."""
+    """The ``vector`` column in batches of at most ``rows`` rows, as float32 matrices (no id column).
+
+    Files laid out as the snapshot writer lays them out are mapped page by page without decoding
+    (:mod:`lee.snapshot.rawread`, zero-copy); anything else is decoded by Arrow.
+    """
     path = snap.table_path(kind)
     dim = snap.info(kind).dim
+    raw = raw_vectors(path, dim)
+    if raw is not None and all(p.size % dim == 0 for p in raw.pages):
+        for page in raw.pages:
+            m = page.reshape(-1, dim)
+            for lo in range(0, m.shape[0], rows):
+                yield m[lo:lo + rows]
+        return
     try:
         pf = pq.ParquetFile(str(path))
         for batch in pf.iter_batches(batch_size=rows, columns=["vector"]):
@@ -208,9 +220,15 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
             checks = [(pool.submit(_sha256, s.table_path(kind)), s) for s in (before, after)]
         ids_b, ids_a = before.load_ids(kind), after.load_ids(kind)
         index_b = _unique_index(ids_b, before, kind)
-        _unique_index(ids_a, after, kind)
         pos = index_b.get_indexer(ids_a)          # (n_after,) row of each later id in the earlier table
         shared = pos >= 0
+        # duplicate later ids: shared ones would hit one earlier row twice; new ones are checked alone
+        hits = np.bincount(pos[shared], minlength=ids_b.size)
+        if (hits > 1).any():
+            dup = ids_b[int(np.argmax(hits > 1))]
+            raise SnapshotError("duplicate id; ids must be unique", path=after.table_path(kind), column="id",
+                                id=dup.item() if isinstance(dup, np.generic) else dup)
+        _unique_index(ids_a[~shared], after, kind)
         if not shared.any():
             raise InputError(
                 f"no id of the {kind.value} table in {after.path} is present in {before.path} "
@@ -220,37 +238,39 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
 
         dim = before.info(kind).dim
         block_rows = max(batch_rows, (memory_mb << 20) // (4 * dim))
-        cos = np.zeros(ids_a.size, np.float32)
-        zero = np.zeros(ids_a.size, bool)
         n_blocks = -(-ids_b.size // block_rows)
         bar = tqdm(total=n_blocks * ids_a.size, desc=f"volatility {kind.value}", unit="row", unit_scale=True,
                    disable=not progress, leave=False)
         scratch = np.empty((batch_rows, dim), np.float32)           # gathered earlier rows, reused
+        dots = np.zeros(ids_a.size, np.float32)
+        norm_a = np.zeros(ids_a.size, np.float32)
+        norm_b = np.zeros(ids_b.size, np.float32)
         lo = 0
         for held in _read_blocks(before, kind, batch_rows, block_rows):
-            held_norm = _norms(held, before, kind, ids_b, lo)
             hi = lo + held.shape[0]
+            norm_b[lo:hi] = _norms(held, before, kind, ids_b, lo)
             a0 = 0
             for batch in _vector_batches(after, kind, batch_rows):
                 a1 = a0 + batch.shape[0]
                 p = pos[a0:a1]
-                hit = (p >= lo) & (p < hi)
-                rows = None if hit.all() else np.flatnonzero(hit)
+                if n_blocks == 1:   # one block: every shared row is in it
+                    rows = None if shared[a0:a1].all() else np.flatnonzero(p >= 0)
+                else:
+                    rows = np.flatnonzero((p >= lo) & (p < hi))
                 m = batch.shape[0] if rows is None else rows.size
                 if m:
                     x = batch if rows is None else batch[rows]         # (m, d) later vectors
-                    p_hit = (p if rows is None else p[rows]) - lo
-                    y = np.take(held, p_hit, axis=0, out=scratch[:m])  # (m, d) their earlier vectors
-                    nx = _norms(x, after, kind, ids_a[a0:a1] if rows is None else ids_a[a0:a1][rows], 0)
-                    denom = nx * held_norm[p_hit]
-                    ok = denom > 0
-                    dot = np.einsum("ij,ij->i", x, y)
+                    y = np.take(held, (p if rows is None else p[rows]) - lo, axis=0, out=scratch[:m])  # (m, d)
                     out = slice(a0, a1) if rows is None else a0 + rows
-                    cos[out] = np.where(ok, dot / np.where(ok, denom, 1.0), 0.0)
-                    zero[out] = ~ok
+                    dots[out] = np.einsum("ij,ij->i", x, y)
+                    norm_a[out] = _norms(x, after, kind, ids_a[a0:a1] if rows is None else ids_a[a0:a1][rows], 0)
                 bar.update(a1 - a0)
                 a0 = a1
             lo = hi
+        denom = norm_a[shared] * norm_b[pos[shared]]
+        ok = denom > 0
+        cos_shared = np.zeros(denom.size, np.float32)
+        np.divide(dots[shared], denom, out=cos_shared, where=ok)
         bar.close()
         for fut, snap in checks:
             info = snap.info(kind)
@@ -259,9 +279,9 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
                                     path=snap.table_path(kind))
     return VolatilityResult(
         variant=after.variant, kind=kind, before=before.event_time, after=after.event_time,
-        ids=ids_a[shared], cosine=np.clip(cos[shared], -1.0, 1.0), n_before=int(ids_b.size),
+        ids=ids_a[shared], cosine=np.clip(cos_shared, -1.0, 1.0), n_before=int(ids_b.size),
         n_after=int(ids_a.size), new_ids=ids_a[~shared], lost_ids=ids_b[~seen_b],
-        n_zero_norm=int(zero[shared].sum()), blocks=n_blocks,
+        n_zero_norm=int((~ok).sum()), blocks=n_blocks,
     )
 
 

@@ -598,10 +598,21 @@ def test_demo_tiny_end_to_end(capsys, tmp_path):
     assert (steps["world"]["users"], steps["world"]["events"]) == (TINY["n_users"], TINY["n_events"])
     assert steps["planted"]["variants"] == sorted(PLANTED_VARIANTS)
     on_disk = snapshot_dirs(out / "snapshots")
-    assert steps["validate"]["snapshots"] == len(on_disk)
+    # every snapshot validates except the planted NaN one, which must be refused
+    assert steps["validate"]["valid"] == len(on_disk) - 1
+    assert len(steps["validate"]["refused"]) == 1 and "NaN" in steps["validate"]["refused"][0]
     assert len(on_disk) == len(PLANTED_VARIANTS) * steps["planted"]["snapshots_per_variant"] \
-        + steps["upstream"]["snapshots"]
-    assert steps["validate"]["variants"] == sorted([*PLANTED_VARIANTS, "upstream"])
+        + steps["upstream"]["snapshots"] + 5
+    assert steps["validate"]["variants"] == sorted([*PLANTED_VARIANTS, "upstream", "oracle-monitored"])
+    a = steps["analyses"]
+    assert a["health"]["oracle-monitored"]["flagged"] == 3
+    assert a["health"]["oracle-monitored"]["rollback_target"] == steps["planted"]["anomalies"]["oracle-monitored"][
+        "healthy"].replace("+00:00", "Z")
+    assert [v for v, r in a["collapse"]["UR"].items() if r["collapsed"]] == ["rank_collapsed"]
+    assert a["clusters"]["oracle"]["ari"] >= 0.8 and abs(a["clusters"]["random"]["ari"]) < 0.1
+    assert a["importance"]["oracle"]["top"][0].startswith("representation")
+    index = json.loads((out / "analyses" / "analyses.json").read_text())
+    assert all((out / "analyses" / f).is_file() for f in index["files"].values())
     times = SnapshotStore(out / "snapshots").times("upstream")
     assert {(b - a).total_seconds() for a, b in zip(times, times[1:])} == {300.0}
 

@@ -189,3 +189,23 @@ def test_bad_inputs(tmp_path, rotated):
         res.by_attribute(pd.DataFrame({"user_id": [1]}), "segment")
     with pytest.raises(InputError, match="pass bins"):
         res.by_attribute(pd.DataFrame({"user_id": res.ids, "x": np.arange(res.n_shared)}), "x")
+
+
+@pytest.mark.parametrize("which", ["shared", "new"])
+def test_duplicate_later_ids_are_named(rotated, monkeypatch, which):
+    """A foreign file with a repeated id (the writer refuses them) is an error naming the id."""
+    root, truth, _, new = rotated
+    store = SnapshotStore(root)
+    before, after = store.open("v", T0), store.open("v", T1)
+    real = Snapshot.load_ids
+
+    def fake(self, kind):
+        ids = real(self, kind).copy()
+        if self.path == after.path:
+            target = truth.index[0] if which == "shared" else new[0]
+            ids[np.flatnonzero(ids != target)[0]] = target
+        return ids
+
+    monkeypatch.setattr(Snapshot, "load_ids", fake)
+    with pytest.raises(SnapshotError, match="duplicate id"):
+        cosine_by_id(before, after, "UR")
