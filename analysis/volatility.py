@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from analysis._inputs import require_columns
 from lee.errors import InputError, LeeError, SnapshotError
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
-from lee.snapshot.rawread import raw_vectors
+from lee.snapshot.rawread import RowGather, raw_vectors
 from lee.timeutil import iso
 
 THRESHOLDS = (0.99, 0.95)
@@ -245,10 +245,15 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
         dots = np.zeros(ids_a.size, np.float32)
         norm_a = np.zeros(ids_a.size, np.float32)
         norm_b = np.zeros(ids_b.size, np.float32)
+        mapped = _mapped_rows(before, kind, block_rows)
         lo = 0
-        for held in _read_blocks(before, kind, batch_rows, block_rows):
-            hi = lo + held.shape[0]
-            norm_b[lo:hi] = _norms(held, before, kind, ids_b, lo)
+        for held in (iter([None]) if mapped is not None else _read_blocks(before, kind, batch_rows, block_rows)):
+            if held is None:   # earlier table gathered straight from its mapped file
+                hi = ids_b.size
+                norm_b[:] = _mapped_norms(mapped, before, kind, ids_b)
+            else:
+                hi = lo + held.shape[0]
+                norm_b[lo:hi] = _norms(held, before, kind, ids_b, lo)
             a0 = 0
             for batch in _vector_batches(after, kind, batch_rows):
                 a1 = a0 + batch.shape[0]
@@ -260,7 +265,9 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
                 m = batch.shape[0] if rows is None else rows.size
                 if m:
                     x = batch if rows is None else batch[rows]         # (m, d) later vectors
-                    y = np.take(held, (p if rows is None else p[rows]) - lo, axis=0, out=scratch[:m])  # (m, d)
+                    want = (p if rows is None else p[rows]) - lo
+                    y = (mapped.take(want, scratch) if held is None
+                         else np.take(held, want, axis=0, out=scratch[:m]))  # (m, d) their earlier vectors
                     out = slice(a0, a1) if rows is None else a0 + rows
                     dots[out] = np.einsum("ij,ij->i", x, y)
                     norm_a[out] = _norms(x, after, kind, ids_a[a0:a1] if rows is None else ids_a[a0:a1][rows], 0)
@@ -283,6 +290,26 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
         n_after=int(ids_a.size), new_ids=ids_a[~shared], lost_ids=ids_b[~seen_b],
         n_zero_norm=int((~ok).sum()), blocks=n_blocks,
     )
+
+
+def _mapped_rows(snap: Snapshot, kind: TableKind, block_rows: int) -> RowGather | None:
+    """Row access into the mapped file, when it has the writer's layout and fits one block."""
+    info = snap.info(kind)
+    if info.rows > block_rows:
+        return None
+    raw = raw_vectors(snap.table_path(kind), info.dim)
+    gather = raw.row_gather() if raw is not None else None
+    return gather if gather is not None and gather.n_rows == info.rows else None
+
+
+def _mapped_norms(mapped: RowGather, snap: Snapshot, kind: TableKind, ids: np.ndarray) -> np.ndarray:
+    out = np.empty(mapped.n_rows, np.float32)
+    lo = 0
+    for page in mapped._raw.pages:
+        m = page.reshape(-1, mapped.dim)
+        out[lo:lo + m.shape[0]] = _norms(m, snap, kind, ids, lo)
+        lo += m.shape[0]
+    return out
 
 
 def _read_blocks(snap: Snapshot, kind: TableKind, batch_rows: int, block_rows: int) -> Iterator[np.ndarray]:

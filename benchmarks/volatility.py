@@ -50,8 +50,8 @@ T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 def make_data(root: Path, rows: int, dim: int, seed: int = 0) -> None:
     from lee.snapshot import EmbeddingTable, write_snapshot
 
-    if (root / "v").exists():
-        return
+    if (root / "v").is_dir() and len([p for p in (root / "v").iterdir() if not p.name.startswith(".")]) == 2:
+        return  # both snapshots written by an earlier run
     rng = np.random.default_rng(seed)
     ids = rng.permutation(np.arange(rows * 2, dtype=np.int64))[:rows]
     x = np.empty((rows, dim), np.float32)

@@ -168,6 +168,39 @@ def cmd_ab_log(args: argparse.Namespace, emit: Emit) -> int:
     return 0
 
 
+def cmd_clusters(args: argparse.Namespace, emit: Emit) -> int:
+    import pandas as pd
+
+    from analysis.clusters import cluster_snapshot
+    from lee.snapshot import SnapshotStore, TableKind
+    from lee.world.io import load_world
+
+    world = load_world(args.world)
+    kind = TableKind.parse(args.table)
+    users = world.users
+    labels = truth = None
+    if kind.entity == "user" and "label" in users:
+        labels = pd.Series(users["label"].astype(str).to_numpy(), index=users["user_id"].to_numpy())
+    if kind.entity == "user" and "group" in users:
+        truth = pd.Series(users["group"].to_numpy(), index=users["user_id"].to_numpy())
+    k = args.k or (int(users["label"].nunique()) if "label" in users else 8)
+    res = cluster_snapshot(SnapshotStore(args.root).latest(args.variant), kind, k=k, events=world.events,
+                           items=world.items, labels=labels, truth=truth, seed=args.seed, backend=args.backend)
+    cols = ["cluster", "size", "top1_label", "top1_share", "ctr", "ctr_low", "ctr_high", "flag"]
+    doc = {"variant": args.variant, "table": kind.value, "k": res.k, "backend": res.backend, "ari": res.ari,
+           "silhouette": res.silhouette, "silhouette_sample": res.silhouette_sample, "overall_ctr": res.overall_ctr,
+           "clusters": res.table[cols].to_dict(orient="records")}
+
+    class _R:
+        def summary(self):
+            return doc
+
+        def tables(self):
+            return {"clusters": res.table}
+
+    return _finish(_R(), f"clusters-{args.variant}-{kind.value}", args, emit)
+
+
 def cmd_anomalies(args: argparse.Namespace, emit: Emit) -> int:
     from lee.world.anomalies import plant_anomalies
 
@@ -247,3 +280,14 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--seed", type=int, default=0)
     out(p)
     p.set_defaults(func=bind(cmd_segments))
+
+    p = common(analyze.add_parser("clusters", help="K-means clusters with labels, per-cluster CTR and ARI"))
+    p.add_argument("--world", required=True, type=Path, help="world directory (events, items, user labels)")
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--table", default="UR")
+    p.add_argument("--k", type=int, help="clusters (default: the number of distinct user labels)")
+    p.add_argument("--backend", default="auto", choices=("auto", "faiss", "sklearn"))
+    p.add_argument("--seed", type=int, default=0)
+    out(p)
+    p.set_defaults(func=bind(cmd_clusters))

@@ -76,3 +76,14 @@ def test_importance_cli(planted, capsys):
                  "oracle", "--repeats", "2", "--boot", "10", "--device", "cpu", "--json", "-q"]) == 0
     doc = _json(capsys)
     assert doc["ranking"][0]["kind"] == "representation"
+
+
+def test_clusters_cli(planted, capsys):
+    capsys.readouterr()
+    assert main(["analyze", "clusters", "--world", str(planted / "w"), "--root", str(planted / "s"), "--variant",
+                 "oracle", "--json"]) == 0
+    doc = _json(capsys)
+    assert doc["ari"] >= 0.8 and len(doc["clusters"]) == doc["k"]
+    assert main(["analyze", "clusters", "--world", str(planted / "w"), "--root", str(planted / "s"), "--variant",
+                 "oracle", "--k", "1"]) == 2
+    assert "a single cluster" in capsys.readouterr().err

@@ -209,3 +209,21 @@ def test_duplicate_later_ids_are_named(rotated, monkeypatch, which):
     monkeypatch.setattr(Snapshot, "load_ids", fake)
     with pytest.raises(SnapshotError, match="duplicate id"):
         cosine_by_id(before, after, "UR")
+
+
+def test_arrow_fallback_equals_mapped_path(tmp_path):
+    """zstd-compressed tables cannot be mapped: the Arrow path must give the same cosines."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((3000, 16)).astype(np.float32)
+    b = a + 0.2 * rng.standard_normal(a.shape).astype(np.float32)
+    ids = np.arange(3000) * 2
+    for comp in ("none", "zstd"):
+        write_snapshot(tmp_path / comp, "v", T0, {"UR": EmbeddingTable(ids, a)}, compression=comp)
+        write_snapshot(tmp_path / comp, "v", T1, {"UR": EmbeddingTable(ids[::-1].copy(), b[::-1].copy())},
+                       compression=comp)
+    plain, packed = volatility(tmp_path / "none", "v"), volatility(tmp_path / "zstd", "v")
+    np.testing.assert_array_equal(plain.ids, packed.ids)
+    np.testing.assert_allclose(plain.cosine, packed.cosine, atol=1e-7)
+    many = cosine_by_id(SnapshotStore(tmp_path / "zstd").open("v", T0), SnapshotStore(tmp_path / "zstd").open("v", T1),
+                        "UR", memory_mb=1, batch_rows=500)
+    np.testing.assert_allclose(many.cosine, plain.cosine, atol=1e-7)

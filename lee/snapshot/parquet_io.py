@@ -102,12 +102,30 @@ def from_arrow(table: pa.Table | pa.RecordBatch, *, path: Path) -> EmbeddingTabl
 
 
 def read_parquet_bytes(
-    buf: pa.Buffer, *, path: Path, dim: int | None, has_updated_at: bool | None = None
+    buf: pa.Buffer, *, path: Path, dim: int | None, has_updated_at: bool | None = None,
+    vectors: np.ndarray | None = None,
 ) -> EmbeddingTable:
-    """Parse a whole Parquet file held in ``buf``; unreadable bytes become a :class:`SnapshotError`."""
+    """Parse a whole Parquet file held in ``buf``; unreadable bytes become a :class:`SnapshotError`.
+
+    ``vectors``, when given, are the file's vectors already read by the raw page reader
+    (:mod:`lee.snapshot.rawread`): only the other columns are then decoded.
+    """
     try:
         pf = pq.ParquetFile(pa.BufferReader(buf))
         check_schema(pf.schema_arrow, path=path, dim=dim, has_updated_at=has_updated_at)
+        if vectors is not None:
+            rest = pf.read(columns=[c for c in pf.schema_arrow.names if c != "vector"])
+            if rest.num_rows != vectors.shape[0]:
+                raise SnapshotError(f"{rest.num_rows} ids but {vectors.shape[0]} vectors", path=path)
+            for name in rest.column_names:
+                if rest.column(name).null_count:
+                    raise SnapshotError(f"holds {rest.column(name).null_count} null(s); nulls are not allowed",
+                                        path=path, column=name)
+            id_col = rest.column("id")
+            ids = (id_col.to_numpy() if pa.types.is_int64(id_col.type)
+                   else np.asarray(id_col.to_numpy(zero_copy_only=False), dtype=object))
+            updated = rest.column("updated_at").to_numpy() if "updated_at" in rest.column_names else None
+            return EmbeddingTable(ids=ids, vectors=vectors, updated_at=updated)
         table = pf.read()
     except SnapshotError:
         raise

@@ -123,8 +123,19 @@ class RawVectors:
     """Zero-copy float32 views of the vector column, one per data page, in row order."""
 
     pages: list[np.ndarray]   # each (values,) float32; together rows × dim values
+    offsets: list[int]        # byte offset of each page's first value in the file
     dim: int
     _map: mmap.mmap
+
+    def row_gather(self) -> RowGather | None:
+        """Random access to rows straight from the mapped file, when every page but the last holds
+        the same whole number of rows (the writer's layout); ``None`` otherwise."""
+        rows = [p.size // self.dim for p in self.pages]
+        if any(p.size % self.dim for p in self.pages) or len(set(rows[:-1])) > 1 or not rows:
+            return None
+        if len(rows) > 1 and rows[-1] > rows[0]:
+            return None
+        return RowGather(self, rows[0])
 
     def row_group_views(self) -> list[np.ndarray]:
         return self.pages
@@ -138,6 +149,33 @@ class RawVectors:
             flat[pos:pos + p.size] = p
             pos += p.size
         return flat.reshape(-1, self.dim)
+
+
+class RowGather:
+    """Rows ``r`` of the table, gathered from the mapped pages without materialising the matrix.
+
+    A byte-strided view of the whole file (row ``b`` = the ``4·dim`` bytes starting at byte
+    ``b``) lets one fancy index pick rows at arbitrary page offsets; the file's pages stay in the
+    page cache (evictable), not in the process's own memory.
+    """
+
+    def __init__(self, raw: RawVectors, rows_per_page: int) -> None:
+        self.dim = raw.dim
+        self.rows_per_page = rows_per_page
+        self.n_rows = sum(p.size for p in raw.pages) // raw.dim
+        self._offsets = np.asarray(raw.offsets, dtype=np.int64)
+        self._raw = raw  # keeps the map alive
+        row_bytes = 4 * raw.dim
+        u8 = np.frombuffer(raw._map, dtype=np.uint8)
+        self._rows = np.lib.stride_tricks.as_strided(u8, shape=(u8.size - row_bytes + 1, row_bytes), strides=(1, 1))
+
+    def take(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` into ``out[:len(rows)]`` (float32, (m, dim)); returns that slice."""
+        page = rows // self.rows_per_page
+        start = self._offsets[page] + (rows - page * self.rows_per_page) * (4 * self.dim)
+        dest = out[: rows.size]
+        dest.view(np.uint8)[...] = self._rows[start]
+        return dest
 
 
 def raw_vectors(path: str | Path, dim: int) -> RawVectors | None:
@@ -162,6 +200,7 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     buf = memoryview(mm)
     pages: list[np.ndarray] = []
+    offsets: list[int] = []
     for g in range(md.num_row_groups):
         chunk = md.row_group(g).column(col)
         if chunk.compression != "UNCOMPRESSED" or chunk.dictionary_page_offset is not None:
@@ -198,8 +237,9 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
             if value_bytes != 4 * count:  # nulls would leave fewer values than levels
                 raise _Unsupported("page holds nulls")
             pages.append(np.frombuffer(mm, dtype="<f4", count=count, offset=p))
+            offsets.append(p)
             seen += count
             pos = body + size
         if seen != chunk.num_values:
             raise _Unsupported("pages do not add up to the chunk's values")
-    return RawVectors(pages=pages, dim=dim, _map=mm)
+    return RawVectors(pages=pages, offsets=offsets, dim=dim, _map=mm)

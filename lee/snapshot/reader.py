@@ -17,6 +17,7 @@ from lee.errors import SnapshotError
 from lee.snapshot.checks import check_ids, check_vectors
 from lee.snapshot.format import MANIFEST_NAME, EmbeddingTable, Manifest, TableInfo, TableKind
 from lee.snapshot.parquet_io import check_schema, from_arrow, read_parquet_bytes
+from lee.snapshot.rawread import raw_vectors
 
 _HASH_BLOCK = 8 << 20
 
@@ -94,8 +95,11 @@ class Snapshot:
             buf = mm.read_buffer()
             # hashlib releases the GIL on large buffers: hash on a second core while Arrow parses.
             digest = pool.submit(lambda: hashlib.sha256(memoryview(buf)).hexdigest()) if verify else None
+            # the writer's layout (PLAIN, uncompressed pages) maps without decoding; else Arrow decodes
+            raw = raw_vectors(path, info.dim)
             try:
-                table = read_parquet_bytes(buf, path=path, dim=info.dim, has_updated_at=info.has_updated_at)
+                table = read_parquet_bytes(buf, path=path, dim=info.dim, has_updated_at=info.has_updated_at,
+                                           vectors=raw.matrix() if raw is not None else None)
             except SnapshotError:
                 if digest is not None:
                     self._check_sha(digest.result(), info, path)  # corruption is the better explanation
