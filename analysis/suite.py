@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.clusters import ClusterResult, cluster_snapshot
-from analysis.collapse import collapse_of_table, compare_collapse
+from analysis.collapse import CollapseResult, collapse_of_table, compare_collapse
 from analysis.export import export_result, plain
 from analysis.health import HealthReport, HealthThresholds, snapshot_health
 from analysis.importance import ImportanceResult, importance_for_snapshot
@@ -79,6 +79,7 @@ class SuiteResult:
     series: dict[str, dict[str, VolatilitySeries]] = field(default_factory=dict)
     health: dict[str, HealthReport] = field(default_factory=dict)
     collapse: dict[str, pd.DataFrame] = field(default_factory=dict)
+    spectra: dict[str, dict[str, CollapseResult]] = field(default_factory=dict)
     clusters: dict[str, ClusterResult] = field(default_factory=dict)
     maps: dict[str, dict[str, Map2D]] = field(default_factory=dict)
     map_frames: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
@@ -187,7 +188,8 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
     for t in cfg.tables:
         have = {v: s for v, s in current.items() if TableKind.parse(t) in s.kinds}
         if have:
-            res.collapse[t] = compare_collapse({v: collapse_of_table(s, t) for v, s in have.items()})
+            res.spectra[t] = {v: collapse_of_table(s, t) for v, s in have.items()}
+            res.collapse[t] = compare_collapse(res.spectra[t])
             save(_Frames({"collapse": res.collapse[t]}, {"table": t}), f"collapse-{t}")
 
     # --- clusters and 2-D maps

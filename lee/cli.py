@@ -581,6 +581,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_analyze.add_parsers(sub, common, lambda cmd: (lambda a: cmd(a, _emit)))
 
+    p = common(sub.add_parser("report", help="self-contained HTML report (+ JSON/CSV) of every analysis"))
+    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--root", required=True, type=Path, help="snapshot root")
+    p.add_argument("--out", required=True, type=Path, help="directory for report.html and data/")
+    p.add_argument("--db", type=Path, help="LEE results store to include")
+    p.add_argument("--sweep", type=Path, help="layer-sweep CSV (lee sweep --table) to include")
+    p.add_argument("--variants", help="comma-separated (default: all)")
+    p.add_argument("--maps", default="pca", help="2-D maps: pca,tsne,umap (default pca)")
+    p.add_argument("--importance", help="variants to run feature-masking importance on (comma-separated)")
+    p.add_argument("--boot", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=lambda a: cli_analyze.cmd_report(a, _emit))
+
     # demo
     p = common(sub.add_parser("demo", help="the main job, end to end on a generated world"))
     p.add_argument("--out", required=True, type=Path)

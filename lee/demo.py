@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.report import lee_from_store, write_report
 from analysis.suite import SuiteConfig, run_suite
 from lee.device import resolve_device
 from lee.errors import InputError, SnapshotError
@@ -32,7 +33,7 @@ from lee.world.planted import write_planted_variants
 MONITORED = "oracle-monitored"  # a copy of the oracle with planted anomalies, for the health monitor
 
 
-N_STEPS = 6
+N_STEPS = 7
 DEMO_JOB = """# LEE job written by `lee demo`; run it again with `lee evaluate --config lee-job.toml`
 [job]
 name = "demo"
@@ -79,6 +80,10 @@ class DemoPaths:
         return self.out / "analyses"
 
     @property
+    def report(self) -> Path:
+        return self.out / "report"
+
+    @property
     def summary(self) -> Path:
         return self.out / "summary.json"
 
@@ -103,7 +108,7 @@ def run_demo(
         raise InputError(f"{paths.out}: directory exists and is not empty; pass --overwrite to replace its contents")
     dev = resolve_device(device)
     if overwrite:  # only what the demo itself writes; anything else in ``out`` is left alone
-        for stale in (paths.world, paths.snapshots, paths.analyses):
+        for stale in (paths.world, paths.snapshots, paths.analyses, paths.report):
             shutil.rmtree(stale, ignore_errors=True)
         for stale_file in (paths.results, paths.results.with_name(paths.results.name + "-wal"),
                            paths.results.with_name(paths.results.name + "-shm")):
@@ -191,6 +196,14 @@ def run_demo(
     log(f"      collapsed UR: {', '.join(collapsed) or 'none'}")
     for v, imp in suite.importance.items():
         log(f"      importance ({v}): {' > '.join(imp.ranking()[:3])}")
+
+    t = time.perf_counter()
+    lee_table, lee_windows = lee_from_store(paths.results)
+    html_path = write_report(paths.report, suite, lee_table=lee_table, lee_windows=lee_windows,
+                          title="LEE Workbench demo report", meta={"scale": scale, "seed": seed})
+    steps["report"] = {"html": str(html_path), "data": str(html_path.parent / "data"),
+                       "seconds": time.perf_counter() - t}
+    log(f"[7/{N_STEPS}] report -> {html_path} (opens offline; JSON/CSV in {html_path.parent / 'data'})")
 
     paths.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     log(f"summary -> {paths.summary}")

@@ -161,6 +161,18 @@ class ResultsStore:
                                                params=(doc["run_id"],))
         return doc
 
+    def windows(self, run_ids: list[str]) -> pd.DataFrame:
+        """Per-window test AUC of the given runs, averaged over seeds: run_id, variant, usage,
+        fusion, model ('variant' | 'baseline'), window (1-based), auc — the fluctuation curves."""
+        if not run_ids:
+            return pd.DataFrame(columns=["run_id", "variant", "usage", "fusion", "model", "window", "auc"])
+        marks = ",".join("?" * len(run_ids))
+        q = (f"SELECT m.run_id, r.variant, r.usage, r.fusion, m.model, m.window, AVG(m.value) AS auc "
+             f"FROM metrics m JOIN runs r USING (run_id) WHERE m.metric = 'auc' AND m.window >= 1 "
+             f"AND m.run_id IN ({marks}) GROUP BY m.run_id, m.model, m.window ORDER BY m.run_id, m.model, m.window")
+        with self._connect() as con:
+            return pd.read_sql_query(q, con, params=tuple(run_ids))
+
     def compare(self, *, usage: str | None = None, fusion: str | None = None, job: str | None = None) -> pd.DataFrame:
         """Latest run per (variant, usage, fusion), ranked by ΔAUC."""
         df = self.runs(job=job)

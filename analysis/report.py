@@ -1,0 +1,216 @@
+"""The exported report: one self-contained HTML file plus JSON and CSV of every number it shows.
+
+The HTML embeds Plotly's JavaScript once (nothing is fetched from a CDN, so it opens offline) and
+draws every figure from the same result objects the dashboard shows (:mod:`analysis.figures`).
+Tables are rendered with HTML escaping and figure texts go through ``figures.safe``: an id or
+label such as ``<script>alert(1)</script>`` is displayed as text, never run.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.offline
+
+from analysis import figures
+from analysis.export import export_result, plain
+from analysis.suite import SuiteResult
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:0 24px;color:#222}
+h1{margin-top:24px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:40px}
+table.data{border-collapse:collapse;font-size:13px;margin:8px 0 16px} table.data td,table.data th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table.data th{background:#f5f5f5} .note{color:#666;font-size:13px} nav a{margin-right:12px}
+.flag{color:#b00} .ok{color:#070}
+"""
+
+
+class _Frames:
+    def __init__(self, tables: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:
+        self._t, self._s = tables, summary
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return self._t
+
+    def summary(self) -> dict[str, Any]:
+        return self._s
+
+
+def _table(frame: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 60) -> str:
+    f = frame[[c for c in columns if c in frame.columns]] if columns else frame
+    more = f"<p class='note'>{len(f) - max_rows} more rows in the CSV.</p>" if len(f) > max_rows else ""
+    return f.head(max_rows).to_html(index=False, escape=True, classes="data", border=0, na_rep="–",
+                                    float_format=lambda v: f"{v:.4g}") + more
+
+
+def _figure(fig: go.Figure) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def build_report(suite: SuiteResult, *, lee_table: pd.DataFrame | None = None,
+                 lee_windows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None,
+                 title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> str:
+    """The report as one HTML string (Plotly's JavaScript included)."""
+    e = html.escape
+    parts: list[str] = []
+    sections: list[tuple[str, str]] = []
+
+    def section(anchor: str, heading: str, body: str) -> None:
+        sections.append((anchor, heading))
+        parts.append(f"<h2 id='{anchor}'>{e(heading)}</h2>{body}")
+
+    # --- LEE
+    if lee_table is not None and len(lee_table):
+        body = _figure(figures.lee_ranking(lee_table)) + _table(
+            lee_table, ["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
+                        "rela_impr", "verdict"])
+        if lee_windows is not None and len(lee_windows):
+            body += _figure(figures.window_auc(lee_windows))
+        if sweep is not None and len(sweep):
+            body += _figure(figures.layer_sweep(sweep)) + _table(sweep.reset_index())
+        section("lee", "LEE: variants against the baseline", body)
+
+    # --- health
+    if suite.health:
+        rows = [r.summary() for r in suite.health.values()]
+        summ = pd.DataFrame(rows)[["variant", "snapshots", "flagged", "latest_healthy", "rollback_target"]]
+        body = _table(summ)
+        for v, rep in suite.health.items():
+            flagged = rep.table[~rep.table["healthy"]]
+            if len(flagged):
+                body += f"<h3>{e(v)}</h3>" + _figure(figures.health_timeline(rep)) + _table(
+                    flagged, ["time", "table", "reasons"])
+        section("health", "Snapshot health", body)
+
+    # --- volatility
+    if suite.volatility:
+        rows = [{"variant": v, **{k: r.summary()[k] for k in ("table", "before", "after", "n_shared", "n_new",
+                                                              "n_lost", "mean_cosine", "share_above_0.99",
+                                                              "share_above_0.95")}}
+                for v, by in suite.volatility.items() for r in by.values()]
+        ur = {v: by["UR"] for v, by in suite.volatility.items() if "UR" in by}
+        body = (_figure(figures.volatility_cdf(ur)) if ur else "") + _table(pd.DataFrame(rows))
+        series = {v: by["UR"] for v, by in suite.series.items() if "UR" in by}
+        if series:
+            body += _figure(figures.volatility_series(series))
+        section("volatility", "Volatility (cosine to the previous snapshot)", body)
+
+    # --- collapse
+    if suite.collapse:
+        body = ""
+        for t, frame in suite.collapse.items():
+            body += f"<h3>{e(t)}</h3>"
+            if t in suite.spectra:
+                body += _figure(figures.spectrum(suite.spectra[t], title=f"Singular-value spectrum · {t}"))
+            body += _table(frame, ["variant", "rows", "dim", "effective_rank", "information_abundance",
+                                   "dims_90pct_variance", "dims_99pct_variance", "collapsed"])
+        section("collapse", "Dimensional collapse", body)
+
+    # --- clusters
+    if suite.clusters:
+        rows = [{"variant": v, "k": r.k, "ari": r.ari, "silhouette": r.silhouette, "overall_ctr": r.overall_ctr,
+                 "clusters_above": int((r.table["flag"] == "above").sum()),
+                 "clusters_below": int((r.table["flag"] == "below").sum())} for v, r in suite.clusters.items()]
+        body = _table(pd.DataFrame(rows))
+        for v, r in suite.clusters.items():
+            body += f"<h3>{e(v)}</h3>"
+            for method, frame in suite.map_frames.get(v, {}).items():
+                m = suite.maps[v][method]
+                body += _figure(figures.cluster_map(frame, "label", title=f"{v} · {method.upper()} "
+                                                    f"({m.sample_size:,} of {m.n_total:,} ids)"))
+            body += _figure(figures.cluster_ctr(r)) + _table(
+                r.table, ["cluster", "size", "top1_label", "top1_share", "top2_label", "top2_share", "top3_label",
+                          "top3_share", "ctr", "ctr_low", "ctr_high", "flag"])
+        section("clusters", "Clusters", body)
+
+    # --- importance
+    if suite.importance:
+        body = ""
+        for v, r in suite.importance.items():
+            body += (f"<h3>{e(v)}</h3><p class='note'>base AUC {r.base_auc:.4f} on events {r.events[0]:,}–"
+                     f"{r.events[1]:,}; {r.mode}, {r.n_repeats} repeat(s), {r.level:.0%} intervals</p>")
+            body += _figure(figures.importance_bars(r)) + _table(r.table)
+        section("importance", "Feature-masking importance", body)
+
+    # --- segments
+    if suite.segments is not None:
+        s = suite.segments
+        body = _figure(figures.segment_lift(s)) + _table(
+            s.table, ["segment", "users_control", "users_treatment", "metric_per_user_control",
+                      "metric_per_user_treatment", "lift", "ci_low", "ci_high", "p_value", "significant", "note"])
+        body += f"<p class='note'>{e(s.interval_method)}; {e(s.p_value_method)}</p>"
+        section("segments", "User-segment GMV lift", body)
+
+    if suite.skipped:
+        section("notes", "Notes", "<ul>" + "".join(f"<li>{e(x)}</li>" for x in suite.skipped) + "</ul>")
+
+    meta = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(meta or {})}
+    head = "".join(f"<b>{e(str(k))}</b>: {e(str(v))} &nbsp; " for k, v in meta.items())
+    nav = "".join(f"<a href='#{a}'>{e(h)}</a>" for a, h in sections)
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{e(title)}</title><style>{_CSS}</style>"
+            f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>"
+            f"<h1>{e(title)}</h1><p class='note'>{head}</p><nav>{nav}</nav>{''.join(parts)}"
+            "<p class='note'>Every number above is in data/ as JSON and CSV.</p></body></html>")
+
+
+def write_report(out: str | Path, suite: SuiteResult, *, lee_table: pd.DataFrame | None = None,
+                 lee_windows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None,
+                 title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> Path:
+    """Write ``out/report.html`` and ``out/data/`` (JSON + CSV of every result); returns the HTML path."""
+    out = Path(out)
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    _export_suite(suite, data)
+    if lee_table is not None:
+        export_result(_Frames({"ranking": lee_table, **({"windows": lee_windows} if lee_windows is not None else {}),
+                               **({"sweep": sweep.reset_index()} if sweep is not None else {})},
+                              {"rows": len(lee_table)}), data, "lee")
+    text = build_report(suite, lee_table=lee_table, lee_windows=lee_windows, sweep=sweep, title=title, meta=meta)
+    path = out / "report.html"
+    tmp = out / f".report-{uuid.uuid4().hex[:8]}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    (data / "summary.json").write_text(json.dumps(plain(suite.summary()), indent=2, allow_nan=False) + "\n",
+                                       encoding="utf-8")
+    return path
+
+
+def _export_suite(suite: SuiteResult, data: Path) -> None:
+    for v, rep in suite.health.items():
+        export_result(rep, data, f"health-{v}")
+    for v, by in suite.volatility.items():
+        for t, r in by.items():
+            export_result(r, data, f"volatility-{v}-{t}")
+    for v, by in suite.series.items():
+        for t, r in by.items():
+            export_result(r, data, f"volatility-series-{v}-{t}")
+    for t, frame in suite.collapse.items():
+        spectra = {f"spectrum-{v}": r.spectrum() for v, r in suite.spectra.get(t, {}).items()}
+        export_result(_Frames({"collapse": frame, **spectra}, {"table": t}), data, f"collapse-{t}")
+    for v, r in suite.clusters.items():
+        maps = {f"map-{m}": f for m, f in suite.map_frames.get(v, {}).items()}
+        export_result(_Frames({"clusters": r.table, **maps}, {"variant": v, "k": r.k, "ari": r.ari,
+                                                               "silhouette": r.silhouette}), data, f"clusters-{v}")
+    for v, r in suite.importance.items():
+        export_result(r, data, f"importance-{v}")
+    if suite.segments is not None:
+        export_result(suite.segments, data, "segments")
+
+
+def lee_from_store(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The latest LEE run per (variant, usage, fusion) and their per-window AUC curves."""
+    from lee.jobs.store import ResultsStore
+
+    store = ResultsStore(path)
+    table = store.compare()
+    windows = store.windows(table["run_id"].tolist()) if len(table) else store.windows([])
+    return table, windows
