@@ -189,3 +189,17 @@ def spectrum(results: Mapping[str, CollapseResult], *, title: str = "Singular-va
         fig.add_trace(go.Scatter(x=s["component"], y=s["normalised"].clip(lower=1e-8), mode="lines+markers",
                                  name=safe(f"{name} (erank {res.effective_rank:.1f})")))
     return fig
+
+
+def snapshot_timeline(reports: Mapping[str, HealthReport]) -> go.Figure:
+    """Every variant's snapshots on one time axis; unhealthy ones in red with their reasons."""
+    fig = _fig("Snapshot timeline", xaxis_title="event time", height=max(260, 80 + 32 * len(reports)))
+    for variant, rep in reports.items():
+        snaps = rep.snapshots
+        colors = np.where(snaps["healthy"], "#4c78a8", "crimson")
+        fig.add_trace(go.Scatter(
+            x=snaps["time"], y=safe([variant] * len(snaps)), mode="markers", showlegend=False,
+            marker=dict(size=11, color=colors, symbol=np.where(snaps["healthy"], "circle", "x")),
+            customdata=np.c_[safe(snaps["reasons"].replace("", "healthy"))],
+            hovertemplate="%{y} %{x}<br>%{customdata[0]}<extra></extra>"))
+    return fig

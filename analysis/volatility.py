@@ -190,12 +190,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _norms(x: np.ndarray, snap: Snapshot, kind: TableKind, ids: np.ndarray, offset: int) -> np.ndarray:
-    """Row norms; a NaN/Inf row is an error naming the file and its id (not a NaN cosine)."""
+def _norms(x: np.ndarray, snap: Snapshot, kind: TableKind, ids: np.ndarray, offset: int,
+           rows: np.ndarray | None = None) -> np.ndarray:
+    """Row norms; a NaN/Inf row is an error naming the file and its id (not a NaN cosine).
+    Row ``k`` of ``x`` has id ``ids[offset + k]``, or ``ids[rows[k]]`` when ``rows`` is given."""
     n = np.sqrt(np.einsum("ij,ij->i", x, x))
     if not np.isfinite(n).all():
         k = int(np.flatnonzero(~np.isfinite(n))[0])
-        bad = ids[offset + k]
+        bad = ids[offset + k] if rows is None else ids[rows[k]]
         raise SnapshotError("row holds NaN or Inf; volatility needs finite vectors", path=snap.table_path(kind),
                             column="vector", id=bad.item() if isinstance(bad, np.generic) else bad)
     return n
@@ -223,7 +225,8 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
         pos = index_b.get_indexer(ids_a)          # (n_after,) row of each later id in the earlier table
         shared = pos >= 0
         # duplicate later ids: shared ones would hit one earlier row twice; new ones are checked alone
-        hits = np.bincount(pos[shared], minlength=ids_b.size)
+        pos_shared = pos[shared]
+        hits = np.bincount(pos_shared, minlength=ids_b.size)
         if (hits > 1).any():
             dup = ids_b[int(np.argmax(hits > 1))]
             raise SnapshotError("duplicate id; ids must be unique", path=after.table_path(kind), column="id",
@@ -233,8 +236,7 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
             raise InputError(
                 f"no id of the {kind.value} table in {after.path} is present in {before.path} "
                 f"(first ids: {ids_a[0]!r} vs {ids_b[0]!r}); volatility needs overlapping ids")
-        seen_b = np.zeros(ids_b.size, bool)
-        seen_b[pos[shared]] = True
+        seen_b = hits > 0
 
         dim = before.info(kind).dim
         block_rows = max(batch_rows, (memory_mb << 20) // (4 * dim))
@@ -244,16 +246,11 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
         scratch = np.empty((batch_rows, dim), np.float32)           # gathered earlier rows, reused
         dots = np.zeros(ids_a.size, np.float32)
         norm_a = np.zeros(ids_a.size, np.float32)
-        norm_b = np.zeros(ids_b.size, np.float32)
+        norm_b = np.zeros(ids_a.size, np.float32)   # norm of each later row's earlier vector
         mapped = _mapped_rows(before, kind, block_rows)
         lo = 0
         for held in (iter([None]) if mapped is not None else _read_blocks(before, kind, batch_rows, block_rows)):
-            if held is None:   # earlier table gathered straight from its mapped file
-                hi = ids_b.size
-                norm_b[:] = _mapped_norms(mapped, before, kind, ids_b)
-            else:
-                hi = lo + held.shape[0]
-                norm_b[lo:hi] = _norms(held, before, kind, ids_b, lo)
+            hi = ids_b.size if held is None else lo + held.shape[0]  # None: gathered from the mapped file
             a0 = 0
             for batch in _vector_batches(after, kind, batch_rows):
                 a1 = a0 + batch.shape[0]
@@ -271,13 +268,15 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
                     out = slice(a0, a1) if rows is None else a0 + rows
                     dots[out] = np.einsum("ij,ij->i", x, y)
                     norm_a[out] = _norms(x, after, kind, ids_a[a0:a1] if rows is None else ids_a[a0:a1][rows], 0)
+                    norm_b[out] = _norms(y, before, kind, ids_b, 0, rows=want + lo)
                 bar.update(a1 - a0)
                 a0 = a1
             lo = hi
-        denom = norm_a[shared] * norm_b[pos[shared]]
+        denom = norm_a[shared] * norm_b[shared]
         ok = denom > 0
         cos_shared = np.zeros(denom.size, np.float32)
         np.divide(dots[shared], denom, out=cos_shared, where=ok)
+        np.clip(cos_shared, -1.0, 1.0, out=cos_shared)
         bar.close()
         for fut, snap in checks:
             info = snap.info(kind)
@@ -286,7 +285,7 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
                                     path=snap.table_path(kind))
     return VolatilityResult(
         variant=after.variant, kind=kind, before=before.event_time, after=after.event_time,
-        ids=ids_a[shared], cosine=np.clip(cos_shared, -1.0, 1.0), n_before=int(ids_b.size),
+        ids=ids_a[shared], cosine=cos_shared, n_before=int(ids_b.size),
         n_after=int(ids_a.size), new_ids=ids_a[~shared], lost_ids=ids_b[~seen_b],
         n_zero_norm=int((~ok).sum()), blocks=n_blocks,
     )
@@ -300,16 +299,6 @@ def _mapped_rows(snap: Snapshot, kind: TableKind, block_rows: int) -> RowGather 
     raw = raw_vectors(snap.table_path(kind), info.dim)
     gather = raw.row_gather() if raw is not None else None
     return gather if gather is not None and gather.n_rows == info.rows else None
-
-
-def _mapped_norms(mapped: RowGather, snap: Snapshot, kind: TableKind, ids: np.ndarray) -> np.ndarray:
-    out = np.empty(mapped.n_rows, np.float32)
-    lo = 0
-    for page in mapped._raw.pages:
-        m = page.reshape(-1, mapped.dim)
-        out[lo:lo + m.shape[0]] = _norms(m, snap, kind, ids, lo)
-        lo += m.shape[0]
-    return out
 
 
 def _read_blocks(snap: Snapshot, kind: TableKind, batch_rows: int, block_rows: int) -> Iterator[np.ndarray]:

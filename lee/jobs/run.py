@@ -119,8 +119,13 @@ def _metrics(result: VariantResult, model: str) -> list[tuple[str, int, int, str
 
 
 def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None] = print,
-            stop_after: int | None = None) -> JobReport:
-    """Evaluate every pending unit of ``job``; ``stop_after`` limits the units done in this run."""
+            stop_after: int | None = None,
+            on_unit: Callable[[int, int, str], None] | None = None) -> JobReport:
+    """Evaluate every pending unit of ``job``; ``stop_after`` limits the units done in this run.
+
+    ``on_unit(done, total, label)`` is called before each unit and once at the end (the
+    dashboard's live progress bar).
+    """
     started = time.perf_counter()
     store = ResultsStore(job.results)
     with JobLock(job.results.with_name(job.results.name + ".lock")):
@@ -137,8 +142,11 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
         log(f"job {job.name}: {len(units)} unit(s) to evaluate, {skipped} already in {job.results}")
         baselines: dict[str, VariantResult] = {}
         bar = tqdm(units, desc=f"LEE {job.name}", unit="unit", disable=not progress)
-        for unit in bar:
-            bar.set_postfix_str(f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}")
+        for k, unit in enumerate(bar):
+            label = f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}"
+            bar.set_postfix_str(label)
+            if on_unit is not None:
+                on_unit(k, len(units), label)
             t0 = time.perf_counter()
             began = datetime.now(timezone.utc)
             dims = {k.value: unit.snapshot.info(k).dim for k in PAIRS[unit.cfg.usage]}
@@ -166,5 +174,7 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
                                     f"[{res.delta.low:+.4f}, {res.delta.high:+.4f}] {res.verdict}")
             log(report.evaluated[-1])
         bar.close()
+        if on_unit is not None:
+            on_unit(len(units), len(units), "done")
     report.seconds = time.perf_counter() - started
     return report

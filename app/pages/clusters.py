@@ -1,0 +1,26 @@
+"""Clusters: interactive 2-D map coloured by cluster, label or CTR; per-cluster labels and CTR."""
+
+import streamlit as st
+
+from analysis import figures
+from app.state import sidebar_sources, suite
+
+st.title("Clusters")
+src = sidebar_sources()
+method = st.radio("Map", ["pca", "tsne"], horizontal=True, key="cl_method")
+res = suite(src, maps=("pca", "tsne") if method == "tsne" else ("pca",))
+if not res.clusters:
+    st.info("No variant has a table to cluster.")
+    st.stop()
+c = st.columns(2)
+variant = c[0].selectbox("Variant", list(res.clusters), key="cl_variant")
+color = c[1].radio("Colour by", ["cluster", "label", "cluster_ctr"], horizontal=True, key="cl_color")
+r = res.clusters[variant]
+m = res.maps[variant][method]
+st.caption(f"K-means k={r.k} ({r.backend}) on all {r.n_ids:,} ids; map of a stratified sample of {m.sample_size:,}. "
+           f"Silhouette {r.silhouette:.3f} on {r.silhouette_sample:,} ids"
+           + (f"; ARI vs planted groups {r.ari:.3f}" if r.ari is not None else ""))
+st.plotly_chart(figures.cluster_map(res.map_frames[variant][method], color, title=f"{variant} · {method.upper()}"),
+                key="cl_map")
+st.plotly_chart(figures.cluster_ctr(r), key="cl_ctr")
+st.dataframe(r.table, key="cl_table", hide_index=True)

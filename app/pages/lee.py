@@ -1,0 +1,47 @@
+"""LEE: ranked variants with intervals, per-window AUC, the layer sweep, and new evaluations."""
+
+import streamlit as st
+
+from analysis import figures
+from app.state import guarded, lee_tables, sidebar_sources, sweep, suite
+from lee.jobs.config import JobConfig
+from lee.jobs.run import run_job
+
+st.title("LEE: representations against the baseline")
+src = sidebar_sources()
+tables = lee_tables(src)
+if tables is None or tables[0].empty:
+    st.info(f"No LEE results in {src.db} yet: start an evaluation below.")
+else:
+    table, windows = tables
+    st.plotly_chart(figures.lee_ranking(table), key="lee_ranking")
+    cols = ["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high", "rela_impr",
+            "verdict", "event_time"]
+    st.dataframe(table[cols], key="lee_table", hide_index=True)
+    st.plotly_chart(figures.window_auc(windows), key="lee_windows")
+sw = sweep(src)
+if sw is not None:
+    st.plotly_chart(figures.layer_sweep(sw), key="lee_sweep")
+
+st.subheader("Start a new evaluation")
+variants = suite(src).variants
+with st.form("lee_form"):
+    chosen = st.multiselect("Variants (latest snapshot of each)", variants, default=variants[:2], key="lee_variants")
+    usage = st.selectbox("Usage", ["UR+IR", "CR", "UR", "IR"], key="lee_usage")
+    fusion = st.selectbox("Fusion", ["concat", "gate", "iim", "retrieval"], key="lee_fusion")
+    seeds = st.slider("Seeds", 1, 3, 1, key="lee_seeds")
+    go = st.form_submit_button("Evaluate")
+if go:
+    if not chosen:
+        st.error("Choose at least one variant.")
+        st.stop()
+    src.db.parent.mkdir(parents=True, exist_ok=True)
+    job = JobConfig(name="dashboard", snapshots=src.root, world=src.world, results=src.db, variants=tuple(chosen),
+                    latest_only=True, device="cpu", usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds)))
+    bar = st.progress(0.0, text="starting…")
+    report = guarded(run_job, job, progress=False, log=lambda *_: None,
+                     on_unit=lambda done, total, label: bar.progress(done / max(total, 1), text=f"{done}/{total} {label}"))
+    st.success(f"{len(report.evaluated)} evaluated, {report.skipped} already in the store.")
+    for line in report.evaluated:
+        st.text(line)
+    st.cache_data.clear()

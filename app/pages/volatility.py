@@ -1,0 +1,34 @@
+"""Volatility: cosine of each id to the previous snapshot; CDF across variants; series; by attribute."""
+
+import streamlit as st
+
+from analysis import figures
+from app.state import guarded, sidebar_sources, suite, world
+
+st.title("Volatility")
+src = sidebar_sources()
+res = suite(src)
+if not res.volatility:
+    st.info("No variant has two snapshots to compare.")
+    st.stop()
+variant = st.selectbox("Variant", list(res.volatility), key="vol_variant")
+table = st.selectbox("Table", list(res.volatility[variant]), key="vol_table")
+r = res.volatility[variant][table]
+s = r.summary()
+c = st.columns(4)
+c[0].metric("ids compared", f"{s['n_shared']:,}")
+c[1].metric("cosine > 0.99", f"{s['share_above_0.99']:.1%}")
+c[2].metric("cosine > 0.95", f"{s['share_above_0.95']:.1%}")
+c[3].metric("new / lost ids", f"{s['n_new']:,} / {s['n_lost']:,}")
+st.plotly_chart(figures.volatility_histogram(r), key="vol_hist")
+same = {v: by[table] for v, by in res.volatility.items() if table in by}
+st.plotly_chart(figures.volatility_cdf(same), key="vol_cdf")
+st.plotly_chart(figures.volatility_series({v: by[table] for v, by in res.series.items() if table in by}),
+                key="vol_series")
+w = world(src)
+attrs = w.users if r.kind.entity == "user" else w.items
+choices = [c for c in attrs.columns if c not in ("user_id", "item_id")]
+by = st.selectbox("Break down by", choices, index=choices.index("activity_level") if "activity_level" in choices else 0,
+                  key="vol_by")
+numeric = attrs[by].dtype.kind in "if" and attrs[by].nunique() > 20
+st.dataframe(guarded(r.by_attribute, attrs, by, bins=5 if numeric else None), key="vol_by_table", hide_index=True)

@@ -1,0 +1,183 @@
+"""What the pages share: the data sources chosen in the sidebar and cached calls into lee/ and analysis/.
+
+Nothing here computes a number: every function wraps one call of the engine in a Streamlit cache,
+keyed so that new snapshots or new results invalidate it, and turns a user-facing error into a
+message on the page instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import streamlit as st
+
+from lee.errors import LeeError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_WORLD = REPO / "fixtures" / "tiny" / "world"
+DEFAULT_ROOT = REPO / "fixtures" / "tiny" / "snapshots"
+DEFAULT_DB = REPO / "runs" / "dashboard" / "results.sqlite"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sources:
+    world: Path
+    root: Path
+    db: Path
+    sweep: Path | None
+
+
+def _cli_defaults() -> Sources:
+    """``streamlit run app/main.py -- --world W --root R --db D [--sweep S]``."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--world", type=Path, default=DEFAULT_WORLD)
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--db", type=Path, default=DEFAULT_DB)
+    p.add_argument("--sweep", type=Path, default=None)
+    args, _ = p.parse_known_args(sys.argv[1:])
+    return Sources(args.world, args.root, args.db, args.sweep)
+
+
+def sidebar_sources() -> Sources:
+    """Data-source inputs in the sidebar (defaults: the command line, else the embedded sample).
+
+    The chosen values live under their own session keys, so they survive switching pages
+    (Streamlit drops a widget's state when a page that does not draw it runs).
+    """
+    d = _cli_defaults()
+    defaults = {"src_world": str(d.world), "src_root": str(d.root), "src_db": str(d.db), "src_sweep": str(d.sweep or "")}
+    labels = {"src_world": "World directory", "src_root": "Snapshot root", "src_db": "LEE results store",
+              "src_sweep": "Layer-sweep CSV (optional)"}
+    values = {}
+    with st.sidebar:
+        st.markdown("### Data")
+        for key, label in labels.items():
+            keep = f"kept_{key}"
+            st.session_state.setdefault(keep, defaults[key])
+            values[key] = st.text_input(label, st.session_state[keep], key=key)
+            st.session_state[keep] = values[key]
+    sweep = values["src_sweep"].strip()
+    return Sources(Path(values["src_world"]), Path(values["src_root"]), Path(values["src_db"]),
+                   Path(sweep) if sweep else None)
+
+
+def guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``; a workbench error becomes a message on the page and stops this page's run."""
+    try:
+        return fn(*args, **kwargs)
+    except LeeError as exc:
+        st.error(str(exc))
+        st.stop()
+        raise  # unreachable: st.stop raises
+
+
+def _root_key(root: str) -> tuple:
+    """Changes whenever a snapshot is added to the root (cache key)."""
+    p = Path(root)
+    if not p.is_dir():
+        return ()
+    return tuple(sorted(str(m.parent.relative_to(p)) for m in p.glob("*/*/manifest.json")))
+
+
+def _file_key(path: str) -> float:
+    p = Path(path)
+    wal = p.with_name(p.name + "-wal")
+    return max((q.stat().st_mtime for q in (p, wal) if q.exists()), default=0.0)
+
+
+@st.cache_resource(show_spinner="Loading the world…")
+def _world(path: str):
+    from lee.world.io import load_world
+
+    return load_world(path)
+
+
+def world(src: Sources):
+    return guarded(_world, str(src.world))
+
+
+@st.cache_resource(show_spinner="Running every analysis on the snapshots…")
+def _suite(world_path: str, root: str, key: tuple, maps: tuple[str, ...]):
+    from analysis.suite import SuiteConfig, run_suite
+
+    return run_suite(_world(world_path), root, config=SuiteConfig(map_methods=maps, n_boot=200),
+                     log=lambda *_: None)
+
+
+def suite(src: Sources, maps: tuple[str, ...] = ("pca",)):
+    from lee.snapshot import SnapshotStore
+
+    guarded(SnapshotStore, src.root)
+    world(src)
+    return guarded(_suite, str(src.world), str(src.root), _root_key(str(src.root)), maps)
+
+
+@st.cache_data(show_spinner=False)
+def _lee(db: str, key: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from analysis.report import lee_from_store
+
+    return lee_from_store(db)
+
+
+def lee_tables(src: Sources) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The latest LEE run per variant and its window curves, or None when there is no store yet."""
+    if not src.db.is_file():
+        return None
+    return guarded(_lee, str(src.db), _file_key(str(src.db)))
+
+
+@st.cache_data(show_spinner=False)
+def _sweep(path: str, key: float) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    return frame.pivot_table(index="layer", columns="dim", values="delta_auc", sort=False)
+
+
+def sweep(src: Sources) -> pd.DataFrame | None:
+    if src.sweep is None:
+        return None
+    if not src.sweep.is_file():
+        st.warning(f"{src.sweep}: no layer-sweep CSV there (write one with `lee sweep --table FILE`)")
+        return None
+    try:
+        return _sweep(str(src.sweep), _file_key(str(src.sweep)))
+    except (KeyError, ValueError, pd.errors.ParserError) as exc:
+        st.warning(f"{src.sweep}: not a sweep table from `lee sweep --table` ({exc})")
+        return None
+
+
+@st.cache_resource(show_spinner="Training the proxy and masking every input…")
+def _importance(world_path: str, root: str, key: tuple, variant: str, mode: str, repeats: int):
+    from analysis.importance import importance_for_snapshot
+    from lee.evaluator.data import stream_from_world
+    from lee.snapshot import SnapshotStore
+
+    stream = stream_from_world(_world(world_path))
+    return importance_for_snapshot(stream, SnapshotStore(root).latest(variant), mode=mode, n_repeats=repeats,
+                                   n_boot=100)
+
+
+def importance(src: Sources, variant: str, mode: str, repeats: int):
+    return guarded(_importance, str(src.world), str(src.root), _root_key(str(src.root)), variant, mode, repeats)
+
+
+@st.cache_data(show_spinner="Bootstrapping the lift…")
+def _segments(world_path: str, by: str, home_col: str, other_col: str, threshold: int, seed: int):
+    from analysis.segments import segment_lift
+    from lee.world.ab_log import generate_ab_log
+
+    log = generate_ab_log(_world(world_path), seed=seed)
+    return segment_lift(log, by=by, home_col=home_col, other_col=other_col, other_threshold=threshold,
+                        n_boot=1000, seed=seed)
+
+
+def segments(src: Sources, by: str, home_col: str, other_col: str, threshold: int, seed: int = 0):
+    world(src)
+    return guarded(_segments, str(src.world), by, home_col, other_col, threshold, seed)
