@@ -69,6 +69,14 @@ def sidebar_sources() -> Sources:
                    Path(sweep) if sweep else None)
 
 
+def preferred(names: list[str]) -> int:
+    """The default variant to show: the trained upstream model, else the oracle, else the first."""
+    for name in ("upstream", "oracle"):
+        if name in names:
+            return names.index(name)
+    return 0
+
+
 def guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``fn``; a workbench error becomes a message on the page and stops this page's run."""
     try:

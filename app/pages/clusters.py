@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.state import sidebar_sources, suite
+from app.state import preferred, sidebar_sources, suite
 
 st.title("Clusters")
 src = sidebar_sources()
@@ -13,7 +13,8 @@ if not res.clusters:
     st.info("No variant has a table to cluster.")
     st.stop()
 c = st.columns(2)
-variant = c[0].selectbox("Variant", list(res.clusters), key="cl_variant")
+names = list(res.clusters)
+variant = c[0].selectbox("Variant", names, index=preferred(names), key="cl_variant")
 color = c[1].radio("Colour by", ["cluster", "label", "cluster_ctr"], horizontal=True, key="cl_color")
 r = res.clusters[variant]
 m = res.maps[variant][method]

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.state import guarded, sidebar_sources, suite, world
+from app.state import preferred, guarded, sidebar_sources, suite, world
 
 st.title("Volatility")
 src = sidebar_sources()
@@ -11,7 +11,8 @@ res = suite(src)
 if not res.volatility:
     st.info("No variant has two snapshots to compare.")
     st.stop()
-variant = st.selectbox("Variant", list(res.volatility), key="vol_variant")
+names = list(res.volatility)
+variant = st.selectbox("Variant", names, index=preferred(names), key="vol_variant")
 table = st.selectbox("Table", list(res.volatility[variant]), key="vol_table")
 r = res.volatility[variant][table]
 s = r.summary()
