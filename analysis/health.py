@@ -111,7 +111,7 @@ def table_stats(snapshot: Snapshot, kind: TableKind | str, *, reference: Referen
     extreme = 0
     center = scale = None
     if reference is not None:
-        center, scale = reference.dim_mean, np.maximum(reference.dim_std, 1e-12)
+        center, scale = reference.dim_mean, _std_floor(reference.dim_std)
     for chunk in snapshot.iter_chunks(kind, rows=chunk_rows, allow_nonfinite=True):
         v = chunk.vectors
         finite = np.isfinite(v).all(axis=1)
@@ -161,7 +161,15 @@ def _reference(history: list[TableStats], th: HealthThresholds) -> Reference | N
 
 
 def _dead_dims(dim_std: np.ndarray, ref_std: np.ndarray, th: HealthThresholds) -> int:
-    return int((dim_std < th.dead_std_ratio * ref_std).sum())
+    """Dims that had real spread in the reference (≥ 10% of its median std) and lost it."""
+    alive = ref_std >= 0.1 * float(np.median(ref_std))
+    return int((alive & (dim_std < th.dead_std_ratio * ref_std)).sum())
+
+
+def _std_floor(ref_std: np.ndarray) -> np.ndarray:
+    """Per-dim std used as a yardstick: never below 1% of the median (near-constant dims would make
+    any change look like millions of std)."""
+    return np.maximum(ref_std, 0.01 * max(float(np.median(ref_std)), 1e-12))
 
 
 def judge(stats: TableStats, ref: Reference | None, th: HealthThresholds) -> tuple[dict[str, float], list[str]]:
@@ -173,18 +181,20 @@ def judge(stats: TableStats, ref: Reference | None, th: HealthThresholds) -> tup
     if stats.nonfinite_rows == stats.rows:
         return {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": np.nan, "variance_change": np.nan,
                 "broken": True}, reasons
-    if ref is not None:  # dims that had spread in the reference and lost it
-        dead = _dead_dims(stats.dim_std, ref.dim_std, th)
-    else:  # no reference yet: only dims that are constant (a low-variance dim may be legitimate)
-        dead = int((stats.dim_std <= 1e-6 * max(float(stats.dim_std.max()), 1e-30)).sum())
-    measures = {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": float(dead), "variance_change": np.nan}
-    if dead > th.max_dead_dims + (ref.dead_dims if ref is not None else 0):
+    measures = {"scale_ratio": np.nan, "mean_shift": np.nan, "dead_dims": np.nan, "variance_change": np.nan}
+    if ref is None:
+        # no reference yet: count constant dims, but a unit dead from the start (a ReLU that never
+        # fires) is how this representation is, not an anomaly; dims that die later are flagged
+        measures["dead_dims"] = float((stats.dim_std <= 1e-6 * max(float(stats.dim_std.max()), 1e-30)).sum())
+        measures["broken"] = bool(reasons)
+        return measures, reasons
+    dead = _dead_dims(stats.dim_std, ref.dim_std, th)  # dims that had spread in the reference and lost it
+    measures["dead_dims"] = float(dead)
+    if dead > th.max_dead_dims + ref.dead_dims:
         reasons.append(f"{dead} dead dimension(s) (std < {th.dead_std_ratio:g} × reference)")
     measures["broken"] = bool(reasons)  # NaN rows or dead dims: never a new normal
-    if ref is None:
-        return measures, reasons
     ratio = stats.l2_mean / max(ref.l2_mean, 1e-30)
-    shift = float(np.sqrt(np.mean(((stats.dim_mean - ref.dim_mean) / np.maximum(ref.dim_std, 1e-12)) ** 2)))
+    shift = float(np.sqrt(np.mean(((stats.dim_mean - ref.dim_mean) / _std_floor(ref.dim_std)) ** 2)))
     measures.update(scale_ratio=ratio, mean_shift=shift, variance_change=stats.variance / max(ref.variance, 1e-30) - 1)
     if ratio > th.max_scale_ratio or ratio < 1.0 / th.max_scale_ratio:
         reasons.append(f"mean row norm is {ratio:.3g}× the reference's")

@@ -28,7 +28,7 @@ from analysis.maps import Map2D, embed_2d
 from analysis.segments import SegmentLift, segment_lift
 from analysis.volatility import VolatilityResult, VolatilitySeries, cosine_by_id, volatility_series
 from lee.errors import ConfigError, InputError, LeeError, LeeWarning
-from lee.evaluator.data import stream_from_world
+from lee.evaluator.data import DownstreamStream, stream_from_world
 from lee.snapshot import SnapshotStore, TableKind
 from lee.world.ab_log import generate_ab_log
 from lee.world.model import World
@@ -135,8 +135,14 @@ def map_frame(m: Map2D, clusters: ClusterResult, labels: pd.Series | None) -> pd
 
 def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = None, out: str | Path | None = None,
               ab_log: pd.DataFrame | None = None, log: Callable[[str], Any] = print,
-              progress: bool = False) -> SuiteResult:
-    """Run every analysis; ``ab_log`` defaults to a planted log generated from ``world``."""
+              progress: bool = False, events: pd.DataFrame | None = None,
+              stream: DownstreamStream | None = None) -> SuiteResult:
+    """Run every analysis; ``ab_log`` defaults to a planted log generated from ``world``.
+
+    ``events`` (default: all of the world's) give the clusters' CTR; ``stream`` (default: the
+    world's ad events) is what the importance proxies train on — e.g. only the downstream part of a
+    real dataset split in time.
+    """
     cfg = config or SuiteConfig()
     store = SnapshotStore(root)
     variants = list(cfg.variants) if cfg.variants is not None else store.variants()
@@ -205,7 +211,8 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LeeWarning)  # small clusters are flagged in the table itself
-            res.clusters[v] = cluster_snapshot(snap, kind, k=k, events=world.events, items=world.items,
+            res.clusters[v] = cluster_snapshot(snap, kind, k=k, events=world.events if events is None else events,
+                                               items=world.items,
                                                labels=labels if kind.entity == "user" else None,
                                                truth=truth if kind.entity == "user" else None, seed=cfg.seed)
         save(_Frames(cluster_frames(res.clusters[v]), {"variant": v, "k": k, "ari": res.clusters[v].ari}),
@@ -226,7 +233,7 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
     # --- feature-masking importance
     todo = [v for v in cfg.importance_variants if v in current]
     if todo:
-        stream = stream_from_world(world)
+        stream = stream if stream is not None else stream_from_world(world)
         for v in todo:
             res.importance[v] = importance_for_snapshot(
                 stream, current[v], usage=cfg.importance_usage, mode=cfg.importance_mode,

@@ -483,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=lambda a: cli_analyze.cmd_ab_log(a, _emit))
 
+    cli_analyze.add_world_importers(world, common, lambda cmd: (lambda a: cmd(a, _emit)))
+
     p = common(world.add_parser("fixtures", help="regenerate the committed sample data (fixtures/tiny)"))
     p.add_argument("--out", type=Path, default=Path("fixtures/tiny"))
     p.add_argument("--overwrite", action="store_true")
@@ -580,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_results_show)
 
     cli_analyze.add_parsers(sub, common, lambda cmd: (lambda a: cmd(a, _emit)))
+    cli_analyze.add_casestudy(sub, common, lambda cmd: (lambda a: cmd(a, _emit)))
 
     p = common(sub.add_parser("report", help="self-contained HTML report (+ JSON/CSV) of every analysis"))
     p.add_argument("--world", required=True, type=Path)

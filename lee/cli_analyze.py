@@ -231,6 +231,56 @@ def cmd_report(args: argparse.Namespace, emit: Emit) -> int:
     return 0
 
 
+def cmd_import_movielens(args: argparse.Namespace, emit: Emit) -> int:
+    from lee.world.io import save_world
+    from lee.world.movielens import import_movielens
+
+    world = import_movielens(args.path, split=args.split, downstream_share=args.downstream_share,
+                             positive_min=args.positive_min)
+    path = save_world(world, args.out, overwrite=args.overwrite)
+    counts = world.events["part"].value_counts().to_dict()
+    emit({"world": str(path), **world.summary(), "label_rule": world.meta["label_rule"], "split": args.split,
+          "upstream_events": counts.get("upstream", 0), "downstream_events": counts.get("downstream", 0)}, args)
+    return 0
+
+
+def cmd_import_obd(args: argparse.Namespace, emit: Emit) -> int:
+    import json
+
+    from lee.world.obd import import_obd
+
+    out = import_obd(args.path, args.out, campaign=args.campaign, overwrite=args.overwrite)
+    meta = out / "obd.json"
+    emit({"exposures": str(out), **(json.loads(meta.read_text()) if meta.is_file() else {})}, args)
+    return 0
+
+
+def cmd_case_movielens(args: argparse.Namespace, emit: Emit) -> int:
+    from analysis.movielens_case import run_movielens_case
+
+    case = run_movielens_case(args.data, args.out, users=args.users, seeds=tuple(range(args.seeds)),
+                              n_boot=args.boot, split=args.split, device=args.device,
+                              log=(lambda *_: None) if args.quiet or args.json else print, progress=not args.quiet)
+    doc = case.summary()
+    emit({"report": doc["report"], "upstream_vs_random": doc["upstream_vs_random"], "purity": doc["purity"][:1],
+          "written": str(Path(args.out) / "case-study.json")}, args)
+    return 0
+
+
+def cmd_case_obd(args: argparse.Namespace, emit: Emit) -> int:
+    from analysis.obd_case import obd_case_study
+    from analysis.export import export_result
+    from lee.world.obd import read_obd
+
+    case = obd_case_study(read_obd(args.data, campaign=args.campaign), seeds=tuple(range(args.seeds)),
+                          n_boot=args.boot)
+    doc = case.summary()
+    if args.out:
+        doc["written"] = {k: str(v) for k, v in export_result(case, args.out, "obd-case").items()}
+    emit(doc, args)
+    return 0
+
+
 def cmd_anomalies(args: argparse.Namespace, emit: Emit) -> int:
     from lee.world.anomalies import plant_anomalies
 
@@ -321,3 +371,48 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--seed", type=int, default=0)
     out(p)
     p.set_defaults(func=bind(cmd_clusters))
+
+
+def add_world_importers(world: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
+                        bind: Callable[[Callable[[argparse.Namespace, Emit], int]], Callable[[argparse.Namespace], int]]) -> None:
+    """``lee world import-movielens`` and ``lee world import-obd``."""
+    p = common(world.add_parser("import-movielens", help="MovieLens ml-latest-small -> a world (click = rating >= 4)"))
+    p.add_argument("path", type=Path, help="directory with ratings.csv and movies.csv")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--split", default="per-user", choices=("per-user", "global"),
+                   help="upstream/downstream split in time: each user's later ratings, or the latest ones overall")
+    p.add_argument("--downstream-share", type=float, default=0.3)
+    p.add_argument("--positive-min", type=float, default=4.0, help="a rating at or above this is a click")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=bind(cmd_import_movielens))
+
+    p = common(world.add_parser("import-obd", help="Open Bandit (small) -> an exposure log with both policies as arms"))
+    p.add_argument("path", type=Path, help="open-bandit-small directory (random/ and bts/)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--campaign", default="all", choices=("all", "men", "women"))
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=bind(cmd_import_obd))
+
+
+def add_casestudy(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
+                  bind: Callable[[Callable[[argparse.Namespace, Emit], int]], Callable[[argparse.Namespace], int]]) -> None:
+    """``lee casestudy movielens|obd``: the real-data case studies, end to end."""
+    cs = sub.add_parser("casestudy", help="the workbench end to end on real public data").add_subparsers(
+        dest="casestudy_command", required=True, metavar="DATASET")
+    p = common(cs.add_parser("movielens", help="upstream model, LEE on UR/IR/CR, every analysis, the report"))
+    p.add_argument("--data", type=Path, default=Path("fixtures/real/movielens-latest-small"))
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--users", type=int, help="a seeded subset of users (reduced run)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--boot", type=int, default=200)
+    p.add_argument("--split", default="per-user", choices=("per-user", "global"))
+    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
+    p.set_defaults(func=bind(cmd_case_movielens))
+
+    p = common(cs.add_parser("obd", help="proxy baseline, feature-masking importance, arm-vs-arm split"))
+    p.add_argument("--data", type=Path, default=Path("fixtures/real/open-bandit-small"))
+    p.add_argument("--campaign", default="all", choices=("all", "men", "women"))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--boot", type=int, default=200)
+    p.add_argument("--out", type=Path, help="also write JSON and CSV here")
+    p.set_defaults(func=bind(cmd_case_obd))

@@ -81,19 +81,22 @@ def test_thresholds_are_configurable(tiny_world, tmp_path):
         snapshot_health(tmp_path, "oracle", times=[])
 
 
-def test_first_snapshot_dead_dimension_without_reference(tmp_path):
-    """No reference yet: a constant dimension is dead; a merely small one is not."""
+def test_dead_dimension_relative_to_the_reference(tmp_path):
+    """A dim constant from the first snapshot is how the table is (counted, not flagged); a dim
+    that dies later is flagged."""
     rng = np.random.default_rng(2)
     v = rng.standard_normal((300, 5)).astype(np.float32)
     v[:, 1] *= 0.01            # small but alive
-    ok = v.copy()
-    v[:, 3] = 0.7              # constant: dead
-    write_snapshot(tmp_path, "a", "2026-01-01T00:00:00Z", {"UR": EmbeddingTable(np.arange(300), ok)})
-    write_snapshot(tmp_path, "b", "2026-01-01T00:00:00Z", {"UR": EmbeddingTable(np.arange(300), v)})
-    assert snapshot_health(tmp_path, "a").flagged_times == []
+    v[:, 3] = 0.7              # constant from the start (a ReLU unit that never fires)
+    for k in range(3):
+        write_snapshot(tmp_path, "b", 1_767_225_600 + 300 * k, {"UR": EmbeddingTable(np.arange(300), v)})
+    later = v.copy()
+    later[:, 0] = 0.2          # dies later
+    write_snapshot(tmp_path, "b", 1_767_225_600 + 900, {"UR": EmbeddingTable(np.arange(300), later)})
     rep = snapshot_health(tmp_path, "b")
-    assert len(rep.flagged_times) == 1 and "1 dead dimension" in rep.table["reasons"].iloc[0]
-    assert rep.rollback_target is None
+    assert rep.table["dead_dims"].iloc[0] == 1
+    assert len(rep.flagged_times) == 1 and "1 dead dimension" in rep.table["reasons"].iloc[-1]
+    assert rep.rollback_target == SnapshotStore(tmp_path).times("b")[2]
 
 
 def test_level_shift_rebaselines(tmp_path):

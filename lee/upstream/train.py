@@ -37,12 +37,13 @@ class TrainConfig:
     snapshot_every_minutes: int = 5
     holdout_fraction: float = 0.2
     tau_seconds: float = 600.0   # CR moving average: beta(dt) = exp(-dt / tau)
+    epochs_per_interval: int = 1  # passes over each interval before its snapshot (sparse real data)
     seed: int = 0
     variant: str = "upstream"
 
     def __post_init__(self) -> None:
-        if self.batch_size <= 0 or self.snapshot_every_minutes <= 0:
-            raise ConfigError("batch_size and snapshot_every_minutes must be positive")
+        if self.batch_size <= 0 or self.snapshot_every_minutes <= 0 or self.epochs_per_interval <= 0:
+            raise ConfigError("batch_size, snapshot_every_minutes and epochs_per_interval must be positive")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ConfigError(f"holdout_fraction must lie in [0, 1); got {self.holdout_fraction}")
 
@@ -133,6 +134,10 @@ def train_upstream(
     bar = tqdm(total=cut, desc="upstream", unit="ev", unit_scale=True, disable=not progress)
     model.train()
     for lo, hi, stamp in bounds:
+        for _ in range(tcfg.epochs_per_interval - 1):  # extra passes train only; CR averages once
+            for b0 in range(lo, hi, tcfg.batch_size):
+                b = Batch.slice(enc, b0, min(b0 + tcfg.batch_size, hi), device)
+                optimizer_step(opts, loss_fn(model(b).logit, b.click))
         for b0 in range(lo, hi, tcfg.batch_size):
             b = Batch.slice(enc, b0, min(b0 + tcfg.batch_size, hi), device)
             out = model(b, taps=True)

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-USER_COLUMNS = ("user_id", "label", "activity_level", "home_ad_actions_10d", "other_ad_actions_60d")
+# Required columns. Planted worlds also carry segment attributes (home_ad_actions_10d,
+# other_ad_actions_60d, ...); imported real data may not, and analyses that need them say so.
+USER_COLUMNS = ("user_id", "label", "activity_level")
 ITEM_COLUMNS = ("item_id", "domain", "category", "advertiser_id", "price")
 EVENT_COLUMNS = ("ts", "user_id", "item_id", "domain", "scenario", "position", "click", "conversion", "gmv")
 DOMAINS = ("content", "ad")  # the `domain` column holds 0 for content and 1 for ads
