@@ -393,7 +393,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lee.demo import run_demo
 
     run_demo(args.out, scale=args.scale, seed=args.seed, device=args.device, overwrite=args.overwrite,
-             progress=not args.quiet, log=(lambda *_: None) if args.quiet else print)
+             progress=not args.quiet, log=(lambda *_: None) if args.quiet else print,
+             real_data=not args.no_real_data)
     return 0
 
 
@@ -604,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-real-data", action="store_true", help="skip step 8 (the MovieLens and Open Bandit case studies)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -589,7 +589,7 @@ def test_export_errors(capsys, tmp_path, first_snapshot, upstream_root):
 
 def test_demo_tiny_end_to_end(capsys, tmp_path):
     out = tmp_path / "demo"
-    rc, stdout, err = run(capsys, "demo", "--scale", "tiny", "--out", out, "-q", "--device", "cpu")
+    rc, stdout, err = run(capsys, "demo", "--scale", "tiny", "--out", out, "-q", "--device", "cpu", "--no-real-data")
     assert (rc, stdout, err) == (0, "", "")
     summary = json.loads((out / "summary.json").read_text())
     steps = summary["steps"]
