@@ -74,7 +74,7 @@ def layer_sweep(figure_data: pd.DataFrame, *, title: str = "AUC lift by layer") 
     fig = _fig(title, xaxis_title="layer", yaxis_title="ΔAUC")
     for dim in figure_data.columns:
         fig.add_trace(go.Scatter(x=safe(list(figure_data.index)), y=figure_data[dim], mode="lines+markers",
-                                 name=f"dim {dim}"))
+                                 name=safe(f"dim {dim}")))
     return fig
 
 

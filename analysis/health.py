@@ -111,6 +111,9 @@ def table_stats(snapshot: Snapshot, kind: TableKind | str, *, reference: Referen
     extreme = 0
     center = scale = None
     if reference is not None:
+        if reference.dim_mean.size != d:
+            raise InputError(f"{snapshot.table_path(kind)}: dim {d} differs from the reference's "
+                             f"{reference.dim_mean.size}; a variant must keep one dim per table over time")
         center, scale = reference.dim_mean, _std_floor(reference.dim_std)
     for chunk in snapshot.iter_chunks(kind, rows=chunk_rows, allow_nonfinite=True):
         v = chunk.vectors
@@ -274,6 +277,10 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
         snap = store.open(variant, when)
         wanted = [TableKind.parse(k) for k in kinds] if kinds is not None else snap.kinds
         for kind in wanted:
+            if kind not in snap.kinds:  # a table that vanished is an anomaly, not a crash
+                rows.append({"time": pd.Timestamp(when), "table": kind.value, "healthy": False, "broken": True,
+                             "reasons": f"the {kind.value} table is missing from this snapshot"})
+                continue
             healthy_hist = history.setdefault(kind, [])
             ref = _reference(healthy_hist, th)
             stats = table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z)

@@ -135,8 +135,8 @@ def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Inj
     """
     if mode not in MODES:
         raise InputError(f"unknown masking mode {mode!r}; choose one of {', '.join(MODES)}")
-    if n_repeats < 1 or n_boot < 1:
-        raise InputError(f"n_repeats and n_boot must be at least 1; got {n_repeats} and {n_boot}")
+    if n_repeats < 1 or n_boot < 2:
+        raise InputError(f"n_repeats must be at least 1 and n_boot at least 2; got {n_repeats} and {n_boot}")
     _check_model(model, stream, injection)
     device = torch.device(device)
     lo, hi = events if events is not None else stream.window_bounds(10)[-1]
@@ -154,6 +154,16 @@ def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Inj
     rows = [r[lo:hi].clone() for r in rep_rows_for(stream, injection)]
     was_training = model.training
     model.eval()
+    try:
+        return _mask_all(model, stream, x, rows, y, targets, mode, repeats, n_boot, level, seed, device, progress,
+                         lo, hi)
+    finally:
+        model.train(was_training)
+
+
+def _mask_all(model: ProxyCTR, stream: DownstreamStream, x: torch.Tensor, rows: list[torch.Tensor], y: np.ndarray,
+              targets: list[MaskTarget], mode: str, repeats: int, n_boot: int, level: float, seed: int,
+              device: torch.device, progress: bool, lo: int, hi: int) -> ImportanceResult:
     base = _scores(model, x, rows, device)
     base_ranked = RankedScores(y, base)
     base_auc = base_ranked.auc()
@@ -170,7 +180,6 @@ def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Inj
         records.append({"target": target.name, "kind": target.kind, "drop": -ci.delta,
                         "drop_std": float(per_repeat.std()), "ci_low": -ci.high, "ci_high": -ci.low,
                         "significant": ci.high < 0 or ci.low > 0})
-    model.train(was_training)
     table = pd.DataFrame(records).sort_values("drop", ascending=False, ignore_index=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return ImportanceResult(mode, repeats, level, float(base_auc), (int(lo), int(hi)), table, drops)

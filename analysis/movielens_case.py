@@ -105,10 +105,11 @@ def cluster_genre_measures(vectors: np.ndarray, ids: np.ndarray, labels: pd.Seri
     * ``nmi`` — normalised mutual information between cluster and top-genre label.
     """
     fit = kmeans(vectors, k, seed=seed, n_init=10)
-    P = profiles.reindex(ids).fillna(0.0).to_numpy()
+    has = np.isin(ids, profiles.index.to_numpy())  # users with no positive rating have no genre mix
+    P = profiles.reindex(ids[has]).to_numpy()
+    cl = fit.labels[has]
     overall = P.mean(0)
-    div = sum((fit.labels == c).sum() * _js(P[fit.labels == c].mean(0), overall)
-              for c in np.unique(fit.labels)) / len(ids)
+    div = sum((cl == c).sum() * _js(P[cl == c].mean(0), overall) for c in np.unique(cl)) / has.sum()
     lab = labels.reindex(ids).astype(str).to_numpy()
     tab = pd.crosstab(fit.labels, lab)
     purity = float(tab.max(axis=1).sum() / tab.to_numpy().sum())

@@ -249,7 +249,7 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
         if ab_log is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LeeWarning)
-                res.segments = segment_lift(ab_log, n_boot=max(cfg.n_boot, 200), seed=cfg.seed)
+                res.segments = segment_lift(ab_log, n_boot=cfg.n_boot, seed=cfg.seed)
             save(res.segments, "segments-quadrant")
             log("      user-segment GMV lift: 4 quadrants")
         else:

@@ -125,8 +125,11 @@ class VolatilityResult:
         elif pd.api.types.is_numeric_dtype(values) and values.nunique() > 50:
             raise InputError(f"attributes: column {column} is numeric with {values.nunique()} distinct values; "
                              "pass bins (a count of quantile bins or bin edges)")
-        groups = values.astype(object).where(values.notna(), "(unknown)").astype(str).to_numpy()
-        frame = pd.DataFrame({column: groups, "cosine": self.cosine.astype(np.float64)})
+        cat = values.astype("category") if not isinstance(values.dtype, pd.CategoricalDtype) else values
+        if cat.isna().any():
+            cat = cat.cat.add_categories("(unknown)").fillna("(unknown)")
+        groups = cat.cat.rename_categories([str(c) for c in cat.cat.categories])  # bins keep their order
+        frame = pd.DataFrame({column: groups.to_numpy(), "cosine": self.cosine.astype(np.float64)})
         g = frame.groupby(column, sort=True, observed=True)["cosine"]
         out = g.agg(n="size", mean_cosine="mean", median_cosine="median")
         for t in THRESHOLDS:

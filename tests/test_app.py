@@ -117,6 +117,14 @@ def test_importance_page(app):
     assert shown.iloc[0]["kind"] == "representation"
 
 
+def test_empty_root_shows_a_message(app, tmp_path):
+    (tmp_path / "empty").mkdir()
+    app.text_input(key="src_root").set_value(str(tmp_path / "empty")).run()
+    for page in ("pages/overview.py", "pages/collapse.py"):
+        app.switch_page(page).run()
+        assert not app.exception and "no snapshots" in app.info[0].value
+
+
 def test_bad_paths_show_messages_not_tracebacks(app, tmp_path):
     app.text_input(key="src_root").set_value(str(tmp_path / "nowhere")).run()
     assert not app.exception

@@ -110,3 +110,19 @@ def test_level_shift_rebaselines(tmp_path):
     rep = snapshot_health(tmp_path, "v", thresholds=HealthThresholds(rebaseline_after=3))
     flags = rep.snapshots["healthy"].tolist()
     assert flags == [True, True, True, False, False, False, True, True]
+
+
+def test_dim_change_and_missing_table(tmp_path):
+    from lee.errors import InputError as _InputError
+
+    rng = np.random.default_rng(6)
+    write_snapshot(tmp_path, "v", 1_767_225_600, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 4)).astype(np.float32)),
+                                                  "IR": EmbeddingTable(np.arange(9), rng.standard_normal((9, 4)).astype(np.float32))})
+    write_snapshot(tmp_path, "v", 1_767_225_900, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 4)).astype(np.float32))})
+    rep = snapshot_health(tmp_path, "v", kinds=["UR", "IR"])
+    t = rep.table.set_index(["time", "table"])
+    assert "missing" in t["reasons"].iloc[-1] and len(rep.flagged_times) == 1
+    write_snapshot(tmp_path, "d", 1_767_225_600, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 4)).astype(np.float32))})
+    write_snapshot(tmp_path, "d", 1_767_225_900, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 6)).astype(np.float32))})
+    with pytest.raises(_InputError, match="dim 6 differs"):
+        snapshot_health(tmp_path, "d")

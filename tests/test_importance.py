@@ -127,5 +127,10 @@ def test_bad_inputs(trained):
         masking_importance(run.model, stream, inj, events=(k, k + 1))
     with pytest.raises(InputError, match="n_repeats"):
         masking_importance(run.model, stream, inj, n_repeats=0)
+    with pytest.raises(InputError, match="n_boot at least 2"):
+        masking_importance(run.model, stream, inj, n_boot=1)
+    run.model.train()
+    masking_importance(run.model, stream, inj, mode="zero", n_boot=2, targets=mask_targets(stream, inj)[:1])
+    assert run.model.training  # the model's mode is restored after masking
     with pytest.raises(InputError, match="ProxyCTR"):
         masking_importance(torch.nn.Linear(2, 1), stream, inj)

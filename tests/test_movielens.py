@@ -68,6 +68,8 @@ def test_bad_inputs(tmp_path):
     _write(d, [(1, 1, 4.0, 5)], MOVIES)
     with pytest.raises(InputError, match="unknown split"):
         import_movielens(d, split="random")
+    with pytest.raises(InputError, match="users must be at least 1"):
+        import_movielens(d, users=0)
     with pytest.raises(InputError, match="downstream_share"):
         import_movielens(d, downstream_share=1.0)
     w = import_movielens(d, downstream_share=0.5)

@@ -78,3 +78,11 @@ def test_corrupt_page_header_is_not_a_crash(tmp_path):
     raw[off: off + 6] = b"\xff" * 6
     path.write_bytes(bytes(raw))
     assert raw_vectors(path, 4) is None
+
+
+def test_ragged_list_is_not_regrouped(tmp_path):
+    """Levels are never decoded, so a variable-length list column must be refused by its schema."""
+    path = tmp_path / "ragged.parquet"
+    vec = pa.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0], [7.0, 8.0, 9.0], [1.0, 2.0, 3.0]], type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "vector": vec}), path, compression="none", use_dictionary=False)
+    assert raw_vectors(path, 3) is None

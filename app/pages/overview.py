@@ -9,6 +9,9 @@ from app.state import sidebar_sources, suite
 st.title("Overview")
 src = sidebar_sources()
 res = suite(src)
+if not res.health:
+    st.info(f"{src.root} holds no snapshots yet.")
+    st.stop()
 rows = [{"variant": v, **{k: r.summary()[k] for k in ("snapshots", "flagged", "latest_healthy", "rollback_target")}}
         for v, r in res.health.items()]
 st.subheader("Variants")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 _DATA_PAGE, _DATA_PAGE_V2 = 0, 3
@@ -182,7 +183,7 @@ def raw_vectors(path: str | Path, dim: int) -> RawVectors | None:
     """Views of ``path``'s vector values, or ``None`` when the file needs Arrow's decoder."""
     try:
         return _raw_vectors(Path(path), dim)
-    except (_Unsupported, OSError, ValueError, IndexError, struct.error, RecursionError):
+    except Exception:  # noqa: BLE001 - a fast path never raises: anything unexpected means "use Arrow"
         return None
 
 
@@ -196,6 +197,10 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
     desc = pf.schema.column(col)
     if desc.physical_type != "FLOAT" or desc.max_repetition_level != 1:
         raise _Unsupported("vector column is not a float list")
+    # levels are never decoded, so the list length must be guaranteed by the schema itself
+    vtype = pf.schema_arrow.field("vector").type
+    if not (pa.types.is_fixed_size_list(vtype) and vtype.list_size == dim and pa.types.is_float32(vtype.value_type)):
+        raise _Unsupported("vector is not a fixed-size float32 list of the expected dim")
     with open(path, "rb") as fh:
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     buf = memoryview(mm)
@@ -219,7 +224,9 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
                 dph = header.get(5)
                 if not isinstance(dph, dict) or dph.get(2) != _PLAIN:
                     raise _Unsupported("not a PLAIN data page")
-                count = dph[1]
+                count = dph.get(1)
+                if not isinstance(count, int) or count < 0 or dph.get(3) not in (None, 3) or dph.get(4) not in (None, 3):
+                    raise _Unsupported("bad value count or non-RLE levels")
                 p = body
                 for _ in range(2):  # repetition then definition levels, each length-prefixed
                     (n,) = struct.unpack_from("<I", buf, p)
@@ -229,8 +236,10 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
                 dph = header.get(8)
                 if not isinstance(dph, dict) or dph.get(4) != _PLAIN or dph.get(2, 0) != 0 or dph.get(7) is True:
                     raise _Unsupported("not a plain, null-free, uncompressed v2 page")
-                count = dph[1]
-                p = body + dph.get(5, 0) + dph.get(6, 0)
+                count, def_len, rep_len = dph.get(1), dph.get(5, 0), dph.get(6, 0)
+                if not all(isinstance(v, int) and v >= 0 for v in (count, def_len, rep_len)):
+                    raise _Unsupported("bad v2 page header")
+                p = body + def_len + rep_len
                 value_bytes = body + size - p
             else:
                 raise _Unsupported(f"page type {kind}")

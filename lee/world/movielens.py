@@ -75,6 +75,8 @@ def import_movielens(path: str | Path, *, split: str = "per-user", downstream_sh
     if unknown.any():
         raise InputError(f"{path / 'ratings.csv'}: movieId {ratings['movieId'][unknown].iloc[0]} is not in movies.csv")
     if users is not None:
+        if users < 1:
+            raise InputError(f"users must be at least 1 (a subset size); got {users}")
         ids = np.sort(ratings["userId"].unique())
         keep = np.random.default_rng(seed).choice(ids, size=min(users, ids.size), replace=False)
         ratings = ratings[ratings["userId"].isin(keep)]
