@@ -25,6 +25,19 @@ class Exportable(Protocol):
     def tables(self) -> dict[str, pd.DataFrame]: ...
 
 
+class Frames:
+    """A few DataFrames plus a summary, seen as one exportable result (comparisons, cluster maps)."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:
+        self._tables, self._summary = tables, summary
+
+    def summary(self) -> dict[str, Any]:
+        return self._summary
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return self._tables
+
+
 def plain(value: Any) -> Any:
     """A JSON-safe copy: numpy scalars to Python, NaN/Inf to None, datetimes to ISO text."""
     if isinstance(value, dict):

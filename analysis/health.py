@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lee.errors import ConfigError, InputError
+from lee.errors import ConfigError, InputError, check_known_keys
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.timeutil import iso
 
@@ -54,10 +54,7 @@ class HealthThresholds:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> HealthThresholds:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"health thresholds: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        check_known_keys(raw, {f.name for f in dataclasses.fields(cls)}, what="health thresholds")
         return cls(**raw)
 
 

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from analysis import figures
-from analysis.export import export_result, plain
+from analysis.export import Frames, export_result, plain
 from analysis.suite import SuiteResult
 
 _CSS = """
@@ -31,17 +31,6 @@ table.data{border-collapse:collapse;font-size:13px;margin:8px 0 16px} table.data
 table.data th{background:#f5f5f5} .note{color:#666;font-size:13px} nav a{margin-right:12px}
 .flag{color:#b00} .ok{color:#070}
 """
-
-
-class _Frames:
-    def __init__(self, tables: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:
-        self._t, self._s = tables, summary
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return self._t
-
-    def summary(self) -> dict[str, Any]:
-        return self._s
 
 
 def _table(frame: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 60) -> str:
@@ -171,7 +160,7 @@ def write_report(out: str | Path, suite: SuiteResult, *, lee_table: pd.DataFrame
     data.mkdir(parents=True, exist_ok=True)
     _export_suite(suite, data)
     if lee_table is not None:
-        export_result(_Frames({"ranking": lee_table, **({"windows": lee_windows} if lee_windows is not None else {}),
+        export_result(Frames({"ranking": lee_table, **({"windows": lee_windows} if lee_windows is not None else {}),
                                **({"sweep": sweep.reset_index()} if sweep is not None else {})},
                               {"rows": len(lee_table)}), data, "lee")
     text = build_report(suite, lee_table=lee_table, lee_windows=lee_windows, sweep=sweep, title=title, meta=meta)
@@ -195,10 +184,10 @@ def _export_suite(suite: SuiteResult, data: Path) -> None:
             export_result(r, data, f"volatility-series-{v}-{t}")
     for t, frame in suite.collapse.items():
         spectra = {f"spectrum-{v}": r.spectrum() for v, r in suite.spectra.get(t, {}).items()}
-        export_result(_Frames({"collapse": frame, **spectra}, {"table": t}), data, f"collapse-{t}")
+        export_result(Frames({"collapse": frame, **spectra}, {"table": t}), data, f"collapse-{t}")
     for v, r in suite.clusters.items():
         maps = {f"map-{m}": f for m, f in suite.map_frames.get(v, {}).items()}
-        export_result(_Frames({"clusters": r.table, **maps}, {"variant": v, "k": r.k, "ari": r.ari,
+        export_result(Frames({"clusters": r.table, **maps}, {"variant": v, "k": r.k, "ari": r.ari,
                                                                "silhouette": r.silhouette}), data, f"clusters-{v}")
     for v, r in suite.importance.items():
         export_result(r, data, f"importance-{v}")

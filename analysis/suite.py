@@ -21,13 +21,13 @@ import pandas as pd
 
 from analysis.clusters import ClusterResult, cluster_snapshot
 from analysis.collapse import CollapseResult, collapse_of_table, compare_collapse
-from analysis.export import export_result, plain
+from analysis.export import Frames, export_result, plain
 from analysis.health import HealthReport, HealthThresholds, snapshot_health
 from analysis.importance import ImportanceResult, importance_for_snapshot
 from analysis.maps import Map2D, embed_2d
 from analysis.segments import SegmentLift, segment_lift
 from analysis.volatility import VolatilityResult, VolatilitySeries, cosine_by_id, volatility_series
-from lee.errors import ConfigError, InputError, LeeError, LeeWarning
+from lee.errors import InputError, LeeError, LeeWarning, check_known_keys
 from lee.evaluator.data import DownstreamStream, stream_from_world
 from lee.snapshot import SnapshotStore, TableKind
 from lee.world.ab_log import generate_ab_log
@@ -57,10 +57,7 @@ class SuiteConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SuiteConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"analysis config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        check_known_keys(raw, {f.name for f in dataclasses.fields(cls)}, what="analysis config")
         raw = dict(raw)
         if "health" in raw:
             raw["health"] = HealthThresholds.from_dict(raw["health"])
@@ -104,19 +101,6 @@ class SuiteResult:
             "segments": self.segments.summary() if self.segments is not None else None,
             "skipped": self.skipped,
         })
-
-
-class _Frames:
-    """A few DataFrames seen as one exportable result."""
-
-    def __init__(self, tables: dict[str, pd.DataFrame], summary: dict[str, Any]) -> None:
-        self._tables, self._summary = tables, summary
-
-    def summary(self) -> dict[str, Any]:
-        return self._summary
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return self._tables
 
 
 def cluster_frames(res: ClusterResult) -> dict[str, pd.DataFrame]:
@@ -196,7 +180,7 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
         if have:
             res.spectra[t] = {v: collapse_of_table(s, t) for v, s in have.items()}
             res.collapse[t] = compare_collapse(res.spectra[t])
-            save(_Frames({"collapse": res.collapse[t]}, {"table": t}), f"collapse-{t}")
+            save(Frames({"collapse": res.collapse[t]}, {"table": t}), f"collapse-{t}")
 
     # --- clusters and 2-D maps
     users = world.users
@@ -215,7 +199,7 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
                                                items=world.items,
                                                labels=labels if kind.entity == "user" else None,
                                                truth=truth if kind.entity == "user" else None, seed=cfg.seed)
-        save(_Frames(cluster_frames(res.clusters[v]), {"variant": v, "k": k, "ari": res.clusters[v].ari}),
+        save(Frames(cluster_frames(res.clusters[v]), {"variant": v, "k": k, "ari": res.clusters[v].ari}),
              f"clusters-{v}")
         if cfg.map_variants is None or v in cfg.map_variants:
             table = snap.load(kind)
@@ -226,7 +210,7 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
                 res.maps.setdefault(v, {})[method] = m
                 frame = map_frame(m, res.clusters[v], labels if kind.entity == "user" else None)
                 res.map_frames.setdefault(v, {})[method] = frame
-                save(_Frames({"points": frame}, {"variant": v, "method": method, "sample_size": m.sample_size,
+                save(Frames({"points": frame}, {"variant": v, "method": method, "sample_size": m.sample_size,
                                                  "n_total": m.n_total}), f"map-{v}-{method}")
     log(f"      clusters: k={k} on {kind.value} of {len(res.clusters)} variants")
 

@@ -75,21 +75,9 @@ def cmd_health(args: argparse.Namespace, emit: Emit) -> int:
                    {"flags": flagged.astype(str).to_dict(orient="records")})
 
 
-class _Comparison:
-    """A DataFrame seen as an exportable result (collapse comparison across variants)."""
-
-    def __init__(self, frame: Any, key: str, summary: dict[str, Any]) -> None:
-        self.frame, self.key, self._summary = frame, key, summary
-
-    def summary(self) -> dict[str, Any]:
-        return self._summary
-
-    def tables(self) -> dict[str, Any]:
-        return {self.key: self.frame}
-
-
 def cmd_collapse(args: argparse.Namespace, emit: Emit) -> int:
     from analysis.collapse import collapse_of_table, compare_collapse
+    from analysis.export import Frames
     from lee.snapshot import SnapshotStore
 
     store = SnapshotStore(args.root)
@@ -98,7 +86,7 @@ def cmd_collapse(args: argparse.Namespace, emit: Emit) -> int:
     frame = compare_collapse(results, ratio=args.ratio)
     summary = {"table": args.table, "variants": frame.to_dict(orient="records"),
                "collapsed": frame.loc[frame["collapsed"], "variant"].tolist()}
-    return _finish(_Comparison(frame, "collapse", summary), f"collapse-{args.table}", args, emit)
+    return _finish(Frames({"collapse": frame}, summary), f"collapse-{args.table}", args, emit)
 
 
 def cmd_importance(args: argparse.Namespace, emit: Emit) -> int:
@@ -191,14 +179,9 @@ def cmd_clusters(args: argparse.Namespace, emit: Emit) -> int:
            "silhouette": res.silhouette, "silhouette_sample": res.silhouette_sample, "overall_ctr": res.overall_ctr,
            "clusters": res.table[cols].to_dict(orient="records")}
 
-    class _R:
-        def summary(self):
-            return doc
+    from analysis.export import Frames
 
-        def tables(self):
-            return {"clusters": res.table}
-
-    return _finish(_R(), f"clusters-{args.variant}-{kind.value}", args, emit)
+    return _finish(Frames({"clusters": res.table}, doc), f"clusters-{args.variant}-{kind.value}", args, emit)
 
 
 def cmd_report(args: argparse.Namespace, emit: Emit) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from lee.errors import ConfigError
+from lee.errors import ConfigError, check_known_keys
 
 # Readable top-behaviour labels, one per planted interest group (and item category).
 GROUP_LABELS: tuple[str, ...] = (
@@ -72,10 +72,7 @@ class WorldConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> WorldConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"world config: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        check_known_keys(raw, {f.name for f in dataclasses.fields(cls)}, what="world config")
         return cls(**raw)
 
 
