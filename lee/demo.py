@@ -81,6 +81,10 @@ class DemoPaths:
         return self.out / "analyses"
 
     @property
+    def sweep(self) -> Path:
+        return self.out / "sweep.csv"
+
+    @property
     def report(self) -> Path:
         return self.out / "report"
 
@@ -110,7 +114,8 @@ def run_demo(
         raise InputError(f"{paths.out}: directory exists and is not empty; pass --overwrite to replace its contents")
     dev = resolve_device(device)
     if overwrite:  # only what the demo itself writes; anything else in ``out`` is left alone
-        for stale in (paths.world, paths.snapshots, paths.analyses, paths.report, paths.out / "movielens"):
+        for stale in (paths.world, paths.snapshots, paths.analyses, paths.report, paths.out / "movielens",
+                      paths.out / "sweep-snapshots"):
             shutil.rmtree(stale, ignore_errors=True)
         for stale_file in (paths.results, paths.results.with_name(paths.results.name + "-wal"),
                            paths.results.with_name(paths.results.name + "-shm")):
@@ -183,6 +188,19 @@ def run_demo(
         log(f"      {usage}: {order}")
 
     t = time.perf_counter()
+    from lee.evaluator.compare import EvalConfig
+    from lee.evaluator.sweep import layer_sweep
+
+    sweep = layer_sweep(world, paths.out / "sweep-snapshots", dims=(16, 32), device=dev,
+                        eval_cfg=EvalConfig(usage="CR", seeds=(seed,), n_boot=50), progress=progress)
+    sweep.table.to_csv(paths.sweep, index=False)
+    steps["sweep"] = {"csv": str(paths.sweep), "rows": len(sweep.table), "seconds": time.perf_counter() - t,
+                      "best": sweep.table.sort_values("delta_auc").iloc[-1][["layer", "dim", "delta_auc"]].to_dict()}
+    best = steps["sweep"]["best"]
+    log(f"      layer sweep (CR of every upstream layer at dims 16, 32; 1 seed): best {best['layer']} d{best['dim']} "
+        f"ΔAUC {best['delta_auc']:+.4f} -> {paths.sweep}")
+
+    t = time.perf_counter()
     suite = run_suite(world, paths.snapshots, out=paths.analyses, config=SuiteConfig(
         map_methods=("pca", "tsne"), map_variants=("oracle", "random", "upstream"), map_sample=2000,
         importance_variants=("oracle", "upstream"), importance_repeats=3, n_boot=100, seed=seed,
@@ -202,6 +220,7 @@ def run_demo(
     t = time.perf_counter()
     lee_table, lee_windows = lee_from_store(paths.results)
     html_path = write_report(paths.report, suite, lee_table=lee_table, lee_windows=lee_windows,
+                             sweep=sweep.figure_data(),
                           title="LEE Workbench demo report", meta={"scale": scale, "seed": seed})
     steps["report"] = {"html": str(html_path), "data": str(html_path.parent / "data"),
                        "seconds": time.perf_counter() - t}

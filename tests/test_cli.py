@@ -611,7 +611,9 @@ def test_demo_tiny_end_to_end(capsys, tmp_path):
     assert [v for v, r in a["collapse"]["UR"].items() if r["collapsed"]] == ["rank_collapsed"]
     assert a["clusters"]["oracle"]["ari"] >= 0.8 and abs(a["clusters"]["random"]["ari"]) < 0.1
     assert a["importance"]["oracle"]["top"][0].startswith("representation")
-    assert list(steps)[4:] == ["lee", "analyses", "report"]
+    assert list(steps)[4:] == ["lee", "sweep", "analyses", "report"]
+    sweep = pd.read_csv(out / "sweep.csv")
+    assert set(sweep["dim"]) == {16, 32} and sweep["layer"].nunique() >= 4
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
     assert "id='lee'" in html and "id='clusters'" in html and (out / "report" / "data" / "lee-ranking.csv").is_file()
     index = json.loads((out / "analyses" / "analyses.json").read_text())
