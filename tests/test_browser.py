@@ -95,6 +95,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _sources(tmp_path: Path) -> list[str]:
+    """The embedded sample by default; LEE_DEMO_DIR=runs/demo serves a finished demo instead (for the
+    README screenshots, with LEE results and a layer sweep)."""
+    demo = os.environ.get("LEE_DEMO_DIR")
+    if not demo:
+        return ["--db", str(tmp_path / "results.sqlite")]
+    d = Path(demo).resolve()
+    return ["--world", str(d / "world"), "--root", str(d / "snapshots"), "--db", str(d / "results.sqlite"),
+            "--sweep", str(d / "sweep.csv")]
+
+
 @pytest.fixture()
 def dashboard(tmp_path):
     port = _free_port()
@@ -102,7 +113,7 @@ def dashboard(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--", "--db", str(tmp_path / "results.sqlite")],
+         "--", *_sources(tmp_path)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -160,7 +171,8 @@ def test_dashboard_pages_and_interaction(dashboard, driver, tmp_path):
     assert "Traceback" not in driver.page_source
     driver.save_screenshot(str(shots / "dashboard-clusters.png"))
 
-    for page, marker in (("Collapse", "Singular-value spectrum"), ("Volatility", "Cosine CDF")):
+    lee_marker = "Per-window test AUC" if os.environ.get("LEE_DEMO_DIR") else "No LEE results"
+    for page, marker in (("Collapse", "Singular-value spectrum"), ("Volatility", "Cosine CDF"), ("LEE", lee_marker)):
         link = next(a for a in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')
                     if a.text.strip() == page)
         link.click()
