@@ -257,6 +257,14 @@ class HealthReport:
                 "flagged_times": [iso(t) for t in self.flagged_times]}
 
 
+def flag_table(reports: dict[str, HealthReport]) -> pd.DataFrame:
+    """Every flagged (snapshot, table) across variants: variant, time, table, reasons."""
+    parts = [r.table.loc[~r.table["healthy"], ["time", "table", "reasons"]].assign(variant=v)
+             for v, r in reports.items()]
+    cols = ["variant", "time", "table", "reasons"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
 def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
                     thresholds: HealthThresholds | None = None, kinds: list[TableKind | str] | None = None,
                     times: list[datetime] | None = None, progress: bool = False) -> HealthReport:

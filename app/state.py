@@ -69,6 +69,13 @@ def sidebar_sources() -> Sources:
                    Path(sweep) if sweep else None)
 
 
+def require_snapshots(res: Any, src: Sources) -> None:
+    """Stop the page with a message when the root holds no snapshots."""
+    if not res.health:
+        st.info(f"{src.root} holds no snapshots yet.")
+        st.stop()
+
+
 def preferred(names: list[str]) -> int:
     """The default variant to show: the trained upstream model, else the oracle, else the first."""
     for name in ("upstream", "oracle"):

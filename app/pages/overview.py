@@ -4,25 +4,23 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures
-from app.state import sidebar_sources, suite
+from analysis.health import flag_table
+from app.state import require_snapshots, sidebar_sources, suite
 
 st.title("Overview")
 src = sidebar_sources()
 res = suite(src)
-if not res.health:
-    st.info(f"{src.root} holds no snapshots yet.")
-    st.stop()
+require_snapshots(res, src)
 rows = [{"variant": v, **{k: r.summary()[k] for k in ("snapshots", "flagged", "latest_healthy", "rollback_target")}}
         for v, r in res.health.items()]
 st.subheader("Variants")
 st.dataframe(pd.DataFrame(rows), key="overview_variants", hide_index=True)
 st.plotly_chart(figures.snapshot_timeline(res.health), key="overview_timeline")
-flags = pd.concat([r.table.loc[~r.table["healthy"], ["time", "table", "reasons"]].assign(variant=v)
-                   for v, r in res.health.items()], ignore_index=True)
+flags = flag_table(res.health)
 st.subheader("Health flags")
 if flags.empty:
     st.success("No snapshot is flagged.")
 else:
-    st.dataframe(flags[["variant", "time", "table", "reasons"]], key="overview_flags", hide_index=True)
+    st.dataframe(flags, key="overview_flags", hide_index=True)
 for note in res.skipped:
     st.info(note)

@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +29,32 @@ from lee.errors import InputError
 from lee.world.model import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, World
 
 
-def save_world(world: World, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``world`` to ``out`` atomically (temporary directory, then rename)."""
+@contextmanager
+def atomic_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary directory beside ``out``; on success it replaces ``out`` in one
+    rename, on any error it is removed. A non-empty ``out`` is refused unless ``overwrite``."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: directory exists and is not empty; pass overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_world(world: World, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``world`` to ``out`` atomically (temporary directory, then rename)."""
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         for name, frame in (("users", world.users), ("items", world.items), ("events", world.events)):
             pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp / f"{name}.parquet",
                            compression="zstd")
@@ -45,12 +64,6 @@ def save_world(world: World, out: str | Path, *, overwrite: bool = False) -> Pat
             np.save(tmp / "truth" / "item_latent.npy", world.item_latent, allow_pickle=False)
         doc = {"meta": world.meta, "summary": world.summary()}
         (tmp / "world.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

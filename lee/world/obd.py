@@ -27,9 +27,6 @@ proxy models learn from.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +39,7 @@ import torch
 
 from lee.errors import InputError
 from lee.evaluator.data import DownstreamStream, _codes
+from lee.world.io import atomic_dir
 
 POLICIES = ("random", "bts")
 CAMPAIGNS = ("all", "men", "women")
@@ -300,26 +298,13 @@ def import_obd(path: str | Path, out: str | Path, *, campaign: str = "all", over
     ``out/obd.json`` atomically (temporary directory, then rename). A non-empty ``out`` is
     refused unless ``overwrite``."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: directory exists and is not empty; pass overwrite to replace it")
-    log = read_obd(path, campaign=campaign)
-    meta = {"kind": "obd", "source": str(Path(path).resolve()), "campaign": campaign, "label_rule": LABEL_RULE,
-            "user_key_rule": USER_KEY_RULE, "item_context_rule": ITEM_CONTEXT_RULE.format(campaign=campaign),
-            "arms": list(POLICIES), **obd_summary(log)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        log = read_obd(path, campaign=campaign)
+        meta = {"kind": "obd", "source": str(Path(path).resolve()), "campaign": campaign, "label_rule": LABEL_RULE,
+                "user_key_rule": USER_KEY_RULE, "item_context_rule": ITEM_CONTEXT_RULE.format(campaign=campaign),
+                "arms": list(POLICIES), **obd_summary(log)}
         pq.write_table(pa.Table.from_pandas(log, preserve_index=False), tmp / EXPOSURES_FILE, compression="zstd")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
