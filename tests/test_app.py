@@ -20,7 +20,7 @@ from lee.world.ab_log import generate_ab_log
 from lee.world.io import load_world
 
 REPO = Path(__file__).resolve().parents[1]
-MAIN = str(REPO / "app" / "main.py")
+MAIN = str(REPO / "app" / "dashboard" / "main.py")
 WORLD = REPO / "fixtures" / "tiny" / "world"
 ROOT = REPO / "fixtures" / "tiny" / "snapshots"
 PAGES = ["pages/overview.py", "pages/lee.py", "pages/volatility.py", "pages/importance.py", "pages/segments.py",

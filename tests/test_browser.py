@@ -111,7 +111,7 @@ def dashboard(tmp_path):
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"), "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "dashboard" / "main.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--", *_sources(tmp_path)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

@@ -1,4 +1,4 @@
-"""The ``lee`` command line, called in-process via ``main([...])`` and once or twice as ``python -m lee``.
+"""The ``lee`` command line, called in-process via ``main([...])`` and once or twice as ``python -m app.cli``.
 
 One tiny world, its planted variants and one upstream training run are made once per module and
 shared; tests that damage snapshots work on copies. Every user error must exit 2 with a
@@ -25,7 +25,7 @@ import pytest
 import torch
 from safetensors.numpy import save_file as save_safetensors
 
-from lee.cli import main
+from app.cli.main import main
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.timeutil import iso
 from lee.world.config import SCALES, WorldConfig
@@ -648,7 +648,7 @@ def test_usage_errors_exit_2(capsys):
 
 def python_m_lee(*args: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "lee", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=120)
 
 
@@ -684,7 +684,7 @@ def test_process_validate_corrupted_snapshot_and_bad_import(tmp_path, first_snap
 
 def test_json_output_is_strict_when_a_rate_is_undefined(tmp_path, capsys):
     """A world with no content events has an undefined content CTR: printed as null, not NaN."""
-    from lee.cli import main as cli_main
+    from app.cli.main import main as cli_main
 
     assert cli_main(["world", "generate", "--scale", "tiny", "--out", str(tmp_path / "w"), "-q", "--json",
                      "--set", "content_share=0"]) == 0

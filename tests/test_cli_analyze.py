@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lee.cli import main
+from app.cli.main import main
 
 
 @pytest.fixture(scope="module")

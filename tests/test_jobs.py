@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lee.cli import main
+from app.cli.main import main
 from lee.errors import ConfigError
 from lee.jobs.config import load_job
 from lee.jobs.lock import JobLock, JobLockedError
@@ -105,7 +105,7 @@ def test_lock_stops_an_overlapping_run(job_dir):
 def test_sigkill_mid_run_leaves_no_partial_result_and_the_next_run_resumes(job_dir):
     path = write_job(job_dir, latest_only="false")  # 12 units: long enough to kill mid-way
     db = job_dir / "results.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "lee", "evaluate", "--config", str(path), "-q"],
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "evaluate", "--config", str(path), "-q"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     done = 0
@@ -172,7 +172,7 @@ def test_job_file_errors_name_the_problem(tmp_path, text, pattern):
 def test_evaluate_cli_reports_a_bad_job_without_traceback(tmp_path):
     path = tmp_path / "job.toml"
     path.write_text('[job]\nsnapshots="s"\nworld="w"\n', encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "lee", "evaluate", "--config", str(path)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "evaluate", "--config", str(path)], capture_output=True,
                           text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "not a world directory" in proc.stderr

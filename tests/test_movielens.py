@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.movielens_case import run_movielens_case
-from lee.cli import main
+from app.workflows.movielens_case import run_movielens_case
+from app.cli.main import main
 from lee.errors import InputError
 from lee.world.io import load_world, save_world
 from lee.world.movielens import import_movielens, part

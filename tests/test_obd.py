@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.export import export_result
-from analysis.obd_case import GROUPS, ObdCaseStudy, obd_case_study
+from app.workflows.obd_case import GROUPS, ObdCaseStudy, obd_case_study
 from lee.errors import InputError
 from lee.world.obd import (
     EXPOSURE_COLUMNS,

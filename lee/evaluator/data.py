@@ -13,18 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lee.encoding import category_codes
 from lee.errors import InputError
 from lee.world.model import World
 
 DOMAINS = {"ad": (1,), "content": (0,), "all": (0, 1)}
 FIELDS = ("user", "item", "category", "advertiser", "scenario", "position", "hour", "activity")
-
-
-def _codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, int]:
-    codes, uniques = pd.factorize(pd.Series(values), sort=True)
-    if (codes < 0).any():
-        raise InputError("downstream field holds missing values")
-    return codes.astype(np.int64), max(len(uniques), 1)
 
 
 @dataclass
@@ -87,12 +81,12 @@ def stream_from_world(world: World, *, domain: str = "ad", start_ts: int | None 
     cols = {
         "user": (u.astype(np.int64), len(users)),
         "item": (i.astype(np.int64), len(items)),
-        "category": _codes(items["category"].astype(str).to_numpy()[i]),
-        "advertiser": _codes(items["advertiser_id"].to_numpy()[i]),
-        "scenario": _codes(ev["scenario"].astype(str).to_numpy()),
-        "position": _codes(ev["position"].to_numpy()),
+        "category": category_codes(items["category"].astype(str).to_numpy()[i]),
+        "advertiser": category_codes(items["advertiser_id"].to_numpy()[i]),
+        "scenario": category_codes(ev["scenario"].astype(str).to_numpy()),
+        "position": category_codes(ev["position"].to_numpy()),
         "hour": ((ts // 3600) % 24, 24),
-        "activity": _codes(users["activity_level"].astype(str).to_numpy()[u]),
+        "activity": category_codes(users["activity_level"].astype(str).to_numpy()[u]),
     }
     x = np.stack([cols[f][0] for f in FIELDS], axis=1)
     extra = {"gmv": ev["gmv"].to_numpy(np.float64), "user_id": ev["user_id"].to_numpy()}

@@ -38,7 +38,8 @@ import pyarrow.parquet as pq
 import torch
 
 from lee.errors import InputError
-from lee.evaluator.data import DownstreamStream, _codes
+from lee.encoding import category_codes
+from lee.evaluator.data import DownstreamStream
 from lee.world.io import atomic_dir
 
 POLICIES = ("random", "bts")
@@ -365,7 +366,7 @@ def stream_from_exposures(log: pd.DataFrame, *, fields: Sequence[str] = OBD_FIEL
         elif f == "item_feature_0_bin":
             cols[f] = _item_bins(log)
         else:
-            cols[f] = _codes(log[f].to_numpy())
+            cols[f] = category_codes(log[f].to_numpy(), name=f"column {f}")
     x = np.stack([cols[f][0] for f in fields], axis=1).astype(np.int64)
     return DownstreamStream(
         x=torch.from_numpy(np.ascontiguousarray(x)),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` from any directory
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `streamlit run` from any directory
 
 st.set_page_config(page_title="LEE Workbench", layout="wide")
 

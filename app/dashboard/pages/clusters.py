@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.state import preferred, sidebar_sources, suite
+from app.dashboard.state import preferred, sidebar_sources, suite
 
 st.title("Clusters")
 src = sidebar_sources()

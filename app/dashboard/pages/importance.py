@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.state import importance, sidebar_sources, suite
+from app.dashboard.state import importance, sidebar_sources, suite
 
 st.title("Feature-masking importance")
 src = sidebar_sources()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.state import require_snapshots, sidebar_sources, suite
+from app.dashboard.state import require_snapshots, sidebar_sources, suite
 
 st.title("Dimensional collapse")
 src = sidebar_sources()

@@ -34,7 +34,7 @@ MONITORED = "oracle-monitored"  # a copy of the oracle with planted anomalies, f
 
 
 N_STEPS = 8
-REAL_DATA = Path(__file__).resolve().parents[1] / "fixtures" / "real"
+REAL_DATA = Path(__file__).resolve().parents[2] / "fixtures" / "real"
 DEMO_JOB = """# LEE job written by `lee demo`; run it again with `lee evaluate --config lee-job.toml`
 [job]
 name = "demo"
@@ -227,8 +227,8 @@ def run_demo(
     log(f"[7/{N_STEPS}] report -> {html_path} (opens offline; JSON/CSV in {html_path.parent / 'data'})")
 
     if real_data:
-        from analysis.movielens_case import run_movielens_case
-        from analysis.obd_case import obd_case_study
+        from app.workflows.movielens_case import run_movielens_case
+        from app.workflows.obd_case import obd_case_study
         from lee.world.obd import read_obd
 
         t = time.perf_counter()

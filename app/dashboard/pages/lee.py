@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.state import guarded, lee_tables, sidebar_sources, sweep, suite
+from app.dashboard.state import guarded, lee_tables, sidebar_sources, sweep, suite
 from lee.jobs.config import JobConfig
 from lee.jobs.run import run_job
 

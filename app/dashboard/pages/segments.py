@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.state import segments, sidebar_sources
+from app.dashboard.state import segments, sidebar_sources
 
 st.title("User segments: GMV lift")
 src = sidebar_sources()

@@ -19,7 +19,7 @@ import streamlit as st
 
 from lee.errors import LeeError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_WORLD = REPO / "fixtures" / "tiny" / "world"
 DEFAULT_ROOT = REPO / "fixtures" / "tiny" / "snapshots"
 DEFAULT_DB = REPO / "runs" / "dashboard" / "results.sqlite"

@@ -6,7 +6,7 @@ import streamlit as st
 
 from analysis.export import plain
 from analysis.report import build_report
-from app.state import lee_tables, sidebar_sources, suite, sweep
+from app.dashboard.state import lee_tables, sidebar_sources, suite, sweep
 
 st.title("Reports")
 src = sidebar_sources()

@@ -5,7 +5,7 @@ import streamlit as st
 
 from analysis import figures
 from analysis.health import flag_table
-from app.state import require_snapshots, sidebar_sources, suite
+from app.dashboard.state import require_snapshots, sidebar_sources, suite
 
 st.title("Overview")
 src = sidebar_sources()

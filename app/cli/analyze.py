@@ -1,24 +1,22 @@
 """``lee analyze ...``: the analyses of :mod:`analysis` from the command line.
 
 Each command checks its arguments, calls one analysis function, prints the result's summary as
-JSON and, with ``--out DIR``, writes the result's JSON and CSV tables there (analysis.export).
+JSON and, with ``--out DIR``, saves the result there (its JSON and one CSV per table).
 """
 
 from __future__ import annotations
 
 import argparse
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.cli.output import AddCommon, emit
 from lee.device import DEVICE_CHOICES
 from lee.errors import ConfigError, InputError
 
-Emit = Callable[[dict[str, Any], argparse.Namespace], None]
 
-
-def _finish(result: Any, name: str, args: argparse.Namespace, emit: Emit, extra: dict[str, Any] | None = None) -> int:
+def _finish(result: Any, name: str, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> int:
     from analysis.export import export_result, plain
 
     doc = plain(result.summary())
@@ -30,13 +28,13 @@ def _finish(result: Any, name: str, args: argparse.Namespace, emit: Emit, extra:
     return 0
 
 
-def cmd_volatility(args: argparse.Namespace, emit: Emit) -> int:
+def cmd_volatility(args: argparse.Namespace) -> int:
     from analysis.volatility import volatility, volatility_series
 
     opts = {"memory_mb": args.memory_mb, "verify": not args.no_verify}
     if args.series:
         return _finish(volatility_series(args.root, args.variant, args.table, progress=not args.quiet, **opts),
-                       f"volatility-series-{args.variant}-{args.table}", args, emit)
+                       f"volatility-series-{args.variant}-{args.table}", args)
     res = volatility(args.root, args.variant, args.table, at=args.at, minutes=args.minutes,
                      tolerance_minutes=args.tolerance, progress=not args.quiet, **opts)
     extra = None
@@ -48,7 +46,7 @@ def cmd_volatility(args: argparse.Namespace, emit: Emit) -> int:
         world = load_world(args.world)
         attrs = world.users if res.kind.entity == "user" else world.items
         extra = {"by": res.by_attribute(attrs, args.by, bins=args.bins).to_dict(orient="records")}
-    return _finish(res, f"volatility-{args.variant}-{args.table}", args, emit, extra)
+    return _finish(res, f"volatility-{args.variant}-{args.table}", args, extra)
 
 
 def _thresholds(path: Path | None):
@@ -65,17 +63,17 @@ def _thresholds(path: Path | None):
     return HealthThresholds.from_dict(raw.get("health", raw))
 
 
-def cmd_health(args: argparse.Namespace, emit: Emit) -> int:
+def cmd_health(args: argparse.Namespace) -> int:
     from analysis.health import snapshot_health
 
     report = snapshot_health(args.root, args.variant, thresholds=_thresholds(args.thresholds),
                              kinds=args.table or None, progress=not args.quiet)
     flagged = report.table.loc[~report.table["healthy"], ["time", "table", "reasons"]]
-    return _finish(report, f"health-{args.variant}", args, emit,
+    return _finish(report, f"health-{args.variant}", args,
                    {"flags": flagged.astype(str).to_dict(orient="records")})
 
 
-def cmd_collapse(args: argparse.Namespace, emit: Emit) -> int:
+def cmd_collapse(args: argparse.Namespace) -> int:
     from analysis.collapse import collapse_of_table, compare_collapse
     from analysis.export import Frames
     from lee.snapshot import SnapshotStore
@@ -86,10 +84,10 @@ def cmd_collapse(args: argparse.Namespace, emit: Emit) -> int:
     frame = compare_collapse(results, ratio=args.ratio)
     summary = {"table": args.table, "variants": frame.to_dict(orient="records"),
                "collapsed": frame.loc[frame["collapsed"], "variant"].tolist()}
-    return _finish(Frames({"collapse": frame}, summary), f"collapse-{args.table}", args, emit)
+    return _finish(Frames({"collapse": frame}, summary), f"collapse-{args.table}", args)
 
 
-def cmd_importance(args: argparse.Namespace, emit: Emit) -> int:
+def cmd_importance(args: argparse.Namespace) -> int:
     from analysis.importance import importance_for_snapshot
     from lee.device import resolve_device
     from lee.evaluator.data import stream_from_world
@@ -104,7 +102,7 @@ def cmd_importance(args: argparse.Namespace, emit: Emit) -> int:
                                   n_repeats=args.repeats, n_boot=args.boot, seed=args.seed,
                                   device=resolve_device(args.device), progress=not args.quiet)
     extra = {"ranking": res.table[["rank", "target", "kind", "drop", "ci_low", "ci_high"]].to_dict(orient="records")}
-    return _finish(res, f"importance-{args.variant or 'baseline'}-{args.mode}", args, emit, extra)
+    return _finish(res, f"importance-{args.variant or 'baseline'}-{args.mode}", args, extra)
 
 
 def _read_log(path: Path) -> Any:
@@ -123,7 +121,7 @@ def _read_log(path: Path) -> Any:
         raise InputError(f"{path}: not a readable {'CSV' if path.suffix == '.csv' else 'Parquet'} file ({exc})") from None
 
 
-def cmd_segments(args: argparse.Namespace, emit: Emit) -> int:
+def cmd_segments(args: argparse.Namespace) -> int:
     from analysis.segments import segment_lift
 
     users = None
@@ -136,27 +134,9 @@ def cmd_segments(args: argparse.Namespace, emit: Emit) -> int:
                        other_col=args.other_col, home_min=args.home_min, other_threshold=args.other_threshold,
                        metric=args.metric, n_boot=args.boot, level=args.level, seed=args.seed)
     cols = ["segment", "users_control", "users_treatment", "lift", "ci_low", "ci_high", "p_value", "significant"]
-    return _finish(res, f"segments-{args.by}", args, emit, {"rows": res.table[cols].to_dict(orient="records")})
+    return _finish(res, f"segments-{args.by}", args, {"rows": res.table[cols].to_dict(orient="records")})
 
-
-def cmd_ab_log(args: argparse.Namespace, emit: Emit) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from lee.world.ab_log import generate_ab_log
-    from lee.world.io import load_world
-
-    log = generate_ab_log(load_world(args.world), other_threshold=args.other_threshold, seed=args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(log, preserve_index=False), tmp)
-    tmp.replace(args.out)
-    emit({"log": str(args.out), "users": len(log), "planted_lift": log.attrs["planted_lift"],
-          "planted_lift_all": log.attrs.get("planted_lift_all")}, args)
-    return 0
-
-
-def cmd_clusters(args: argparse.Namespace, emit: Emit) -> int:
+def cmd_clusters(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analysis.clusters import cluster_snapshot
@@ -181,101 +161,12 @@ def cmd_clusters(args: argparse.Namespace, emit: Emit) -> int:
 
     from analysis.export import Frames
 
-    return _finish(Frames({"clusters": res.table}, doc), f"clusters-{args.variant}-{kind.value}", args, emit)
+    return _finish(Frames({"clusters": res.table}, doc), f"clusters-{args.variant}-{kind.value}", args)
 
 
-def cmd_report(args: argparse.Namespace, emit: Emit) -> int:
-    import pandas as pd
 
-    from analysis.report import lee_from_store, write_report
-    from analysis.suite import SuiteConfig, run_suite
-    from lee.world.io import load_world
-
-    def names(text: str | None) -> tuple[str, ...] | None:
-        return tuple(x for x in text.split(",") if x) if text else None
-
-    cfg = SuiteConfig(variants=names(args.variants), map_methods=names(args.maps) or ("pca",),
-                      importance_variants=names(args.importance) or (), seed=args.seed, n_boot=args.boot)
-    suite = run_suite(load_world(args.world), args.root, config=cfg, log=(lambda *_: None) if args.quiet else print,
-                      progress=not args.quiet)
-    lee_table = lee_windows = sweep = None
-    if args.db:
-        if not Path(args.db).is_file():
-            raise InputError(f"{args.db}: no results store here (run `lee evaluate --config JOB.toml` first)")
-        lee_table, lee_windows = lee_from_store(args.db)
-    if args.sweep:
-        try:
-            sweep = pd.read_csv(args.sweep).pivot_table(index="layer", columns="dim", values="delta_auc", sort=False)
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{args.sweep}: not a sweep table from `lee sweep --table` ({exc})") from None
-    path = write_report(args.out, suite, lee_table=lee_table, lee_windows=lee_windows, sweep=sweep,
-                        meta={"world": str(args.world), "snapshots": str(args.root)})
-    emit({"report": str(path), "data": str(path.parent / "data"), "skipped": suite.skipped}, args)
-    return 0
-
-
-def cmd_import_movielens(args: argparse.Namespace, emit: Emit) -> int:
-    from lee.world.io import save_world
-    from lee.world.movielens import import_movielens
-
-    world = import_movielens(args.path, split=args.split, downstream_share=args.downstream_share,
-                             positive_min=args.positive_min)
-    path = save_world(world, args.out, overwrite=args.overwrite)
-    counts = world.events["part"].value_counts().to_dict()
-    emit({"world": str(path), **world.summary(), "label_rule": world.meta["label_rule"], "split": args.split,
-          "upstream_events": counts.get("upstream", 0), "downstream_events": counts.get("downstream", 0)}, args)
-    return 0
-
-
-def cmd_import_obd(args: argparse.Namespace, emit: Emit) -> int:
-    import json
-
-    from lee.world.obd import import_obd
-
-    out = import_obd(args.path, args.out, campaign=args.campaign, overwrite=args.overwrite)
-    meta = out / "obd.json"
-    emit({"exposures": str(out), **(json.loads(meta.read_text()) if meta.is_file() else {})}, args)
-    return 0
-
-
-def cmd_case_movielens(args: argparse.Namespace, emit: Emit) -> int:
-    from analysis.movielens_case import run_movielens_case
-
-    case = run_movielens_case(args.data, args.out, users=args.users, seeds=tuple(range(args.seeds)),
-                              n_boot=args.boot, split=args.split, device=args.device,
-                              log=(lambda *_: None) if args.quiet or args.json else print, progress=not args.quiet)
-    doc = case.summary()
-    emit({"report": doc["report"], "upstream_vs_random": doc["upstream_vs_random"], "purity": doc["purity"][:1],
-          "written": str(Path(args.out) / "case-study.json")}, args)
-    return 0
-
-
-def cmd_case_obd(args: argparse.Namespace, emit: Emit) -> int:
-    from analysis.obd_case import obd_case_study
-    from analysis.export import export_result
-    from lee.world.obd import read_obd
-
-    case = obd_case_study(read_obd(args.data, campaign=args.campaign), seeds=tuple(range(args.seeds)),
-                          n_boot=args.boot)
-    doc = case.summary()
-    if args.out:
-        doc["written"] = {k: str(v) for k, v in export_result(case, args.out, "obd-case").items()}
-    emit(doc, args)
-    return 0
-
-
-def cmd_anomalies(args: argparse.Namespace, emit: Emit) -> int:
-    from lee.world.anomalies import plant_anomalies
-
-    times = plant_anomalies(args.root, args.variant, interval_minutes=args.interval, seed=args.seed,
-                            overwrite=args.overwrite)
-    emit({k: v.isoformat() for k, v in times.items()}, args)
-    return 0
-
-
-def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
-                bind: Callable[[Callable[[argparse.Namespace, Emit], int]], Callable[[argparse.Namespace], int]]) -> None:
-    """Register ``lee analyze ...`` under ``sub``; ``bind`` turns a command into a CLI handler."""
+def register(sub: Any, common: AddCommon) -> None:
+    """``lee analyze volatility|health|collapse|importance|segments|clusters``."""
     analyze = sub.add_parser("analyze", help="volatility, health, collapse, importance, clusters, segments"
                              ).add_subparsers(dest="analyze_command", required=True, metavar="ANALYSIS")
 
@@ -296,7 +187,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--memory-mb", type=int, default=4096, help="memory bound for the join (default 4096)")
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     out(p)
-    p.set_defaults(func=bind(cmd_volatility))
+    p.set_defaults(func=cmd_volatility)
 
     p = common(analyze.add_parser("health", help="per-table statistics and anomaly flags over a variant"))
     p.add_argument("--root", required=True, type=Path)
@@ -304,7 +195,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--table", action="append", help="only these tables (repeatable)")
     p.add_argument("--thresholds", type=Path, help="TOML file with a [health] table of thresholds")
     out(p)
-    p.set_defaults(func=bind(cmd_health))
+    p.set_defaults(func=cmd_health)
 
     p = common(analyze.add_parser("collapse", help="singular-value spectrum and effective rank per variant"))
     p.add_argument("--root", required=True, type=Path)
@@ -312,7 +203,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--table", default="UR")
     p.add_argument("--ratio", type=float, default=0.5, help="collapsed below this × the median effective rank")
     out(p)
-    p.set_defaults(func=bind(cmd_collapse))
+    p.set_defaults(func=cmd_collapse)
 
     p = common(analyze.add_parser("importance", help="feature-masking importance of a trained proxy model"))
     p.add_argument("--world", required=True, type=Path)
@@ -326,7 +217,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     out(p)
-    p.set_defaults(func=bind(cmd_importance))
+    p.set_defaults(func=cmd_importance)
 
     p = common(analyze.add_parser("segments", help="GMV lift of treatment over control per user segment"))
     p.add_argument("--log", required=True, type=Path, help="A/B exposure log (Parquet or CSV), one row per user")
@@ -342,7 +233,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     out(p)
-    p.set_defaults(func=bind(cmd_segments))
+    p.set_defaults(func=cmd_segments)
 
     p = common(analyze.add_parser("clusters", help="K-means clusters with labels, per-cluster CTR and ARI"))
     p.add_argument("--world", required=True, type=Path, help="world directory (events, items, user labels)")
@@ -353,49 +244,4 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.A
     p.add_argument("--backend", default="auto", choices=("auto", "faiss", "sklearn"))
     p.add_argument("--seed", type=int, default=0)
     out(p)
-    p.set_defaults(func=bind(cmd_clusters))
-
-
-def add_world_importers(world: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
-                        bind: Callable[[Callable[[argparse.Namespace, Emit], int]], Callable[[argparse.Namespace], int]]) -> None:
-    """``lee world import-movielens`` and ``lee world import-obd``."""
-    p = common(world.add_parser("import-movielens", help="MovieLens ml-latest-small -> a world (click = rating >= 4)"))
-    p.add_argument("path", type=Path, help="directory with ratings.csv and movies.csv")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--split", default="per-user", choices=("per-user", "global"),
-                   help="upstream/downstream split in time: each user's later ratings, or the latest ones overall")
-    p.add_argument("--downstream-share", type=float, default=0.3)
-    p.add_argument("--positive-min", type=float, default=4.0, help="a rating at or above this is a click")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=bind(cmd_import_movielens))
-
-    p = common(world.add_parser("import-obd", help="Open Bandit (small) -> an exposure log with both policies as arms"))
-    p.add_argument("path", type=Path, help="open-bandit-small directory (random/ and bts/)")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--campaign", default="all", choices=("all", "men", "women"))
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=bind(cmd_import_obd))
-
-
-def add_casestudy(sub: Any, common: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
-                  bind: Callable[[Callable[[argparse.Namespace, Emit], int]], Callable[[argparse.Namespace], int]]) -> None:
-    """``lee casestudy movielens|obd``: the real-data case studies, end to end."""
-    cs = sub.add_parser("casestudy", help="the workbench end to end on real public data").add_subparsers(
-        dest="casestudy_command", required=True, metavar="DATASET")
-    p = common(cs.add_parser("movielens", help="upstream model, LEE on UR/IR/CR, every analysis, the report"))
-    p.add_argument("--data", type=Path, default=Path("fixtures/real/movielens-latest-small"))
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--users", type=int, help="a seeded subset of users (reduced run)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--boot", type=int, default=200)
-    p.add_argument("--split", default="per-user", choices=("per-user", "global"))
-    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
-    p.set_defaults(func=bind(cmd_case_movielens))
-
-    p = common(cs.add_parser("obd", help="proxy baseline, feature-masking importance, arm-vs-arm split"))
-    p.add_argument("--data", type=Path, default=Path("fixtures/real/open-bandit-small"))
-    p.add_argument("--campaign", default="all", choices=("all", "men", "women"))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--boot", type=int, default=200)
-    p.add_argument("--out", type=Path, help="also write JSON and CSV here")
-    p.set_defaults(func=bind(cmd_case_obd))
+    p.set_defaults(func=cmd_clusters)

@@ -1,0 +1,136 @@
+"""``lee evaluate``, ``lee sweep`` and ``lee results ...``: LEE jobs and their results store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from app.cli.output import AddCommon, emit, print_frame
+from lee.device import DEVICE_CHOICES
+from lee.errors import InputError
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from lee.jobs.config import load_job
+    from lee.jobs.run import run_job
+
+    job = load_job(args.config)
+    if args.device:
+        job = replace(job, device=args.device)
+    report = run_job(job, progress=not args.quiet, log=(lambda *_: None) if args.json else print,
+                     stop_after=args.max_units)
+    doc = {"job": job.name, "results": str(job.results), "evaluated": report.evaluated,
+           "already_done": report.skipped, "not_applicable": report.not_applicable,
+           "seconds": round(report.seconds, 2)}
+    if args.json:
+        emit(doc, args)
+    else:
+        print(f"done: {len(report.evaluated)} evaluated, {report.skipped} already in the store, "
+              f"{report.seconds:.1f} s")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lee.device import resolve_device
+    from lee.evaluator.compare import EvalConfig
+    from lee.evaluator.sweep import layer_sweep
+    from lee.world.io import load_world
+
+    dims = _int_list(args.dims, "--dims")
+    seeds = _int_list(args.seeds, "--seeds")
+    res = layer_sweep(load_world(args.world), args.out, dims=dims, device=resolve_device(args.device),
+                      eval_cfg=EvalConfig(usage="CR", fusion=args.fusion, seeds=tuple(seeds)),
+                      progress=not args.quiet)
+    if args.table:
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        res.table.to_csv(args.table, index=False)
+    print_frame(res.table, args)
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{flag} expects comma-separated integers; got {text!r}") from None
+    if not values:
+        raise InputError(f"{flag} needs at least one value")
+    return values
+
+
+def _results_store(args: argparse.Namespace):
+    from lee.jobs.store import ResultsStore
+
+    if not Path(args.db).is_file():
+        raise InputError(f"{args.db}: no results store here (run `lee evaluate --config JOB.toml` first)")
+    return ResultsStore(args.db)
+
+
+def cmd_results_ls(args: argparse.Namespace) -> int:
+    df = _results_store(args).runs(job=args.job)
+    cols = ["run_id", "job", "variant", "event_time", "usage", "fusion", "auc", "delta_auc", "verdict", "finished_at"]
+    print_frame(df[cols] if not df.empty else df, args)
+    return 0
+
+
+def cmd_results_show(args: argparse.Namespace) -> int:
+    doc = _results_store(args).run(args.run_id)
+    metrics = doc.pop("metrics")
+    if args.json:
+        doc["metrics"] = metrics.to_dict(orient="records")
+        print(json.dumps(doc, default=str))
+        return 0
+    for key in ("run_id", "job", "variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc",
+                "ci_low", "ci_high", "verdict", "rela_impr", "gauc", "logloss", "seconds", "code_version",
+                "snapshot_path"):
+        print(f"{key:<14} {doc[key]}")
+    overall = metrics[metrics["window"] == 0].pivot_table(index=["model", "seed"], columns="metric", values="value")
+    print(overall.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_results_compare(args: argparse.Namespace) -> int:
+    df = _results_store(args).compare(usage=args.usage, fusion=args.fusion, job=args.job)
+    cols = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
+            "rela_impr", "verdict", "run_id"]
+    print_frame(df[cols] if not df.empty else df, args)
+    return 0
+
+
+
+def register(sub: Any, common: AddCommon) -> None:
+    """``lee evaluate``, ``lee sweep``, ``lee results ls|compare|show``."""
+    p = common(sub.add_parser("evaluate", help="run a LEE job: evaluate snapshots not yet in the results store"))
+    p.add_argument("--config", required=True, type=Path, help="job file (TOML)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, help="override the job's device")
+    p.add_argument("--max-units", type=int, help="evaluate at most this many units in this run")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = common(sub.add_parser("sweep", help="layer sweep: LEE on the CR of every upstream layer at several dims"))
+    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="snapshot root for the sweep's CR variants")
+    p.add_argument("--dims", default="16,32,64")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--fusion", default="concat", choices=("concat", "gate", "iim"))
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--table", type=Path, help="also write the sweep table as CSV here")
+    p.set_defaults(func=cmd_sweep)
+
+    results = sub.add_parser("results", help="inspect the results store").add_subparsers(
+        dest="results_command", required=True, metavar="SUBCOMMAND")
+    for name, func, helptext in (("ls", cmd_results_ls, "list runs"),
+                                 ("compare", cmd_results_compare, "latest run per variant, ranked by ΔAUC")):
+        p = common(results.add_parser(name, help=helptext))
+        p.add_argument("--db", required=True, type=Path, help="results store (SQLite)")
+        p.add_argument("--job")
+        if name == "compare":
+            p.add_argument("--usage")
+            p.add_argument("--fusion")
+        p.set_defaults(func=func)
+    p = common(results.add_parser("show", help="one run in full"))
+    p.add_argument("run_id")
+    p.add_argument("--db", required=True, type=Path)
+    p.set_defaults(func=cmd_results_show)

@@ -1,0 +1,57 @@
+"""``lee report``: every analysis in one self-contained HTML file plus JSON/CSV of every number."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from app.cli.output import AddCommon, emit
+from lee.errors import InputError
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from analysis.report import lee_from_store, write_report
+    from analysis.suite import SuiteConfig, run_suite
+    from lee.world.io import load_world
+
+    def names(text: str | None) -> tuple[str, ...] | None:
+        return tuple(x for x in text.split(",") if x) if text else None
+
+    cfg = SuiteConfig(variants=names(args.variants), map_methods=names(args.maps) or ("pca",),
+                      importance_variants=names(args.importance) or (), seed=args.seed, n_boot=args.boot)
+    suite = run_suite(load_world(args.world), args.root, config=cfg, log=(lambda *_: None) if args.quiet else print,
+                      progress=not args.quiet)
+    lee_table = lee_windows = sweep = None
+    if args.db:
+        if not Path(args.db).is_file():
+            raise InputError(f"{args.db}: no results store here (run `lee evaluate --config JOB.toml` first)")
+        lee_table, lee_windows = lee_from_store(args.db)
+    if args.sweep:
+        try:
+            sweep = pd.read_csv(args.sweep).pivot_table(index="layer", columns="dim", values="delta_auc", sort=False)
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"{args.sweep}: not a sweep table from `lee sweep --table` ({exc})") from None
+    path = write_report(args.out, suite, lee_table=lee_table, lee_windows=lee_windows, sweep=sweep,
+                        meta={"world": str(args.world), "snapshots": str(args.root)})
+    emit({"report": str(path), "data": str(path.parent / "data"), "skipped": suite.skipped}, args)
+    return 0
+
+
+
+def register(sub: Any, common: AddCommon) -> None:
+    """``lee report``."""
+    p = common(sub.add_parser("report", help="self-contained HTML report (+ JSON/CSV) of every analysis"))
+    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--root", required=True, type=Path, help="snapshot root")
+    p.add_argument("--out", required=True, type=Path, help="directory for report.html and data/")
+    p.add_argument("--db", type=Path, help="LEE results store to include")
+    p.add_argument("--sweep", type=Path, help="layer-sweep CSV (lee sweep --table) to include")
+    p.add_argument("--variants", help="comma-separated (default: all)")
+    p.add_argument("--maps", default="pca", help="2-D maps: pca,tsne,umap (default pca)")
+    p.add_argument("--importance", help="variants to run feature-masking importance on (comma-separated)")
+    p.add_argument("--boot", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,181 @@
+"""``lee snapshots ...``: list, show, validate, import and export snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.cli.output import EXIT_USAGE_OR_INPUT, AddCommon, emit, print_error
+from lee.errors import InputError, LeeError
+
+
+def cmd_snapshots_ls(args: argparse.Namespace) -> int:
+    from lee.snapshot import SnapshotStore
+    from lee.timeutil import iso
+
+    store = SnapshotStore(args.root)
+    variants = [args.variant] if args.variant else store.variants()
+    listing = {v: [iso(t) for t in store.times(v)] for v in variants}
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing:
+        print(f"{args.root}: no snapshots")
+    for v, times in listing.items():
+        span = f"{times[0]} .. {times[-1]}" if times else "none"
+        print(f"{v:<20} {len(times):>4} snapshot(s)  {span}")
+    return 0
+
+
+def cmd_snapshots_show(args: argparse.Namespace) -> int:
+    from lee.snapshot.store import open_any
+
+    snap = open_any(args.path)
+    doc = snap.manifest.to_dict()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{snap.path}\n  variant {doc['variant']}  event time {doc['event_time']}  "
+          f"source layer {doc['source_layer'] or '-'}  format v{doc['format_version']}")
+    for kind, t in doc["tables"].items():
+        print(f"  {kind:<8} {t['rows']:>10,} rows x {t['dim']:>4}  ids {t['id_type']:<6}  "
+              f"sha256 {t['sha256'][:12]}…{'  updated_at' if t['has_updated_at'] else ''}")
+    return 0
+
+
+def _snapshot_dirs(path: Path) -> list[Path]:
+    """A snapshot directory, every snapshot of a variant directory, or every snapshot under a root."""
+    from lee.snapshot.format import MANIFEST_NAME
+
+    if (path / MANIFEST_NAME).is_file() or not path.is_dir():
+        return [path]
+    found = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
+    found += sorted(p.parent for p in path.glob(f"*/*/{MANIFEST_NAME}")
+                    if not p.parent.name.startswith(".") and not p.parent.parent.name.startswith("."))
+    return found or [path]  # nothing found: let the validator say why ``path`` is not a snapshot
+
+
+def cmd_snapshots_validate(args: argparse.Namespace) -> int:
+    from lee.snapshot import validate_snapshot
+
+    failures = 0
+    checked = 0
+    for root in args.paths:
+        for snap_dir in _snapshot_dirs(Path(root)):
+            checked += 1
+            try:
+                reports = validate_snapshot(snap_dir)
+            except LeeError as exc:
+                failures += 1
+                print_error(exc, prefix="invalid")
+                continue
+            if not args.quiet:
+                tables = ", ".join(f"{r.kind.value} {r.rows:,}x{r.dim}" for r in reports)
+                print(f"ok  {snap_dir}  ({tables})")
+    if failures:
+        print(f"{failures} of {checked} snapshot(s) failed validation", file=sys.stderr)
+        return EXIT_USAGE_OR_INPUT
+    return 0
+
+
+def cmd_snapshots_import(args: argparse.Namespace) -> int:
+    from lee.snapshot import write_snapshot
+    from lee.snapshot.importers import importer_for
+
+    ids_files = dict(_kind_pairs(args.ids, "--ids"))
+    tables = {}
+    for kind, file in _kind_pairs(args.table, "--table"):
+        importer = importer_for(file, args.format, ids_path=ids_files.get(kind),
+                                ids_key=args.ids_key, vectors_key=args.vectors_key)
+        tables[kind] = importer.read(file)
+    unused = sorted(k.value for k in set(ids_files) - set(tables))
+    if unused:
+        raise InputError(f"--ids given for {', '.join(unused)} but no --table for it")
+    path = write_snapshot(args.root, args.variant, _event_time_arg(args.time), tables, source_layer=args.source_layer,
+                          overwrite=args.overwrite, extra={"imported_from": {k.value: str(f) for k, f in
+                                                                              _kind_pairs(args.table, "--table")}})
+    emit({"snapshot": str(path), "tables": {k.value: {"rows": len(t), "dim": t.dim} for k, t in tables.items()}},
+          args)
+    return 0
+
+
+def _event_time_arg(text: str) -> Any:
+    """``--time`` as the help promises: ISO 8601, the directory form, or whole epoch seconds."""
+    from lee.timeutil import parse_event_time
+
+    try:
+        return parse_event_time(text)
+    except InputError:
+        if not re.fullmatch(r"\s*[+-]?\d+\s*", text):
+            raise
+    try:
+        return parse_event_time(int(text))
+    except (OverflowError, ValueError, OSError) as exc:
+        raise InputError(f"--time {text.strip()}: epoch seconds out of range ({exc})") from None
+
+
+def _kind_pairs(pairs: Sequence[str] | None, flag: str) -> list[tuple[Any, Path]]:
+    """``KIND=PATH`` pairs such as ``UR=user.npz`` as (TableKind, Path)."""
+    from lee.snapshot.format import TableKind
+
+    out = []
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise InputError(f"{flag} expects KIND=PATH (e.g. UR=users.npz); got {pair!r}")
+        kind, file = pair.split("=", 1)
+        out.append((TableKind.parse(kind), Path(file)))
+    return out
+
+
+def cmd_snapshots_export(args: argparse.Namespace) -> int:
+    from lee.snapshot.importers import export_table
+    from lee.snapshot.store import open_any
+
+    path = export_table(open_any(args.path), args.kind, args.out, args.format)
+    emit({"exported": str(path)}, args)
+    return 0
+
+
+
+def register(sub: Any, common: AddCommon) -> None:
+    """``lee snapshots ls|show|validate|import|export``."""
+    snaps = sub.add_parser("snapshots", help="list, inspect, validate, import and export snapshots").add_subparsers(
+        dest="snapshots_command", required=True, metavar="SUBCOMMAND")
+    p = common(snaps.add_parser("ls", help="variants and their snapshot times under a root"))
+    p.add_argument("root", type=Path)
+    p.add_argument("--variant")
+    p.set_defaults(func=cmd_snapshots_ls)
+
+    p = common(snaps.add_parser("show", help="one snapshot's manifest"))
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_snapshots_show)
+
+    p = common(snaps.add_parser("validate", help="fully check snapshots (a snapshot, variant or root directory)"))
+    p.add_argument("paths", nargs="+", type=Path)
+    p.set_defaults(func=cmd_snapshots_validate)
+
+    p = common(snaps.add_parser("import", help="write a snapshot from .npz/.npy/safetensors files"))
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--time", required=True, help="event time (ISO 8601 or epoch seconds)")
+    p.add_argument("--table", action="append", required=True, metavar="KIND=FILE",
+                   help="a table to import, e.g. UR=users.npz (repeatable)")
+    p.add_argument("--ids", action="append", metavar="KIND=FILE", help="ids .npy for a .npy table")
+    p.add_argument("--format", choices=("npz", "npy", "safetensors"), help="default: from the suffix")
+    p.add_argument("--ids-key", help="array/tensor name of the ids (default: ids)")
+    p.add_argument("--vectors-key", help="array/tensor name of the vectors (default: vectors)")
+    p.add_argument("--source-layer", default="")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_snapshots_import)
+
+    p = common(snaps.add_parser("export", help="write one table as CSV or Parquet (id, v0..v{d-1})"))
+    p.add_argument("path", type=Path)
+    p.add_argument("--kind", required=True, help="UR, IR, CR_user or CR_item")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--format", default="csv", choices=("csv", "parquet"))
+    p.set_defaults(func=cmd_snapshots_export)

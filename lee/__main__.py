@@ -1,5 +1,0 @@
-import sys
-
-from lee.cli import main
-
-sys.exit(main())
