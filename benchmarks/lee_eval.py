@@ -341,7 +341,8 @@ def thread_probe(stream: DownstreamStream, threads: list[int], steps: int, secti
                  "other_cores_avg": other, "load_before": list(load0)}
             out.append(r)
             _err(f"#   probe threads={t}: {steps} steps x {batch} in {dt:.2f}s = {r['samples_per_min'] / 1e6:.2f} M "
-                 f"samples/min (own {r['own_cores_avg']:.2f} cores, others {other if other is None else round(other, 2)})")
+                 f"samples/min (own {r['own_cores_avg']:.2f} cores, "
+                 f"others {other if other is None else round(other, 2)})")
     return out
 
 
@@ -409,7 +410,8 @@ def full_eval(stream: DownstreamStream, snaps: dict[str, Snapshot], args, timers
         "stats_s": stats_s, "inject_s": sec_t["inject"], "gauc_s": sec_t["gauc"], "timer_calls": calls,
         "other_s": total - run_s - stats_s - (sec_t["inject"] or 0.0) - (sec_t["gauc"] or 0.0),
         "samples_trained_total": trained,
-        "per_run_samples_per_min_min": min(per_run_rate), "per_run_samples_per_min_median": statistics.median(per_run_rate),
+        "per_run_samples_per_min_min": min(per_run_rate),
+        "per_run_samples_per_min_median": statistics.median(per_run_rate),
         "per_run_samples_per_min_max": max(per_run_rate),
         "train_only_samples_per_min": 60.0 * trained / max(run_s - score_s, 1e-9),
         "end_to_end_samples_per_min": 60.0 * trained / total,
@@ -466,9 +468,9 @@ def auc_bench(sizes: list[int], repeats: int, sections: list[dict]) -> list[dict
             for case, s in cases.items():
                 distinct = int(np.unique(s).size)
                 fns = {
-                    "lee.metrics.roc_auc": lambda: roc_auc(y, s),
-                    "RankedScores(y, s).auc()": lambda: RankedScores(y, s).auc(),
-                    "sklearn roc_auc_score": lambda: roc_auc_score(y, s),
+                    "lee.metrics.roc_auc": lambda y=y, s=s: roc_auc(y, s),
+                    "RankedScores(y, s).auc()": lambda y=y, s=s: RankedScores(y, s).auc(),
+                    "sklearn roc_auc_score": lambda y=y, s=s: roc_auc_score(y, s),
                 }
                 vals, times = {}, {}
                 for name, fn in fns.items():
@@ -556,9 +558,11 @@ def report(doc: dict) -> None:
               f"{N_WINDOWS} windows)\n")
     else:
         print("\n## LEE evaluation benchmark: AUC only\n")
-    print(f"Machine: nproc={mach['nproc']} (affinity {mach['sched_affinity']}), {mach['cpu']}, {mach['mem_gib']} GiB RAM; "
+    print(f"Machine: nproc={mach['nproc']} (affinity {mach['sched_affinity']}), {mach['cpu']}, "
+          f"{mach['mem_gib']} GiB RAM; "
           f"Python {mach['python']}, torch {mach['torch']} (default {mach['torch_default_threads']} threads), "
-          f"numpy {mach['numpy']} (BLAS threads {mach['blas_threads']}), pandas {mach['pandas']}, sklearn {mach['sklearn']}")
+          f"numpy {mach['numpy']} (BLAS threads {mach['blas_threads']}), pandas {mach['pandas']}, "
+          f"sklearn {mach['sklearn']}")
     pv = doc.get("provenance") or {}
     if pv.get("commit"):
         print(f"Code: commit {pv['commit'][:12]}" + (f", lee/ modified (diff sha256 {pv['lee_diff_sha256'][:12]})"
@@ -568,7 +572,8 @@ def report(doc: dict) -> None:
 
     if doc.get("thread_probe"):
         print("### Thread probe: steady-state training steps of the baseline proxy (run_stream's inner loop)\n")
-        print("| torch threads | steps x batch | seconds | M samples/min | own cores (avg) | other processes' cores (avg) |")
+        print("| torch threads | steps x batch | seconds | M samples/min | own cores (avg) "
+              "| other processes' cores (avg) |")
         print("|---:|---|---:|---:|---:|---:|")
         for r in doc["thread_probe"]:
             oc = r["other_cores_avg"]
@@ -591,14 +596,16 @@ def report(doc: dict) -> None:
             pair = {r["loop"]: r for r in doc["throughput"] if r["model"] == model}
             if len(pair) == 2:
                 a, b = pair["lee run_stream"], pair["DataLoader loop"]
-                print(f"- {model}: run_stream / DataLoader = {a['samples_per_s'] / b['samples_per_s']:.2f}x end to end, "
+                print(f"- {model}: run_stream / DataLoader = {a['samples_per_s'] / b['samples_per_s']:.2f}x "
+                      "end to end, "
                       f"{a['train_only_samples_per_min'] / b['train_only_samples_per_min']:.2f}x training only")
         print()
 
     ev = doc.get("evaluation")
     if ev:
         print(f"### Full evaluation: baseline + {ev['n_models'] - 1} variants x {len(ev['seeds'])} seeds "
-              f"({ev['n_runs']} proxy runs) + paired bootstrap (n_boot {ev['n_boot']}), torch threads={ev['threads']}\n")
+              f"({ev['n_runs']} proxy runs) + paired bootstrap (n_boot {ev['n_boot']}), "
+              f"torch threads={ev['threads']}\n")
         print("| part | seconds | share |")
         print("|---|---:|---:|")
         tot = ev["wall_s"]
@@ -612,7 +619,8 @@ def report(doc: dict) -> None:
                 print(f"| {label} | {sec:.1f} | {100 * sec / tot:.0f}% |")
         print(f"\n- per proxy run: {_m(ev['per_run_samples_per_min_median'])} M samples/min median "
               f"(min {_m(ev['per_run_samples_per_min_min'])}, max {_m(ev['per_run_samples_per_min_max'])}) over "
-              f"{ev['n_runs']} runs (window loop: scoring + training); training only {_m(ev['train_only_samples_per_min'])} M/min")
+              f"{ev['n_runs']} runs (window loop: scoring + training); "
+              f"training only {_m(ev['train_only_samples_per_min'])} M/min")
         print(f"- end to end: {ev['samples_trained_total']:,} samples trained in {tot:.1f}s = "
               f"{_m(ev['end_to_end_samples_per_min'])} M samples/min; {ev['wall_s_per_model']:.1f}s per model "
               f"({len(ev['seeds'])} seeds over N = {data['N']:,} events) = {_m(ev['events_per_min_per_model'])} M "
@@ -622,7 +630,8 @@ def report(doc: dict) -> None:
             d, o = bc["blas_threads_default"], bc["blas_threads_1"]
             print(f"- statistics of one variant ({bc['variant']}), numpy BLAS threads default vs 1: RankedScores "
                   f"{d['ranked_s']:.2f}s vs {o['ranked_s']:.2f}s, paired_delta_ci {d['bootstrap_s']:.2f}s vs "
-                  f"{o['bootstrap_s']:.2f}s (same interval as in the evaluation: {d['same_interval']}/{o['same_interval']})")
+                  f"{o['bootstrap_s']:.2f}s (same interval as in the evaluation: "
+                  f"{d['same_interval']}/{o['same_interval']})")
         print("\n| variant | AUC | ΔAUC | CI low | CI high | verdict | seconds (all seeds) |")
         print("|---|---:|---:|---:|---:|---|---:|")
         for row in ev["table"]:
@@ -639,7 +648,8 @@ def report(doc: dict) -> None:
                   f"| {r['min_s']:.3f} | {r['speed_vs_sklearn']:.2f} | {r['abs_diff_vs_sklearn']:.1e} |")
         lee_rows = [r for r in doc["auc"] if not r["impl"].startswith("sklearn")]
         print(f"\n- max |lee - sklearn| over all cases: {max(r['abs_diff_vs_sklearn'] for r in lee_rows):.2e} "
-              f"(target < 1e-9); slowest lee / sklearn speed ratio: {min(r['speed_vs_sklearn'] for r in lee_rows):.2f}x\n")
+              f"(target < 1e-9); slowest lee / sklearn speed ratio: "
+              f"{min(r['speed_vs_sklearn'] for r in lee_rows):.2f}x\n")
 
     print("### Load during each section\n")
     print("| section | wall s | own CPU s | other processes' CPU s (avg cores) | load before | load after |")

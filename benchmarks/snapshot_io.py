@@ -83,7 +83,8 @@ def _arrow_table(ids, vectors):
     import pyarrow as pa
 
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    return pa.table({"id": pa.array(ids, type=pa.int64()), "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
+    return pa.table({"id": pa.array(ids, type=pa.int64()),
+                     "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
 
 
 def _fsync_path(path: Path) -> None:
@@ -439,13 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         rss = e["peak_rss_delta_mib_first_run"]
         print(
             f"| {e['label']} | {e['median_s']:.3f} | {e['min_s']:.3f} "
-            f"| {'n/a' if e['first_run_s'] is None else format(e['first_run_s'], '.3f')} | {_fmt_rate(e['mb_per_s_median'])} "
+            f"| {'n/a' if e['first_run_s'] is None else format(e['first_run_s'], '.3f')} "
+            f"| {_fmt_rate(e['mb_per_s_median'])} "
             f"| {_fmt_rate(e['rows_per_s_median'])} | {'n/a' if rss is None else f'{rss:,.0f}'} "
             f"| {e['file_mib']:.1f} |"
         )
     print(
         "\nNotes: median/min over the timed runs; '1st run' = the untimed warm-up, the first run in a fresh "
-        "process (what a one-shot CLI pays, including first-touch page faults). MB/s = logical payload (rows x (8 + 4*dim) bytes, 1 MB = 10^6 B) / median time. "
+        "process (what a one-shot CLI pays, including first-touch page faults). "
+        "MB/s = logical payload (rows x (8 + 4*dim) bytes, 1 MB = 10^6 B) / median time. "
         "Reads are warm-cache (files just written; the page cache cannot be dropped here). "
         "Only lee's writer and the '+ fsync' rows fsync. "
         "Peak RSS Δ = rise of the process's peak resident set over its size just before the run, "

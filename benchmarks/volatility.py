@@ -21,7 +21,8 @@ Parquet files:
 Each method runs in its own fresh subprocess: one warm-up run, then ``--repeats`` timed runs;
 the table reports the median. Peak memory is the child's peak RSS (ru_maxrss) minus its RSS
 after imports; for lee and the floor it includes the mapped file pages they touch (page cache,
-reclaimable), which the other methods copy into their own memory instead. Results are checked: every method's mean cosine must equal lee's to 1e-5.
+reclaimable), which the other methods copy into their own memory instead. Results are checked:
+every method's mean cosine must equal lee's to 1e-5.
 """
 
 from __future__ import annotations
@@ -138,8 +139,8 @@ def _rss_mb() -> float:
 
 
 def worker(method: str, root: Path, dim: int, repeats: int) -> dict:
-    import pyarrow  # noqa: F401 - same import baseline for every method
     import pandas  # noqa: F401
+    import pyarrow  # noqa: F401 - same import baseline for every method
 
     if method == "polars":
         try:
@@ -152,7 +153,7 @@ def worker(method: str, root: Path, dim: int, repeats: int) -> dict:
         import analysis.volatility  # noqa: F401
     base = _rss_mb()
     times = []
-    for k in range(repeats + 1):
+    for _ in range(repeats + 1):
         t = time.perf_counter()
         ids, cos = run_method(method, root, dim)
         times.append(time.perf_counter() - t)
@@ -197,7 +198,7 @@ def main() -> None:
             "dim": args.dim, "repeats": args.repeats, "results": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(info, indent=2) + "\n")
-    print(f"\n| rows | method | median s | 1st run s | peak MB | lee ÷ method | method ÷ floor |")
+    print("\n| rows | method | median s | 1st run s | peak MB | lee ÷ method | method ÷ floor |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for rows in args.rows:
         rs = {r["method"]: r for r in results if r["rows"] == rows and "median_s" in r}
@@ -208,11 +209,14 @@ def main() -> None:
             if "median_s" not in r:
                 print(f"| {rows:,} | {m} | skipped: {r['skipped']} | | | | |")
                 continue
-            if "lee" in rs and m not in ("floor", "arrow_aligned") and abs(r["mean_cosine"] - rs["lee"]["mean_cosine"]) > 1e-5:
-                raise SystemExit(f"{m} disagrees with lee: mean cosine {r['mean_cosine']} vs {rs['lee']['mean_cosine']}")
+            checked = "lee" in rs and m not in ("floor", "arrow_aligned")
+            if checked and abs(r["mean_cosine"] - rs["lee"]["mean_cosine"]) > 1e-5:
+                raise SystemExit(f"{m} disagrees with lee: mean cosine {r['mean_cosine']} "
+                                 f"vs {rs['lee']['mean_cosine']}")
             ratio = f"{lee / r['median_s']:.2f}" if lee else ""
             vs_floor = f"{r['median_s'] / floor:.2f}" if floor else ""
-            print(f"| {rows:,} | {m} | {r['median_s']:.2f} | {r['first_s']:.2f} | {r['peak_mb']:.0f} | {ratio} | {vs_floor} |")
+            print(f"| {rows:,} | {m} | {r['median_s']:.2f} | {r['first_s']:.2f} | {r['peak_mb']:.0f} "
+                  f"| {ratio} | {vs_floor} |")
 
 
 if __name__ == "__main__":

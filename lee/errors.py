@@ -73,4 +73,5 @@ def check_known_keys(raw: dict, known: set[str] | frozenset[str], *, what: str) 
     """Unknown configuration keys are errors that name them and list the known ones (no silent typos)."""
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {', '.join(map(str, unknown))}; known keys: {', '.join(sorted(known))}")
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(map(str, unknown))}; "
+                          f"known keys: {', '.join(sorted(known))}")

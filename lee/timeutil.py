@@ -6,7 +6,7 @@ compact, sortable, filesystem-safe form (``20260101T000500Z``); manifests and us
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def parse_event_time(value: str | datetime | int | float | np.integer) -> dateti
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        dt = datetime.fromtimestamp(float(value), tz=timezone.utc)
+        dt = datetime.fromtimestamp(float(value), tz=UTC)
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -39,8 +39,8 @@ def parse_event_time(value: str | datetime | int | float | np.integer) -> dateti
     else:
         raise InputError(f"cannot read event time from a {type(value).__name__}: {value!r}")
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def time_dirname(dt: datetime) -> str:

@@ -9,7 +9,6 @@ from lee.world.config import config_for_scale
 from lee.world.generate import generate_world
 from lee.world.model import World
 
-
 # One torch thread: on a 2-core box shared with anything else, torch's 2-thread default stalls at
 # every parallel region (measured 10x slower); one thread costs ~20% when the box is idle.
 torch.set_num_threads(1)

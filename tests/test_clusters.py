@@ -303,7 +303,8 @@ def test_bad_logs_are_refused(tmp_path):
         cluster_snapshot(snap, "UR", k=2, events=events.drop(columns="item_id"),
                          items=pd.DataFrame({"item_id": [0], "category": ["pets"]}))
     other = events.assign(user_id=events["user_id"] + 1)  # ids shifted: none matches
-    with pytest.raises(InputError, match=r"no id of snapshot .*sim.* \(UR, 40 user ids, e\.g\. 1000.*events\.user_id \(e\.g\. 1001"):
+    with pytest.raises(InputError, match=r"no id of snapshot .*sim.* \(UR, 40 user ids, e\.g\. 1000"
+                                         r".*events\.user_id \(e\.g\. 1001"):
         cluster_snapshot(snap, "UR", k=2, events=other)
     with pytest.raises(InputError, match="no row has domain == 1"):
         cluster_snapshot(snap, "UR", k=2, events=events.assign(domain=0))

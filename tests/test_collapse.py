@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.collapse import (collapse_of_matrix, collapse_of_table, compare_collapse, effective_rank,
-                               information_abundance)
+from analysis.collapse import (
+    collapse_of_matrix,
+    collapse_of_table,
+    compare_collapse,
+    effective_rank,
+    information_abundance,
+)
 from lee.errors import InputError
 from lee.snapshot import EmbeddingTable, Snapshot, SnapshotStore, write_snapshot
 from lee.world.planted import PLANTED_VARIANTS, write_planted_variants

@@ -14,7 +14,8 @@ from lee.errors import ConfigError
 from lee.upstream.cr_average import ConstantBeta, CRAverager, ExpDecay, reference_update
 
 
-def _run(events: list[tuple[int, float, list[float]]], beta, n_ids: int = 4, dim: int = 2, batches: int = 1) -> CRAverager:
+def _run(events: list[tuple[int, float, list[float]]], beta, n_ids: int = 4, dim: int = 2,
+         batches: int = 1) -> CRAverager:
     """Feed ``events`` (id, ts, x) in ``batches`` consecutive slices of event-time order."""
     avg = CRAverager(n_ids, dim, beta)
     events = sorted(events, key=lambda e: e[1])

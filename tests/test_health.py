@@ -116,13 +116,16 @@ def test_dim_change_and_missing_table(tmp_path):
     from lee.errors import InputError as _InputError
 
     rng = np.random.default_rng(6)
-    write_snapshot(tmp_path, "v", 1_767_225_600, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 4)).astype(np.float32)),
-                                                  "IR": EmbeddingTable(np.arange(9), rng.standard_normal((9, 4)).astype(np.float32))})
-    write_snapshot(tmp_path, "v", 1_767_225_900, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 4)).astype(np.float32))})
+
+    def table(n: int, dim: int) -> EmbeddingTable:
+        return EmbeddingTable(np.arange(n), rng.standard_normal((n, dim)).astype(np.float32))
+
+    write_snapshot(tmp_path, "v", 1_767_225_600, {"UR": table(50, 4), "IR": table(9, 4)})
+    write_snapshot(tmp_path, "v", 1_767_225_900, {"UR": table(50, 4)})
     rep = snapshot_health(tmp_path, "v", kinds=["UR", "IR"])
     t = rep.table.set_index(["time", "table"])
     assert "missing" in t["reasons"].iloc[-1] and len(rep.flagged_times) == 1
-    write_snapshot(tmp_path, "d", 1_767_225_600, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 4)).astype(np.float32))})
-    write_snapshot(tmp_path, "d", 1_767_225_900, {"UR": EmbeddingTable(np.arange(50), rng.standard_normal((50, 6)).astype(np.float32))})
+    write_snapshot(tmp_path, "d", 1_767_225_600, {"UR": table(50, 4)})
+    write_snapshot(tmp_path, "d", 1_767_225_900, {"UR": table(50, 6)})
     with pytest.raises(_InputError, match="dim 6 differs"):
         snapshot_health(tmp_path, "d")

@@ -8,7 +8,7 @@ must raise :class:`InputError` (or :class:`SnapshotError`) naming the file, and 
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ from lee.snapshot.importers import (
     importer_for,
 )
 
-UTC = timezone.utc
 T0 = datetime(2026, 1, 1, 0, 5, 0, tzinfo=UTC)
 
 # Awkward but finite float32 values: -0.0, the smallest subnormal, the largest finite, 1/3, 0.1.

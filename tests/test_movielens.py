@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.workflows.movielens_case import run_movielens_case
 from app.cli.main import main
+from app.workflows.movielens_case import run_movielens_case
 from lee.errors import InputError
 from lee.world.io import load_world, save_world
 from lee.world.movielens import import_movielens, part
@@ -59,7 +59,8 @@ def test_bad_inputs(tmp_path):
     pd.DataFrame(MOVIES, columns=["movieId", "title", "genres"]).to_csv(d / "movies.csv", index=False)
     with pytest.raises(InputError, match="ratings.csv: file is missing"):
         import_movielens(d)
-    pd.DataFrame({"userId": [1], "movieId": [1], "stars": [4.0], "timestamp": [5]}).to_csv(d / "ratings.csv", index=False)
+    no_rating = pd.DataFrame({"userId": [1], "movieId": [1], "stars": [4.0], "timestamp": [5]})
+    no_rating.to_csv(d / "ratings.csv", index=False)
     with pytest.raises(InputError, match="missing column.*rating"):
         import_movielens(d)
     _write(d, [(1, 99, 4.0, 5)], MOVIES)

@@ -12,16 +12,11 @@ from scipy import stats
 
 from analysis.segments import MISSING, SegmentLift, quadrants, segment_lift
 from lee.errors import InputError, SmallSampleWarning
-from lee.world.ab_log import (
-    HOME_ACTIVE_IN_DOMAIN as A_IN,
-    HOME_ACTIVE_OUT_OF_DOMAIN as A_OOD,
-    HOME_INACTIVE_IN_DOMAIN as I_IN,
-    HOME_INACTIVE_OUT_OF_DOMAIN as I_OOD,
-    LOG_COLUMNS,
-    PLANTED_LIFT,
-    QUADRANTS,
-    generate_ab_log,
-)
+from lee.world.ab_log import HOME_ACTIVE_IN_DOMAIN as A_IN
+from lee.world.ab_log import HOME_ACTIVE_OUT_OF_DOMAIN as A_OOD
+from lee.world.ab_log import HOME_INACTIVE_IN_DOMAIN as I_IN
+from lee.world.ab_log import HOME_INACTIVE_OUT_OF_DOMAIN as I_OOD
+from lee.world.ab_log import LOG_COLUMNS, PLANTED_LIFT, QUADRANTS, generate_ab_log
 from lee.world.config import config_for_scale
 from lee.world.generate import generate_world
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import pytest
 from lee.errors import LeeError, SnapshotError, SnapshotNotFoundError
 from lee.snapshot import EmbeddingTable, Snapshot, SnapshotStore, validate_snapshot, write_snapshot
 
-UTC = timezone.utc
 T0 = datetime(2026, 1, 1, 0, 5, 0, tzinfo=UTC)
 DIM = 4
 N = 6
@@ -39,8 +38,11 @@ def vectors(n: int = N, dim: int = DIM) -> np.ndarray:
     return (np.arange(n * dim, dtype=np.float32).reshape(n, dim) / 7).astype(np.float32)
 
 
+FLOAT32 = pa.float32()
+
+
 def arrow_table(ids: Any = None, vecs: Any = None, *, id_type: pa.DataType | None = None,
-                value_type: pa.DataType = pa.float32(), dim: int | None = None,
+                value_type: pa.DataType = FLOAT32, dim: int | None = None,
                 updated_at: Any = None, **extra_cols: Any) -> pa.Table:
     """A raw Arrow table in the snapshot layout, with every piece overridable."""
     ids = INT_IDS if ids is None else ids
@@ -90,7 +92,8 @@ def rewrite_table(snap: Path, kind: str, table: pa.Table | bytes, *, fix_rows: b
     else:
         pq.write_table(table, path)
         fix_sha(snap, kind, rows=table.num_rows if fix_rows else None)
-        edit_manifest(snap, lambda m: m["tables"][kind].__setitem__("has_updated_at", "updated_at" in table.column_names))
+        has_updated_at = "updated_at" in table.column_names
+        edit_manifest(snap, lambda m: m["tables"][kind].__setitem__("has_updated_at", has_updated_at))
     return path
 
 
@@ -289,7 +292,8 @@ def test_dim_mismatch_file_rewritten(snap, reader):
     """The file holds dim-5 vectors (checksum correct), the manifest still says dim 4."""
     path = rewrite_table(snap, "UR", arrow_table(vecs=vectors(dim=5)))
     assert load_manifest(snap)["tables"]["UR"]["dim"] == DIM
-    err = raises(all_readers(snap, "UR")[reader], r"column 'vector': holds vectors of dim 5 but the manifest says dim 4")
+    err = raises(all_readers(snap, "UR")[reader],
+                 r"column 'vector': holds vectors of dim 5 but the manifest says dim 4")
     assert (err.path, err.column) == (path, "vector")
 
 
@@ -332,7 +336,8 @@ def test_writer_refuses_non_finite(tmp_path, bad, ids):
     vecs = vectors()
     vecs[3, 2] = bad
     vecs[5, 0] = bad
-    with pytest.raises(SnapshotError, match=r"2 row\(s\) hold NaN or Inf \(first at row 3\); vectors must be finite") as info:
+    with pytest.raises(SnapshotError,
+                       match=r"2 row\(s\) hold NaN or Inf \(first at row 3\); vectors must be finite") as info:
         write_snapshot(tmp_path, "v", T0, {"UR": EmbeddingTable(ids=ids.copy(), vectors=vecs)})
     err = info.value
     want = ids.tolist()[3]
@@ -383,7 +388,8 @@ def test_load_without_verify_skips_content_checks(snap):
     ids=["int", "str"],
 )
 def test_writer_refuses_duplicate_ids(tmp_path, ids, dup):
-    with pytest.raises(SnapshotError, match=r"duplicate id \(found \d duplicated rows, first at row \d\); ids must be unique") as info:
+    with pytest.raises(SnapshotError,
+                       match=r"duplicate id \(found \d duplicated rows, first at row \d\); ids must be unique") as info:
         write_snapshot(tmp_path, "v", T0, {"IR": EmbeddingTable(ids=ids, vectors=vectors())})
     assert (info.value.column, info.value.id) == ("id", dup)
     assert f"id {dup!r}" in str(info.value)
@@ -399,7 +405,8 @@ def test_writer_refuses_duplicate_ids(tmp_path, ids, dup):
 )
 def test_crafted_duplicate_ids_refused(snap, reader, ids, dup):
     path = rewrite_table(snap, "UR", arrow_table(ids=ids))
-    edit_manifest(snap, lambda m: m["tables"]["UR"].__setitem__("id_type", "int64" if ids.dtype != object else "string"))
+    id_type = "int64" if ids.dtype != object else "string"
+    edit_manifest(snap, lambda m: m["tables"]["UR"].__setitem__("id_type", id_type))
     err = raises(all_readers(snap, "UR")[reader], r"duplicate id .*ids must be unique")
     assert (err.path, err.column, err.id) == (path, "id", dup)
 
@@ -477,7 +484,8 @@ def test_missing_column(snap, reader, missing):
 
 def test_unexpected_column(snap):
     path = rewrite_table(snap, "UR", arrow_table(label=pa.array(["x"] * N)))
-    err = raises(lambda: Snapshot.open(snap).load("UR"), r"unexpected column\(s\) label; allowed: id, vector, updated_at")
+    err = raises(lambda: Snapshot.open(snap).load("UR"),
+                 r"unexpected column\(s\) label; allowed: id, vector, updated_at")
     assert err.path == path
 
 
@@ -580,7 +588,8 @@ def test_writer_refuses_mismatched_lengths(tmp_path):
         (EmbeddingTable(ids=INT_IDS, vectors=vectors().astype(np.float64)), r"vectors must be float32; got float64"),
         (EmbeddingTable(ids=INT_IDS, vectors=vectors().reshape(-1)), r"vectors must be a 2-D matrix"),
         (EmbeddingTable(ids=INT_IDS.reshape(2, 3), vectors=vectors()), r"ids must be one-dimensional"),
-        (EmbeddingTable(ids=INT_IDS.astype(np.float64), vectors=vectors()), r"ids must be int64 or string; got dtype float64"),
+        (EmbeddingTable(ids=INT_IDS.astype(np.float64), vectors=vectors()),
+         r"ids must be int64 or string; got dtype float64"),
         (EmbeddingTable(ids=np.array([1, "a", 3, 4, 5, 6], dtype=object), vectors=vectors()),
          r"string ids must all be str; row 0 holds int 1"),
         (EmbeddingTable(ids=np.array(["a", None, "c", "d", "e", "f"], dtype=object), vectors=vectors()),

@@ -226,7 +226,8 @@ def test_oracle_inner_products_are_the_true_affinities(planted):
 def test_quality_order_is_planted(planted):
     _, store, _ = planted
     for kind in (TableKind.UR, TableKind.CR_USER):
-        c = {v: _corr_with_oracle(store, v, kind) for v in ("oracle", "noise_low", "noise_high", "random", "id_shuffled")}
+        c = {v: _corr_with_oracle(store, v, kind)
+             for v in ("oracle", "noise_low", "noise_high", "random", "id_shuffled")}
         assert c["oracle"] == pytest.approx(1.0)
         assert c["oracle"] > c["noise_low"] > c["noise_high"] > c["random"]
         assert abs(c["random"]) < 0.1 and abs(c["id_shuffled"]) < 0.1

@@ -183,4 +183,5 @@ class ResultsStore:
         if df.empty:
             return df
         latest = df.sort_values(["event_time", "finished_at"]).groupby(["variant", "usage", "fusion"]).tail(1)
-        return latest.sort_values(["usage", "fusion", "delta_auc"], ascending=[True, True, False]).reset_index(drop=True)
+        ranked = latest.sort_values(["usage", "fusion", "delta_auc"], ascending=[True, True, False])
+        return ranked.reset_index(drop=True)

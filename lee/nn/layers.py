@@ -16,10 +16,11 @@ class CrossNetV2(nn.Module):
 
     def __init__(self, in_dim: int, n_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(in_dim, in_dim) for _ in range(n_layers))
-        for layer in self.layers:
+        linears = [nn.Linear(in_dim, in_dim) for _ in range(n_layers)]
+        for layer in linears:
             nn.init.xavier_uniform_(layer.weight, gain=0.5)
             nn.init.zeros_(layer.bias)
+        self.layers = nn.ModuleList(linears)
 
     def forward(self, x0: torch.Tensor, taps: list[torch.Tensor] | None = None) -> torch.Tensor:
         x = x0  # (B, D)

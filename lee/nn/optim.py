@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 
-def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def split_params(model: nn.Module) -> tuple[list[torch.Tensor], list[nn.Parameter]]:
     """(sparse embedding weights for SparseAdam, every other trainable parameter for Adam)."""
     sparse = [m.weight for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse]
     ids = {id(p) for p in sparse}

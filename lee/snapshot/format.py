@@ -49,7 +49,7 @@ def _flag(value: object, table: str, path: Path) -> bool:
     return value
 
 
-class TableKind(str, Enum):
+class TableKind(str, Enum):  # noqa: UP042 (a StrEnum would format as "UR", not "TableKind.UR")
     """What a table represents: user (UR), item (IR) or user-/item-aggregated cross (CR) vectors."""
 
     UR = "UR"
@@ -195,7 +195,8 @@ class Manifest:
                     path=path,
                 )
             if entry["id_type"] not in ("int64", "string"):
-                raise SnapshotError(f"table {name!r} id_type must be 'int64' or 'string'; got {entry['id_type']!r}", path=path)
+                raise SnapshotError(f"table {name!r} id_type must be 'int64' or 'string'; got {entry['id_type']!r}",
+                                    path=path)
             file = str(entry["file"])
             if Path(file).name != file:
                 raise SnapshotError(f"table {name!r} file must be a plain file name; got {file!r}", path=path)

@@ -84,7 +84,8 @@ def from_arrow(table: pa.Table | pa.RecordBatch, *, path: Path) -> EmbeddingTabl
     """Turn an Arrow table (already schema-checked) into ids plus one contiguous float32 matrix."""
     for name in table.column_names:
         if table.column(name).null_count:
-            raise SnapshotError(f"holds {table.column(name).null_count} null(s); nulls are not allowed", path=path, column=name)
+            raise SnapshotError(f"holds {table.column(name).null_count} null(s); nulls are not allowed", path=path,
+                                column=name)
     vec_col = table.column("vector")
     vec = vec_col.combine_chunks() if isinstance(vec_col, pa.ChunkedArray) else vec_col
     dim = vec.type.list_size

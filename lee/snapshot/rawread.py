@@ -225,7 +225,8 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
                 if not isinstance(dph, dict) or dph.get(2) != _PLAIN:
                     raise _Unsupported("not a PLAIN data page")
                 count = dph.get(1)
-                if not isinstance(count, int) or count < 0 or dph.get(3) not in (None, 3) or dph.get(4) not in (None, 3):
+                levels_rle = dph.get(3) in (None, 3) and dph.get(4) in (None, 3)
+                if not isinstance(count, int) or count < 0 or not levels_rle:
                     raise _Unsupported("bad value count or non-RLE levels")
                 p = body
                 for _ in range(2):  # repetition then definition levels, each length-prefixed
@@ -237,7 +238,9 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
                 if not isinstance(dph, dict) or dph.get(4) != _PLAIN or dph.get(2, 0) != 0 or dph.get(7) is True:
                     raise _Unsupported("not a plain, null-free, uncompressed v2 page")
                 count, def_len, rep_len = dph.get(1), dph.get(5, 0), dph.get(6, 0)
-                if not all(isinstance(v, int) and v >= 0 for v in (count, def_len, rep_len)):
+                if not (isinstance(count, int) and isinstance(def_len, int) and isinstance(rep_len, int)):
+                    raise _Unsupported("bad v2 page header")
+                if min(count, def_len, rep_len) < 0:
                     raise _Unsupported("bad v2 page header")
                 p = body + def_len + rep_len
                 value_bytes = body + size - p

@@ -110,8 +110,8 @@ class CRAverager:
         return rows, self.state[rows].clone(), self.last_ts[rows].clone()
 
 
-def reference_update(state: dict[int, list[float]], last: dict[int, float], events: list[tuple[int, float, list[float]]],
-                     beta: BetaFn) -> None:
+def reference_update(state: dict[int, list[float]], last: dict[int, float],
+                     events: list[tuple[int, float, list[float]]], beta: BetaFn) -> None:
     """The recursion applied one event at a time in plain Python: the slow, obvious reference."""
     for i, t, x in sorted(events, key=lambda e: e[1]):
         if i not in state:

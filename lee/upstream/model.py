@@ -46,6 +46,8 @@ class UpstreamConfig:
 class UserTower(nn.Module):
     """user id + activity level -> UR. Id embeddings are sparse (SparseAdam) so 1M users stay cheap."""
 
+    activity: torch.Tensor  # buffer: activity level of every user id
+
     def __init__(self, enc: EncodedWorld, cfg: UpstreamConfig) -> None:
         super().__init__()
         c = enc.cardinalities
@@ -63,6 +65,10 @@ class UserTower(nn.Module):
 
 class ItemTower(nn.Module):
     """item id + category + advertiser + domain -> IR."""
+
+    category: torch.Tensor  # buffers: the side features of every item id
+    advertiser: torch.Tensor
+    domain: torch.Tensor
 
     def __init__(self, enc: EncodedWorld, cfg: UpstreamConfig) -> None:
         super().__init__()
@@ -86,6 +92,8 @@ class ItemTower(nn.Module):
 
 class FrozenTower(nn.Module):
     """A fixed lookup of given representations: the 'tower' of a planted or imported snapshot."""
+
+    table: torch.Tensor  # buffer: one row per id
 
     def __init__(self, table: torch.Tensor) -> None:
         super().__init__()

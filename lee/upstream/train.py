@@ -159,10 +159,10 @@ def train_upstream(
     train_seconds = time.perf_counter() - t0
 
     auc_ad, auc_content = _holdout_auc(model, enc, cut, device, tcfg.batch_size * 8)
-    layer_cr = {}
+    layer_cr: dict[str, tuple[EmbeddingTable, EmbeddingTable]] = {}
     for name in tap_layers:
         avg_u, avg_i = (cr_user, cr_item) if name == mcfg.cr_layer else taps[name]
-        layer_cr[name] = tuple(_table(avg, ids) for avg, ids in ((avg_u, enc.user_ids), (avg_i, enc.item_ids)))
+        layer_cr[name] = (_table(avg_u, enc.user_ids), _table(avg_i, enc.item_ids))
     return TrainResult(layer_cr=layer_cr, snapshots=snapshots, holdout_auc_ad=auc_ad, holdout_auc_content=auc_content,
                        train_events=cut, holdout_events=enc.n_events - cut, seconds=train_seconds,
                        device=str(device), events_per_second=cut / max(train_seconds, 1e-9), model=model)
@@ -175,7 +175,8 @@ def _table(avg: CRAverager, ids: np.ndarray) -> EmbeddingTable:
 
 
 @torch.no_grad()
-def predict(model: TripleTower, enc: EncodedWorld, lo: int, hi: int, device: torch.device, chunk: int = 8192) -> np.ndarray:
+def predict(model: TripleTower, enc: EncodedWorld, lo: int, hi: int, device: torch.device,
+            chunk: int = 8192) -> np.ndarray:
     """Click logits of events ``lo:hi``."""
     model.eval()
     out = [model(Batch.slice(enc, k, min(k + chunk, hi), device)).logit.cpu() for k in range(lo, hi, chunk)]
@@ -183,7 +184,8 @@ def predict(model: TripleTower, enc: EncodedWorld, lo: int, hi: int, device: tor
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
-def _holdout_auc(model: TripleTower, enc: EncodedWorld, cut: int, device: torch.device, chunk: int) -> tuple[float, float]:
+def _holdout_auc(model: TripleTower, enc: EncodedWorld, cut: int, device: torch.device,
+                 chunk: int) -> tuple[float, float]:
     if cut >= enc.n_events:
         return float("nan"), float("nan")
     logits = predict(model, enc, cut, enc.n_events, device, chunk)

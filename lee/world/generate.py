@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lee.timeutil import epoch_seconds
-from lee.world.config import AD_SCENARIOS, ACTIVITY_LEVELS, CONTENT_SCENARIO, WorldConfig
+from lee.world.config import ACTIVITY_LEVELS, AD_SCENARIOS, CONTENT_SCENARIO, WorldConfig
 from lee.world.model import World
 
 _CHUNK = 1_000_000

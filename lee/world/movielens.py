@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lee.errors import InputError
-from lee.world.config import AD_SCENARIOS, CONTENT_SCENARIO, ACTIVITY_LEVELS
+from lee.world.config import ACTIVITY_LEVELS, AD_SCENARIOS, CONTENT_SCENARIO
 from lee.world.model import World
 
 SPLITS = ("per-user", "global")
@@ -70,7 +70,8 @@ def import_movielens(path: str | Path, *, split: str = "per-user", downstream_sh
     if ratings.empty:
         raise InputError(f"{path / 'ratings.csv'}: no ratings")
     if movies["movieId"].duplicated().any():
-        raise InputError(f"{path / 'movies.csv'}: duplicate movieId {movies['movieId'][movies['movieId'].duplicated()].iloc[0]}")
+        first = movies["movieId"][movies["movieId"].duplicated()].iloc[0]
+        raise InputError(f"{path / 'movies.csv'}: duplicate movieId {first}")
     unknown = ~ratings["movieId"].isin(movies["movieId"])
     if unknown.any():
         raise InputError(f"{path / 'ratings.csv'}: movieId {ratings['movieId'][unknown].iloc[0]} is not in movies.csv")

@@ -96,7 +96,8 @@ def write_planted_variants(
     activity = {e: _activity_quantile(world, e) for e in ("user", "item")}
     step = interval_minutes * 60
     last = -(-world.end_ts // step) * step
-    times = [parse_event_time(last) - timedelta(minutes=interval_minutes * (n_snapshots - 1 - k)) for k in range(n_snapshots)]
+    times = [parse_event_time(last) - timedelta(minutes=interval_minutes * (n_snapshots - 1 - k))
+             for k in range(n_snapshots)]
 
     out: dict[str, list[Path]] = {}
     for name in variants:

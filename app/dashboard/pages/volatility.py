@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.dashboard.state import preferred, guarded, sidebar_sources, suite, world
+from app.dashboard.state import guarded, preferred, sidebar_sources, suite, world
 
 st.title("Volatility")
 src = sidebar_sources()
