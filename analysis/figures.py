@@ -155,7 +155,8 @@ def cluster_map(points: pd.DataFrame, color: str = "cluster", *, title: str = "C
     points = points.reset_index(drop=True)
     fig = _fig(title, xaxis_title="", yaxis_title="", height=520)
     hover = np.c_[safe(points["id"].astype(str)), safe(points["label"]), points["cluster"], points["cluster_ctr"]]
-    tmpl = "id %{customdata[0]}<br>label %{customdata[1]}<br>cluster %{customdata[2]} (CTR %{customdata[3]:.3f})<extra></extra>"
+    tmpl = ("id %{customdata[0]}<br>label %{customdata[1]}<br>cluster %{customdata[2]} (CTR %{customdata[3]:.3f})"
+            "<extra></extra>")
     if color == "cluster_ctr":
         fig.add_trace(go.Scattergl(x=points["x"], y=points["y"], mode="markers", customdata=hover, hovertemplate=tmpl,
                                    marker=dict(size=5, color=points["cluster_ctr"], colorscale="Viridis",

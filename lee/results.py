@@ -83,7 +83,7 @@ def declare(name: str, where: str) -> None:
     _DECLARED.setdefault(name, where)
 
 
-def _resolve(name: str, path: Path) -> type:
+def _resolve(name: str, path: Path) -> type[Any]:
     if name not in _REGISTRY and name in _DECLARED:
         module = _DECLARED[name].split(":", 1)[0]
         if module.startswith(_ALLOWED_MODULES):
@@ -248,8 +248,8 @@ class _Reader:
         if "$type" in doc:
             cls = _resolve(doc["$type"], self.root)
             if "model" in doc:
-                return cls.model_validate(doc["model"])  # type: ignore[attr-defined]
-            obj = cls.__new__(cls)  # the saved state, field by field: no __init__/__post_init__ re-run
+                return cls.model_validate(doc["model"])
+            obj = object.__new__(cls)  # the saved state, field by field: no __init__/__post_init__ re-run
             names = {f.name for f in dataclasses.fields(cls)}
             for key, value in doc["fields"].items():
                 if key in names:
@@ -343,7 +343,8 @@ def read_result_doc(directory: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise InputError(f"{path}: not a LEE result file (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise InputError(f"{path}: not a LEE result file (format {found!r})")
     if doc.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{path}: result format version {doc.get('format_version')!r}; this version reads "
                          f"{FORMAT_VERSION}")
@@ -356,7 +357,8 @@ def load_result(directory: str | Path, expected: type[T] | None = None) -> T:
     doc = read_result_doc(directory)
     cls = _resolve(str(doc.get("kind")), directory)
     if expected is not None and not issubclass(cls, expected):
-        raise InputError(f"{directory}: holds a {doc.get('kind')} result, not a {_NAMES.get(expected, expected.__name__)}")
+        wanted = _NAMES.get(expected, expected.__name__)
+        raise InputError(f"{directory}: holds a {doc.get('kind')} result, not a {wanted}")
     try:
         return _Reader(directory).decode(doc["state"])
     except (KeyError, TypeError, ValueError, pa.ArrowException, OSError) as exc:
