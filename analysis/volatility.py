@@ -12,7 +12,6 @@ ever held whole, so memory stays bounded for tables larger than RAM, with int64 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,14 +21,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from analysis._inputs import require_columns
 from lee.errors import InputError, LeeError, SnapshotError
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
-from lee.snapshot.rawread import RowGather, raw_vectors
+from lee.snapshot.reader import RowGather
 from lee.timeutil import iso
 
 THRESHOLDS = (0.99, 0.95)
@@ -159,40 +156,6 @@ def _unique_index(ids: np.ndarray, snap: Snapshot, kind: TableKind) -> pd.Index:
     return index
 
 
-def _vector_batches(snap: Snapshot, kind: TableKind, rows: int) -> Iterator[np.ndarray]:
-    """The ``vector`` column in batches of at most ``rows`` rows, as float32 matrices (no id column).
-
-    Files laid out as the snapshot writer lays them out are mapped page by page without decoding
-    (:mod:`lee.snapshot.rawread`, zero-copy); anything else is decoded by Arrow.
-    """
-    path = snap.table_path(kind)
-    dim = snap.info(kind).dim
-    raw = raw_vectors(path, dim)
-    if raw is not None and all(p.size % dim == 0 for p in raw.pages):
-        for page in raw.pages:
-            m = page.reshape(-1, dim)
-            for lo in range(0, m.shape[0], rows):
-                yield m[lo:lo + rows]
-        return
-    try:
-        pf = pq.ParquetFile(str(path))
-        for batch in pf.iter_batches(batch_size=rows, columns=["vector"]):
-            col = batch.column(0)
-            if col.null_count or col.flatten().null_count:
-                raise SnapshotError("holds null vectors or elements", path=path, column="vector")
-            yield col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    except (pa.ArrowException, OSError) as exc:
-        raise SnapshotError(f"could not be read ({exc})", path=path) from None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        while block := fh.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _norms(x: np.ndarray, snap: Snapshot, kind: TableKind, ids: np.ndarray, offset: int,
            rows: np.ndarray | None = None) -> np.ndarray:
     """Row norms; a NaN/Inf row is an error naming the file and its id (not a NaN cosine).
@@ -220,9 +183,10 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
     if memory_mb <= 0 or batch_rows <= 0:
         raise InputError(f"memory_mb and batch_rows must be positive; got {memory_mb} and {batch_rows}")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        checks: list[tuple[Future[str], Snapshot]] = []
+        # hashlib releases the GIL: both checksums are computed on a second core while the join runs
+        checks: list[Future[None]] = []
         if verify:
-            checks = [(pool.submit(_sha256, s.table_path(kind)), s) for s in (before, after)]
+            checks = [pool.submit(s.verify_checksum, kind) for s in (before, after)]
         ids_b, ids_a = before.load_ids(kind), after.load_ids(kind)
         index_b = _unique_index(ids_b, before, kind)
         pos = index_b.get_indexer(ids_a)          # (n_after,) row of each later id in the earlier table
@@ -255,7 +219,7 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
         for held in (iter([None]) if mapped is not None else _read_blocks(before, kind, batch_rows, block_rows)):
             hi = ids_b.size if held is None else lo + held.shape[0]  # None: gathered from the mapped file
             a0 = 0
-            for batch in _vector_batches(after, kind, batch_rows):
+            for batch in after.vector_batches(kind, rows=batch_rows):
                 a1 = a0 + batch.shape[0]
                 p = pos[a0:a1]
                 if n_blocks == 1:   # one block: every shared row is in it
@@ -266,8 +230,11 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
                 if m:
                     x = batch if rows is None else batch[rows]         # (m, d) later vectors
                     want = (p if rows is None else p[rows]) - lo
-                    y = (mapped.take(want, scratch) if held is None
-                         else np.take(held, want, axis=0, out=scratch[:m]))  # (m, d) their earlier vectors
+                    if held is None:  # (m, d) their earlier vectors, gathered from the mapped file
+                        assert mapped is not None  # held is None only when the earlier table is mapped
+                        y = mapped.take(want, scratch)
+                    else:                 # ... or taken from the block held in memory
+                        y = np.take(held, want, axis=0, out=scratch[:m])
                     out = slice(a0, a1) if rows is None else a0 + rows
                     dots[out] = np.einsum("ij,ij->i", x, y)
                     norm_a[out] = _norms(x, after, kind, ids_a[a0:a1] if rows is None else ids_a[a0:a1][rows], 0)
@@ -281,11 +248,8 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
         np.divide(dots[shared], denom, out=cos_shared, where=ok)
         np.clip(cos_shared, -1.0, 1.0, out=cos_shared)
         bar.close()
-        for fut, snap in checks:
-            info = snap.info(kind)
-            if fut.result() != info.sha256:
-                raise SnapshotError("checksum mismatch with the manifest; the file was changed or corrupted",
-                                    path=snap.table_path(kind))
+        for check in checks:
+            check.result()  # raises the reader's checksum-mismatch error
     return VolatilityResult(
         variant=after.variant, kind=kind, before=before.event_time, after=after.event_time,
         ids=ids_a[shared], cosine=cos_shared, n_before=int(ids_b.size),
@@ -296,12 +260,9 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
 
 def _mapped_rows(snap: Snapshot, kind: TableKind, block_rows: int) -> RowGather | None:
     """Row access into the mapped file, when it has the writer's layout and fits one block."""
-    info = snap.info(kind)
-    if info.rows > block_rows:
+    if snap.info(kind).rows > block_rows:
         return None
-    raw = raw_vectors(snap.table_path(kind), info.dim)
-    gather = raw.row_gather() if raw is not None else None
-    return gather if gather is not None and gather.n_rows == info.rows else None
+    return snap.row_gather(kind)
 
 
 def _read_blocks(snap: Snapshot, kind: TableKind, batch_rows: int, block_rows: int) -> Iterator[np.ndarray]:
@@ -311,7 +272,7 @@ def _read_blocks(snap: Snapshot, kind: TableKind, batch_rows: int, block_rows: i
     dim = snap.info(kind).dim
     buf = np.empty((min(block_rows, n), dim), np.float32)
     held = 0
-    for b in _vector_batches(snap, kind, batch_rows):
+    for b in snap.vector_batches(kind, rows=batch_rows):
         while b.shape[0]:
             take = min(buf.shape[0] - held, b.shape[0])
             buf[held:held + take] = b[:take]

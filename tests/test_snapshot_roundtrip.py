@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import lee.fileio as fileio_mod
 import lee.snapshot.writer as writer_mod
 from lee.errors import SnapshotError, SnapshotNotFoundError
 from lee.snapshot import (
@@ -423,8 +424,8 @@ def test_crash_leftover_tmp_dir_is_never_listed(tmp_path, monkeypatch):
     def crash(path):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(writer_mod, "_fsync_dir", crash)
-    monkeypatch.setattr(writer_mod.shutil, "rmtree", lambda *a, **k: None)  # the cleanup never ran
+    monkeypatch.setattr(fileio_mod, "fsync_path", crash)
+    monkeypatch.setattr(fileio_mod.shutil, "rmtree", lambda *a, **k: None)  # the cleanup never ran
     with pytest.raises(RuntimeError, match="power cut"):
         write_snapshot(tmp_path, "v", T0 + timedelta(minutes=5), {"UR": small_table(), "IR": small_table()})
     monkeypatch.undo()

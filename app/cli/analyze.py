@@ -137,21 +137,16 @@ def cmd_segments(args: argparse.Namespace) -> int:
     return _finish(res, f"segments-{args.by}", args, {"rows": res.table[cols].to_dict(orient="records")})
 
 def cmd_clusters(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from analysis.clusters import cluster_snapshot
     from lee.snapshot import SnapshotStore, TableKind
     from lee.world.io import load_world
 
     world = load_world(args.world)
     kind = TableKind.parse(args.table)
-    users = world.users
-    labels = truth = None
-    if kind.entity == "user" and "label" in users:
-        labels = pd.Series(users["label"].astype(str).to_numpy(), index=users["user_id"].to_numpy())
-    if kind.entity == "user" and "group" in users:
-        truth = pd.Series(users["group"].to_numpy(), index=users["user_id"].to_numpy())
-    k = args.k or (int(users["label"].nunique()) if "label" in users else 8)
+    by_user = kind.entity == "user"  # labels and planted truth describe users, not items
+    labels = world.user_labels() if by_user else None
+    truth = world.planted_groups() if by_user else None
+    k = args.k or world.default_k()
     res = cluster_snapshot(SnapshotStore(args.root).latest(args.variant), kind, k=k, events=world.events,
                            items=world.items, labels=labels, truth=truth, seed=args.seed, backend=args.backend)
     cols = ["cluster", "size", "top1_label", "top1_share", "ctr", "ctr_low", "ctr_high", "flag"]

@@ -11,29 +11,24 @@ from lee.errors import InputError
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from analysis.report import lee_from_store, write_report
     from analysis.suite import SuiteConfig, run_suite
+    from lee.evaluator.sweep import read_sweep_figure
     from lee.world.io import load_world
 
     def names(text: str | None) -> tuple[str, ...] | None:
         return tuple(x for x in text.split(",") if x) if text else None
 
+    sweep = read_sweep_figure(args.sweep) if args.sweep else None  # a bad file fails before the analyses run
     cfg = SuiteConfig(variants=names(args.variants), map_methods=names(args.maps) or ("pca",),
                       importance_variants=names(args.importance) or (), seed=args.seed, n_boot=args.boot)
     suite = run_suite(load_world(args.world), args.root, config=cfg, log=(lambda *_: None) if args.quiet else print,
                       progress=not args.quiet)
-    lee_table = lee_windows = sweep = None
+    lee_table = lee_windows = None
     if args.db:
         if not Path(args.db).is_file():
             raise InputError(f"{args.db}: no results store here (run `lee evaluate --config JOB.toml` first)")
         lee_table, lee_windows = lee_from_store(args.db)
-    if args.sweep:
-        try:
-            sweep = pd.read_csv(args.sweep).pivot_table(index="layer", columns="dim", values="delta_auc", sort=False)
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{args.sweep}: not a sweep table from `lee sweep --table` ({exc})") from None
     path = write_report(args.out, suite, lee_table=lee_table, lee_windows=lee_windows, sweep=sweep,
                         meta={"world": str(args.world), "snapshots": str(args.root)})
     emit({"report": str(path), "data": str(path.parent / "data"), "skipped": suite.skipped}, args)

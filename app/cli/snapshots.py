@@ -48,25 +48,15 @@ def cmd_snapshots_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _snapshot_dirs(path: Path) -> list[Path]:
-    """A snapshot directory, every snapshot of a variant directory, or every snapshot under a root."""
-    from lee.snapshot.format import MANIFEST_NAME
-
-    if (path / MANIFEST_NAME).is_file() or not path.is_dir():
-        return [path]
-    found = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
-    found += sorted(p.parent for p in path.glob(f"*/*/{MANIFEST_NAME}")
-                    if not p.parent.name.startswith(".") and not p.parent.parent.name.startswith("."))
-    return found or [path]  # nothing found: let the validator say why ``path`` is not a snapshot
-
-
 def cmd_snapshots_validate(args: argparse.Namespace) -> int:
     from lee.snapshot import validate_snapshot
+    from lee.snapshot.store import find_snapshot_dirs
 
     failures = 0
     checked = 0
     for root in args.paths:
-        for snap_dir in _snapshot_dirs(Path(root)):
+        # nothing found: validate ``root`` itself, so the validator says why it is not a snapshot
+        for snap_dir in find_snapshot_dirs(root) or [Path(root)]:
             checked += 1
             try:
                 reports = validate_snapshot(snap_dir)

@@ -94,14 +94,13 @@ def cmd_ab_log(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from lee.fileio import atomic_file
     from lee.world.ab_log import generate_ab_log
     from lee.world.io import load_world
 
     log = generate_ab_log(load_world(args.world), other_threshold=args.other_threshold, seed=args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(log, preserve_index=False), tmp)
-    tmp.replace(args.out)
+    with atomic_file(args.out) as tmp:
+        pq.write_table(pa.Table.from_pandas(log, preserve_index=False), tmp)
     emit({"log": str(args.out), "users": len(log), "planted_lift": log.attrs["planted_lift"],
           "planted_lift_all": log.attrs.get("planted_lift_all")}, args)
     return 0

@@ -96,10 +96,9 @@ def guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def _root_key(root: str) -> tuple:
     """Changes whenever a snapshot is added to the root (cache key)."""
-    p = Path(root)
-    if not p.is_dir():
-        return ()
-    return tuple(sorted(str(m.parent.relative_to(p)) for m in p.glob("*/*/manifest.json")))
+    from lee.snapshot.store import find_snapshot_dirs
+
+    return tuple(str(d.relative_to(root)) for d in find_snapshot_dirs(root))
 
 
 def _file_key(path: str) -> float:
@@ -151,8 +150,9 @@ def lee_tables(src: Sources) -> tuple[pd.DataFrame, pd.DataFrame] | None:
 
 @st.cache_data(show_spinner=False)
 def _sweep(path: str, key: float) -> pd.DataFrame:
-    frame = pd.read_csv(path)
-    return frame.pivot_table(index="layer", columns="dim", values="delta_auc", sort=False)
+    from lee.evaluator.sweep import read_sweep_figure
+
+    return read_sweep_figure(path)
 
 
 def sweep(src: Sources) -> pd.DataFrame | None:
@@ -163,8 +163,8 @@ def sweep(src: Sources) -> pd.DataFrame | None:
         return None
     try:
         return _sweep(str(src.sweep), _file_key(str(src.sweep)))
-    except (KeyError, ValueError, pd.errors.ParserError) as exc:
-        st.warning(f"{src.sweep}: not a sweep table from `lee sweep --table` ({exc})")
+    except LeeError as exc:  # the engine's message names the file and what is wrong with it
+        st.warning(str(exc))
         return None
 
 

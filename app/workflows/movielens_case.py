@@ -183,8 +183,8 @@ def run_movielens_case(data: str | Path, out: str | Path, *, users: int | None =
                                                       importance_variants=("upstream",), n_boot=n_boot,
                                                       segments=False, device=device),
                       out=out / "analyses", events=down.events, stream=stream, log=log, progress=progress)
-    labels = pd.Series(world.users["label"].astype(str).to_numpy(), index=world.users["user_id"].to_numpy())
-    k = int(world.users["label"].nunique())
+    labels = world.user_labels()
+    k = world.default_k()
     profiles = genre_profiles(world, up.events)
     ur = latest.load("UR")
     mu, sd = ur.vectors.mean(0), ur.vectors.std(0)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lee.errors import ConfigError
+from lee.errors import ConfigError, InputError
 from lee.evaluator.compare import Comparison, EvalConfig, compare_snapshots
 from lee.evaluator.data import stream_from_world
 from lee.features import encode_world
@@ -56,7 +56,58 @@ class SweepResult:
 
     def figure_data(self) -> pd.DataFrame:
         """ΔAUC by layer (rows) and dim (columns): the AUC-lift-by-layer figure."""
-        return self.table.pivot_table(index="layer", columns="dim", values="delta_auc", sort=False)
+        return sweep_figure_data(self.table)
+
+
+SWEEP_FIGURE_COLUMNS = ("layer", "dim", "delta_auc")
+
+
+def sweep_figure_data(table: pd.DataFrame, *, where: str = "sweep table") -> pd.DataFrame:
+    """ΔAUC by layer (rows, in the table's order) and dim (columns): the AUC-lift-by-layer figure.
+
+    ``table`` is a sweep table (:attr:`SweepResult.table`, or the CSV ``lee sweep --table``
+    writes); one row per (layer, dim). Anything else is an :class:`InputError` naming ``where``.
+    """
+    def refuse(why: str) -> InputError:
+        return InputError(f"{where}: not a sweep table from `lee sweep --table`: {why}")
+
+    missing = [c for c in SWEEP_FIGURE_COLUMNS if c not in table.columns]
+    if missing:
+        raise refuse(f"missing column(s) {', '.join(missing)}; expected {', '.join(SWEEP_FIGURE_COLUMNS)} "
+                     f"(got {', '.join(map(str, table.columns)) or 'no columns'})")
+    if table.empty:
+        raise refuse("it holds no rows")
+    numbers = {}
+    for col in ("dim", "delta_auc"):
+        num = pd.to_numeric(table[col], errors="coerce")
+        if num.isna().any():
+            k = int(np.flatnonzero(num.isna().to_numpy())[0])
+            raw = table[col].iloc[k]
+            raise refuse(f"column {col} must hold numbers; data row {k + 1} holds "
+                         f"{'an empty value' if pd.isna(raw) else repr(raw)}")
+        numbers[col] = num
+    dims = numbers["dim"]
+    if (dims != dims.round()).any() or (dims <= 0).any():
+        raise refuse(f"column dim must hold positive whole numbers; got {sorted(set(dims.tolist()))}")
+    frame = table.assign(dim=dims.astype(np.int64), delta_auc=numbers["delta_auc"])
+    dup = frame.duplicated(["layer", "dim"])
+    if dup.any():
+        row = frame[dup].iloc[0]
+        raise refuse(f"layer {row['layer']!r} at dim {row['dim']} appears more than once")
+    return frame.pivot_table(index="layer", columns="dim", values="delta_auc", sort=False)
+
+
+def read_sweep_figure(path: str | Path) -> pd.DataFrame:
+    """Read a ``lee sweep --table`` CSV and return its ΔAUC by layer × dim (see
+    :func:`sweep_figure_data`); a missing or foreign file is an :class:`InputError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no sweep table here (write one with `lee sweep --table FILE`)")
+    try:
+        table = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: not a sweep table from `lee sweep --table`: not a readable CSV ({exc})") from None
+    return sweep_figure_data(table, where=str(path))
 
 
 def layer_sweep(world: World, out_root: str | Path, *, dims: Sequence[int] = SWEEP_DIMS,

@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lee.errors import InputError
+from lee.fileio import atomic_file
 from lee.snapshot.format import EmbeddingTable, TableKind
 from lee.snapshot.parquet_io import to_arrow
 from lee.snapshot.reader import Snapshot
@@ -89,7 +90,8 @@ class NpzImporter(Importer):
                 ids, vecs = z[self.ids_key], z[self.vectors_key]
             except Exception as exc:
                 raise _unreadable(path, exc, ".npz archive") from None
-        return EmbeddingTable(ids=_as_ids(ids, f"{path}[{self.ids_key}]"), vectors=_as_vectors(vecs, f"{path}[{self.vectors_key}]"))
+        return EmbeddingTable(ids=_as_ids(ids, f"{path}[{self.ids_key}]"),
+                              vectors=_as_vectors(vecs, f"{path}[{self.vectors_key}]"))
 
 
 @dataclass
@@ -164,7 +166,7 @@ def importer_for(path: Path, fmt: str | None = None, **options: object) -> Impor
     stray = sorted(set(given) - accepted)
     if stray:
         raise InputError(f"{path}: option(s) {', '.join(stray)} do not apply to the {cls.name} format")
-    return cls(**given)  # type: ignore[call-arg]
+    return cls(**given)
 
 
 EXPORT_FORMATS = ("csv", "parquet")
@@ -176,7 +178,6 @@ def export_table(snapshot: Snapshot, kind: TableKind | str, out: str | Path, fmt
         raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     table = snapshot.load(kind)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     arrow = to_arrow(table)
     cols: dict[str, pa.Array] = {"id": arrow.column("id")}
     for k in range(table.dim):
@@ -184,10 +185,9 @@ def export_table(snapshot: Snapshot, kind: TableKind | str, out: str | Path, fmt
     if table.updated_at is not None:
         cols["updated_at"] = arrow.column("updated_at")
     wide = pa.table(cols)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if fmt == "csv":
-        pacsv.write_csv(wide, tmp)
-    else:
-        pq.write_table(wide, tmp)
-    tmp.replace(out)
+    with atomic_file(out) as tmp:
+        if fmt == "csv":
+            pacsv.write_csv(wide, tmp)
+        else:
+            pq.write_table(wide, tmp)
     return out

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,23 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lee.errors import SnapshotError
+from lee.fileio import sha256_file
 from lee.snapshot.checks import check_ids, check_vectors
 from lee.snapshot.format import MANIFEST_NAME, EmbeddingTable, Manifest, TableInfo, TableKind
 from lee.snapshot.parquet_io import check_schema, from_arrow, read_parquet_bytes
-from lee.snapshot.rawread import raw_vectors
+from lee.snapshot.rawread import RowGather, raw_vectors
 
-_HASH_BLOCK = 8 << 20
-
-
-def _sha256_file(path: Path) -> str:
-    """Stream a file through sha256 with one reused buffer (no per-block allocation)."""
-    digest = hashlib.sha256()
-    block = bytearray(_HASH_BLOCK)
-    view = memoryview(block)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(block):
-            digest.update(view[:n])
-    return digest.hexdigest()
+__all__ = ["RowGather", "Snapshot", "TableReport", "validate_snapshot"]
 
 
 @dataclass(frozen=True)
@@ -166,7 +156,7 @@ class Snapshot:
         info = self.info(kind)
         path = self.path / info.file
         if verify:
-            self._check_sha(_sha256_file(path), info, path)
+            self.verify_checksum(kind)
         try:
             pf = pq.ParquetFile(str(path))
         except (pa.ArrowException, OSError) as exc:
@@ -183,6 +173,61 @@ class Snapshot:
         except (pa.ArrowException, OSError) as exc:
             raise SnapshotError(f"could not be read to the end ({exc})", path=path) from None
         self._check_rows(seen, info, path)
+
+    def verify_checksum(self, kind: TableKind | str) -> None:
+        """Hash the table's file (streamed, bounded memory) and raise :class:`SnapshotError`, worded
+        as :meth:`load` words it, when it does not match the manifest's sha256.
+
+        For readers that do not go through :meth:`load`: run it on a second core (hashlib releases
+        the GIL) while reading the same file through :meth:`vector_batches` or :meth:`row_gather`.
+        """
+        info = self.info(kind)
+        path = self.path / info.file
+        self._check_sha(sha256_file(path), info, path)
+
+    def vector_batches(self, kind: TableKind | str, *, rows: int = 131_072) -> Iterator[np.ndarray]:
+        """The ``vector`` column in row order, in batches of at most ``rows`` rows, as float32
+        ``(n, dim)`` matrices (no ids, no checksum or NaN checks: see :meth:`verify_checksum`).
+
+        Files laid out as the snapshot writer lays them out (PLAIN, uncompressed pages) are mapped
+        page by page without decoding and the batches are zero-copy views of the file; anything
+        else is decoded by Arrow. Pair the batches with :meth:`load_ids` by position.
+        """
+        if rows <= 0:
+            raise SnapshotError(f"batch size must be positive; got rows={rows}")
+        info = self.info(kind)
+        path = self.path / info.file
+        dim = info.dim
+        raw = raw_vectors(path, dim)
+        if raw is not None and all(p.size % dim == 0 for p in raw.pages):
+            for page in raw.pages:
+                m = page.reshape(-1, dim)
+                for lo in range(0, m.shape[0], rows):
+                    yield m[lo:lo + rows]
+            return
+        try:
+            pf = pq.ParquetFile(str(path))
+            for batch in pf.iter_batches(batch_size=rows, columns=["vector"]):
+                col = batch.column(0)
+                if col.null_count or col.flatten().null_count:
+                    raise SnapshotError("holds null vectors or elements", path=path, column="vector")
+                yield col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        except (pa.ArrowException, OSError) as exc:
+            raise SnapshotError(f"could not be read ({exc})", path=path) from None
+
+    def row_gather(self, kind: TableKind | str) -> RowGather | None:
+        """Random access to the table's rows straight from the mapped file: ``take(rows, out)``
+        copies rows ``rows`` (row numbers in file order) into ``out`` without materialising the
+        matrix; the file's pages stay in the page cache (evictable), not in the process's memory.
+
+        ``None`` when the file is not laid out as the snapshot writer lays it out (compression,
+        dictionary pages, uneven pages) or its row count differs from the manifest's; read it
+        with :meth:`vector_batches` then. No checksum or NaN checks: see :meth:`verify_checksum`.
+        """
+        info = self.info(kind)
+        raw = raw_vectors(self.path / info.file, info.dim)
+        gather = raw.row_gather() if raw is not None else None
+        return gather if gather is not None and gather.n_rows == info.rows else None
 
     @staticmethod
     def _check_rows(n: int, info: TableInfo, path: Path) -> None:

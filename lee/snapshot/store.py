@@ -13,6 +13,38 @@ from lee.snapshot.reader import Snapshot
 from lee.timeutil import DIR_FORMAT, iso, parse_event_time, time_dirname
 
 
+def _is_hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def _holds_manifest(path: Path) -> bool:
+    return (path / MANIFEST_NAME).is_file()
+
+
+def find_snapshot_dirs(path: str | Path) -> list[Path]:
+    """The snapshot directories at ``path``, sorted: ``[path]`` for a snapshot directory, its
+    snapshots for a variant directory, every ``<variant>/<event-time>`` snapshot for a root.
+
+    A snapshot directory is one holding a ``manifest.json``; hidden directories (the temporaries
+    of an unfinished write, ``.tmp-*`` / ``.old-*``) are never listed. Anything else, including a
+    path that does not exist, gives ``[]``: callers that need a reason open ``path`` themselves.
+    """
+    path = Path(path)
+    if _holds_manifest(path):
+        return [path]
+    if not path.is_dir():
+        return []
+    found = []
+    for child in path.iterdir():
+        if _is_hidden(child) or not child.is_dir():
+            continue
+        if _holds_manifest(child):   # path is a variant directory (a snapshot never holds another)
+            found.append(child)
+            continue
+        found.extend(s for s in child.iterdir() if not _is_hidden(s) and _holds_manifest(s))  # path is a root
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class SnapshotStore:
     """A directory laid out as ``<root>/<variant>/<event-time>/``."""
@@ -27,7 +59,8 @@ class SnapshotStore:
 
     def variants(self) -> list[str]:
         """Variant names that hold at least one snapshot, sorted."""
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and self._times_in(p))
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not _is_hidden(p) and self._times_in(p))
 
     def times(self, variant: str) -> list[datetime]:
         """Event times of a variant's snapshots, oldest first."""
@@ -40,10 +73,12 @@ class SnapshotStore:
 
     @staticmethod
     def _times_in(vdir: Path) -> list[datetime]:
+        """Event times of the snapshot directories directly inside ``vdir`` named as the writer names
+        them (hidden temporaries of an unfinished write are never listed)."""
         out = []
-        for p in vdir.iterdir():
-            if p.name.startswith(".") or not (p / MANIFEST_NAME).is_file():
-                continue  # temporary directories of an unfinished write are never listed
+        for p in find_snapshot_dirs(vdir):
+            if p.parent != vdir:
+                continue  # deeper than <variant>/<event-time>/: not part of this store's layout
             try:
                 out.append(datetime.strptime(p.name, DIR_FORMAT).replace(tzinfo=parse_event_time(0).tzinfo))
             except ValueError:

@@ -1,18 +1,15 @@
 """Atomic snapshot writer.
 
-Everything is written into a hidden temporary directory beside the destination, each file is
-fsynced, and only then is the directory renamed into place: a crash or an error at any point
-leaves either the complete snapshot or nothing (the temporary directory is removed on error, and
-readers never list hidden directories).
+Everything is written into a hidden temporary directory beside the destination
+(:func:`lee.fileio.atomic_dir`), each file is fsynced, and only then is the directory renamed into
+place: a crash or an error at any point leaves either the complete snapshot or nothing (the
+temporary directory is removed on error, and readers never list hidden directories).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -21,25 +18,11 @@ from typing import Any
 import pyarrow as pa
 
 from lee.errors import SnapshotError
+from lee.fileio import atomic_dir
 from lee.snapshot.checks import check_ids, check_updated_at, check_vectors
 from lee.snapshot.format import MANIFEST_NAME, EmbeddingTable, Manifest, TableInfo, TableKind, check_variant_name
 from lee.snapshot.parquet_io import write_parquet
 from lee.timeutil import parse_event_time, time_dirname
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes | memoryview) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 class _HashingSink(io.RawIOBase):
@@ -102,17 +85,13 @@ def write_snapshot(
         check_vectors(table.vectors, table.ids, where=where, allow_nonfinite=allow_nonfinite)
         check_updated_at(table.updated_at, len(table), where=where)
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    # the existence check above gives the snapshot's own error; atomic_dir then swaps an old one out
+    with atomic_dir(final, overwrite=True) as tmp:
         infos: dict[TableKind, TableInfo] = {}
         for kind, table in kinds.items():
             with open(tmp / kind.filename, "wb") as fh:
-                sink = _HashingSink(fh)
+                sink = _HashingSink(fh)  # the sha256 is computed as the bytes stream to disk
                 write_parquet(table, pa.PythonFile(sink, mode="w"), compression=compression)
-                fh.flush()
-                os.fsync(fh.fileno())
             infos[kind] = TableInfo(
                 kind=kind,
                 file=kind.filename,
@@ -125,17 +104,5 @@ def write_snapshot(
         manifest = Manifest(
             variant=variant, event_time=when, source_layer=source_layer, tables=infos, extra=dict(extra or {})
         )
-        _write_file(tmp / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
-        _fsync_dir(tmp)
-        if final.exists():  # overwrite: move the old one aside, swap, then drop it
-            trash = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-            final.rename(trash)
-            tmp.rename(final)
-            shutil.rmtree(trash)
-        else:
-            tmp.rename(final)
-        _fsync_dir(final.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / MANIFEST_NAME).write_bytes(manifest.to_json().encode("utf-8"))
     return final

@@ -13,11 +13,6 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lee.errors import InputError
+from lee.fileio import atomic_dir
 from lee.world.model import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, World
-
-
-@contextmanager
-def atomic_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a hidden temporary directory beside ``out``; on success it replaces ``out`` in one
-    rename, on any error it is removed. A non-empty ``out`` is refused unless ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: directory exists and is not empty; pass overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def save_world(world: World, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -119,7 +93,8 @@ def _check_world(path: Path, users: pd.DataFrame, items: pd.DataFrame, events: p
         raise InputError(f"{path / 'events.parquet'}: column ts must be int64 epoch seconds; got {ts.dtype}")
     if np.any(np.diff(ts) < 0):
         k = int(np.flatnonzero(np.diff(ts) < 0)[0]) + 1
-        raise InputError(f"{path / 'events.parquet'}: column ts must be sorted by event time; row {k} goes back in time")
+        raise InputError(f"{path / 'events.parquet'}: column ts must be sorted by event time; "
+                         f"row {k} goes back in time")
     for col, ref, name in (("user_id", users, "users"), ("item_id", items, "items")):
         unknown = ~events[col].isin(ref[col])
         if unknown.any():

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lee.errors import InputError
+
 # Required columns. Planted worlds also carry segment attributes (home_ad_actions_10d,
 # other_ad_actions_60d, ...); imported real data may not, and analyses that need them say so.
 USER_COLUMNS = ("user_id", "label", "activity_level")
@@ -34,6 +36,27 @@ class World:
     meta: dict[str, Any] = field(default_factory=dict)
     user_latent: np.ndarray | None = None
     item_latent: np.ndarray | None = None
+
+    def user_labels(self) -> pd.Series:
+        """Each user's label as a string (the top behaviour of a planted world, the top genre of
+        MovieLens), indexed by user id: what clusters are named and coloured by."""
+        return pd.Series(self._label_column().astype(str).to_numpy(), index=self.users["user_id"].to_numpy())
+
+    def planted_groups(self) -> pd.Series | None:
+        """Each user's planted interest group, indexed by user id: the truth a clustering is scored
+        against (ARI). ``None`` for a world without one (imported real data has no ``group`` column)."""
+        if "group" not in self.users:
+            return None
+        return pd.Series(self.users["group"].to_numpy(), index=self.users["user_id"].to_numpy())
+
+    def default_k(self) -> int:
+        """The natural number of user clusters: the number of distinct user labels."""
+        return int(self._label_column().nunique())
+
+    def _label_column(self) -> pd.Series:
+        if "label" not in self.users:
+            raise InputError(f"the users table has no label column; a world's users need {', '.join(USER_COLUMNS)}")
+        return self.users["label"]
 
     @property
     def start_ts(self) -> int:

@@ -40,7 +40,7 @@ import torch
 from lee.errors import InputError
 from lee.encoding import category_codes
 from lee.evaluator.data import DownstreamStream
-from lee.world.io import atomic_dir
+from lee.fileio import atomic_dir
 
 POLICIES = ("random", "bts")
 CAMPAIGNS = ("all", "men", "women")
