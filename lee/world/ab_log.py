@@ -25,7 +25,7 @@ import pandas as pd
 from lee.errors import InputError
 from lee.world.config import ACTIVITY_LEVELS
 
-ARMS: tuple[str, ...] = ("control", "treatment")
+ARMS: tuple[str, str] = ("control", "treatment")
 
 # Quadrant names, in a fixed order (also the category order of :func:`quadrant_labels`).
 HOME_ACTIVE_IN_DOMAIN = "home_active_in_domain"
