@@ -37,6 +37,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from statistics import NormalDist
 
@@ -47,7 +48,16 @@ from analysis._inputs import as_matrix, require_columns, require_numeric, requir
 from lee.errors import FewerClustersWarning, InputError, SmallSampleWarning
 from lee.snapshot import Snapshot, TableKind
 
-BACKENDS: tuple[str, ...] = ("auto", "faiss", "sklearn")
+
+class KMeansBackend(StrEnum):
+    """Who runs K-means: ``auto`` (faiss when it imports, else scikit-learn), ``faiss`` or ``sklearn``."""
+
+    AUTO = "auto"
+    FAISS = "faiss"
+    SKLEARN = "sklearn"
+
+
+BACKENDS: tuple[KMeansBackend, ...] = tuple(KMeansBackend)
 KMEANSPP_SAMPLE = 100_000  # k-means++ seeding looks at most this many (seeded) rows
 _CHUNK = 65_536
 
@@ -83,7 +93,7 @@ def _faiss_available() -> bool:
 def resolve_backend(backend: str) -> str:
     """``auto`` becomes ``faiss`` when faiss imports, else ``sklearn``; anything else is checked."""
     if backend not in BACKENDS:
-        raise InputError(f"unknown K-means backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise InputError(f"unknown K-means backend {backend!r}; choose one of {', '.join(KMeansBackend)}")
     if backend == "auto":
         return "faiss" if _faiss_available() else "sklearn"
     if backend == "faiss" and not _faiss_available():

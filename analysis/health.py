@@ -16,46 +16,37 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from lee.errors import ConfigError, InputError, check_known_keys
+from lee.config import ConfigModel
+from lee.errors import InputError
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.timeutil import iso
 
 
-@dataclass(frozen=True)
-class HealthThresholds:
-    """When a table counts as anomalous, relative to the reference of recent healthy snapshots."""
+class HealthThresholds(ConfigModel):
+    """When a table counts as anomalous, relative to the reference of recent healthy snapshots.
 
-    max_nonfinite_share: float = 0.0   # share of rows holding NaN/Inf (0: any such row flags)
-    max_scale_ratio: float = 1.5       # mean L2 row norm vs the reference, either way
-    max_mean_shift: float = 0.5        # RMS over dims of (mean_d - ref mean_d) / ref std_d
-    extreme_z: float = 6.0             # a value is extreme beyond ref mean_d ± extreme_z · ref std_d
-    max_extreme_share: float = 0.001   # extra share of extreme values above the reference's own
-    dead_std_ratio: float = 0.05       # a dimension is dead when its std < this × the reference's
-    max_dead_dims: int = 0             # more dead dims than the reference has flags
-    reference_size: int = 3            # healthy snapshots whose median forms the reference
-    rebaseline_after: int = 3          # this many drift-flagged snapshots in a row become the new reference
+    ``lee analyze health --thresholds FILE`` reads them from TOML (a ``[health]`` table or
+    top-level keys) through :func:`lee.config.load_config`: typed, ranged, unknown keys refused.
+    """
 
-    def __post_init__(self) -> None:
-        if self.max_scale_ratio <= 1.0:
-            raise ConfigError(f"health thresholds: max_scale_ratio must exceed 1; got {self.max_scale_ratio}")
-        if self.rebaseline_after < 1:
-            raise ConfigError(f"health thresholds: rebaseline_after must be at least 1; got {self.rebaseline_after}")
-        if self.reference_size < 1:
-            raise ConfigError(f"health thresholds: reference_size must be at least 1; got {self.reference_size}")
-        for name in ("max_nonfinite_share", "max_mean_shift", "extreme_z", "max_extreme_share", "dead_std_ratio"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"health thresholds: {name} must be non-negative; got {getattr(self, name)}")
+    config_name: ClassVar[str] = "health thresholds"
 
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> HealthThresholds:
-        check_known_keys(raw, {f.name for f in dataclasses.fields(cls)}, what="health thresholds")
-        return cls(**raw)
+    max_nonfinite_share: float = Field(0.0, ge=0, le=1)  # share of rows holding NaN/Inf (0: any such row flags)
+    max_scale_ratio: float = Field(1.5, gt=1)            # mean L2 row norm vs the reference, either way
+    max_mean_shift: float = Field(0.5, ge=0)             # RMS over dims of (mean_d - ref mean_d) / ref std_d
+    extreme_z: float = Field(6.0, ge=0)                  # a value is extreme beyond ref mean_d ± extreme_z · ref std_d
+    max_extreme_share: float = Field(0.001, ge=0, le=1)  # extra share of extreme values above the reference's own
+    dead_std_ratio: float = Field(0.05, ge=0)            # a dimension is dead when its std < this × the reference's
+    max_dead_dims: int = Field(0, ge=0)                  # more dead dims than the reference has flags
+    reference_size: int = Field(3, ge=1)                 # healthy snapshots whose median forms the reference
+    rebaseline_after: int = Field(3, ge=1)               # drift-flagged snapshots in a row that become the reference
 
 
 @dataclass

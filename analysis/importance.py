@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,16 @@ from lee.evaluator.stats import RankedScores, paired_delta_ci
 from lee.evaluator.stream import rep_rows_for, run_stream
 from lee.snapshot import Snapshot
 
-MODES = ("zero", "mean", "permutation")
+
+class MaskingMode(StrEnum):
+    """How an input is masked: replaced by zeros, by its mean, or shuffled across events."""
+
+    ZERO = "zero"
+    MEAN = "mean"
+    PERMUTATION = "permutation"
+
+
+MODES: tuple[MaskingMode, ...] = tuple(MaskingMode)
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "user side": ("user", "activity"),
     "item side": ("item", "category", "advertiser"),
@@ -134,7 +144,7 @@ def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Inj
     Deterministic modes (``zero``, ``mean``) use one repeat whatever ``n_repeats`` says.
     """
     if mode not in MODES:
-        raise InputError(f"unknown masking mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise InputError(f"unknown masking mode {mode!r}; choose one of {', '.join(MaskingMode)}")
     if n_repeats < 1 or n_boot < 2:
         raise InputError(f"n_repeats must be at least 1 and n_boot at least 2; got {n_repeats} and {n_boot}")
     _check_model(model, stream, injection)

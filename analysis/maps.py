@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -72,10 +73,18 @@ def _umap(x: np.ndarray, seed: int) -> np.ndarray:
 
 
 # name -> (function, smallest input it accepts)
-MAP_METHODS: dict[str, tuple[Callable[[np.ndarray, int], np.ndarray], int]] = {
-    "pca": (_pca, 2),
-    "tsne": (_tsne, 4),
-    "umap": (_umap, 4),
+class MapMethod(StrEnum):
+    """How a 2-D map is drawn: ``pca``, ``tsne`` (openTSNE) or ``umap`` (umap-learn)."""
+
+    PCA = "pca"
+    TSNE = "tsne"
+    UMAP = "umap"
+
+
+MAP_METHODS: dict[str, tuple[Callable[[np.ndarray, int], np.ndarray], int]] = {  # keyed by MapMethod
+    MapMethod.PCA: (_pca, 2),
+    MapMethod.TSNE: (_tsne, 4),
+    MapMethod.UMAP: (_umap, 4),
 }
 
 

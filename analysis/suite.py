@@ -8,63 +8,70 @@ given ``out``, exports each of them (JSON + CSV, :mod:`analysis.export`) plus an
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator, Field
 
 from analysis.clusters import ClusterResult, cluster_snapshot
 from analysis.collapse import CollapseResult, collapse_of_table, compare_collapse
 from analysis.export import Frames, export_result, plain
 from analysis.health import HealthReport, HealthThresholds, snapshot_health
-from analysis.importance import ImportanceResult, importance_for_snapshot
-from analysis.maps import Map2D, embed_2d
+from analysis.importance import ImportanceResult, MaskingMode, importance_for_snapshot
+from analysis.maps import Map2D, MapMethod, embed_2d
 from analysis.segments import SegmentLift, segment_lift
 from analysis.volatility import VolatilityResult, VolatilitySeries, cosine_by_id, volatility_series
-from lee.errors import InputError, LeeError, LeeWarning, check_known_keys
+from lee.config import ConfigModel
+from lee.device import Device
+from lee.errors import InputError, LeeError, LeeWarning
 from lee.evaluator.data import DownstreamStream, stream_from_world
+from lee.evaluator.inject import Usage
 from lee.snapshot import SnapshotStore, TableKind
 from lee.world.ab_log import generate_ab_log
 from lee.world.model import World
 
 
-@dataclass(frozen=True)
-class SuiteConfig:
-    """What the suite runs. ``None`` for a variant list means every variant under the root."""
+def _table_kind(value: str) -> str:
+    """A table name the snapshot format knows (UR, IR, CR_user, CR_item), kept as written."""
+    if not any(value == k.value or value.upper() == k.value.upper() for k in TableKind):
+        raise ValueError(f"a table kind: one of {', '.join(k.value for k in TableKind)}")
+    return value
+
+
+_TableName = Annotated[str, AfterValidator(_table_kind)]
+
+
+class SuiteConfig(ConfigModel):
+    """What the suite runs. ``None`` for a variant list means every variant under the root.
+
+    ``lee report --config suite.toml`` reads it from TOML (top-level keys, thresholds in a
+    ``[health]`` table) through :func:`lee.config.load_config`: typed, ranged, unknown keys refused.
+    """
+
+    config_name: ClassVar[str] = "suite config"
 
     variants: tuple[str, ...] | None = None
-    tables: tuple[str, ...] = ("UR", "IR", "CR_user", "CR_item")
-    cluster_table: str = "UR"
-    k: int | None = None                         # default: the number of distinct user labels
-    map_methods: tuple[str, ...] = ("pca",)
+    tables: tuple[_TableName, ...] = tuple(k.value for k in TableKind)
+    cluster_table: _TableName = TableKind.UR.value
+    k: int | None = Field(None, ge=2)            # default: the number of distinct user labels
+    map_methods: tuple[MapMethod, ...] = (MapMethod.PCA,)
     map_variants: tuple[str, ...] | None = None  # default: every clustered variant
-    map_sample: int = 5000
+    map_sample: int = Field(5000, gt=0)
     importance_variants: tuple[str, ...] = ()
-    importance_usage: str = "UR+IR"
-    importance_mode: str = "permutation"
-    importance_repeats: int = 3
-    n_boot: int = 200
+    importance_usage: Usage = Usage.UR_IR
+    importance_mode: MaskingMode = MaskingMode.PERMUTATION
+    importance_repeats: int = Field(3, ge=1)
+    n_boot: int = Field(200, ge=2)
     segments: bool = True
-    seed: int = 0
-    device: str = "cpu"
-    health: HealthThresholds = field(default_factory=HealthThresholds)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> SuiteConfig:
-        check_known_keys(raw, {f.name for f in dataclasses.fields(cls)}, what="analysis config")
-        raw = dict(raw)
-        if "health" in raw:
-            raw["health"] = HealthThresholds.from_dict(raw["health"])
-        for key in ("variants", "tables", "map_methods", "map_variants", "importance_variants"):
-            if raw.get(key) is not None:
-                raw[key] = tuple(raw[key])
-        return cls(**raw)
+    seed: int = Field(0, ge=0)
+    device: Device = Device.CPU
+    health: HealthThresholds = Field(default_factory=HealthThresholds)
 
 
 @dataclass

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 import torch
 
 from lee.errors import DeviceError
 
-DeviceChoice = Literal["auto", "cpu", "cuda"]
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+class Device(StrEnum):
+    """Where models run: ``auto`` (a CUDA GPU when torch sees one, else the CPU), ``cpu`` or ``cuda``."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
 
 
-def resolve_device(choice: str = "auto") -> torch.device:
+def resolve_device(choice: Device | str = Device.AUTO) -> torch.device:
     """Return the torch device for ``choice``.
 
     ``auto`` picks CUDA when a GPU is visible and the CPU otherwise; ``cuda`` without a GPU is an
     error rather than a silent fall-back, so a job that was meant to run on a GPU says so.
     """
-    if choice not in DEVICE_CHOICES:
-        raise DeviceError(f"--device must be one of {', '.join(DEVICE_CHOICES)}; got {choice!r}")
+    if choice not in tuple(Device):
+        raise DeviceError(f"--device must be one of {', '.join(Device)}; got {choice!r}")
     if choice == "cpu":
         return torch.device("cpu")
     has_cuda = torch.cuda.is_available()

@@ -67,11 +67,3 @@ class FewerClustersWarning(LeeWarning):
 
 class SmallSampleWarning(LeeWarning):
     """Too few events or users for an interval to mean much (e.g. a cluster with a handful of clicks)."""
-
-
-def check_known_keys(raw: dict, known: set[str] | frozenset[str], *, what: str) -> None:
-    """Unknown configuration keys are errors that name them and list the known ones (no silent typos)."""
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {', '.join(map(str, unknown))}; "
-                          f"known keys: {', '.join(sorted(known))}")

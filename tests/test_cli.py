@@ -8,7 +8,6 @@ one-paragraph message on stderr and no traceback.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -201,17 +200,18 @@ def test_world_generate_refuses_a_non_empty_out_dir(capsys, world_dir):
 
 def test_world_generate_unknown_set_key_lists_known_keys(capsys, tmp_path):
     rc, _, err = run(capsys, "world", "generate", "--scale", "tiny", "--out", tmp_path / "w", "--set", "bogus=1")
-    known = sorted(f.name for f in dataclasses.fields(WorldConfig))
+    known = sorted(WorldConfig.model_fields)
     assert_user_error(rc, err, "unknown key(s) bogus", "known keys: " + ", ".join(known))
     assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("pair, phrase", [
-    ("n_users=abc", "--set n_users expects an integer; got 'abc'"),
-    ("n_users=1.5", "--set n_users expects an integer; got 1.5"),
-    ("content_share=true", "--set content_share expects a number; got True"),
+    ("n_users=abc", '--set: n_users: expected an integer; got "abc" (a string)'),
+    ("n_users=1.5", "--set: n_users: expected an integer; got 1.5 (a float)"),
+    ("n_users=3.0", "--set: n_users: expected an integer; got 3.0 (a float)"),
+    ("content_share=true", "--set: content_share: expected a number; got true (a boolean)"),
     ("n_users", "--set expects key=value; got 'n_users'"),
-    ("n_users=-3", "n_users must be positive; got -3"),
+    ("n_users=-3", "--set: n_users: expected a value > 0; got -3 (an integer)"),
 ])
 def test_world_generate_bad_set_values(capsys, tmp_path, pair, phrase):
     rc, _, err = run(capsys, "world", "generate", "--scale", "tiny", "--out", tmp_path / "w", "--set", pair)

@@ -168,9 +168,9 @@ def test_too_few_windows_or_events(stream):
 
 
 def test_eval_config_rejects_unknown_modes():
-    with pytest.raises(ConfigError, match="unknown fusion mode 'sum'"):
+    with pytest.raises(ConfigError, match="fusion: expected one of 'concat', 'gate', 'iim' or 'retrieval'; got \"sum"):
         EvalConfig(fusion="sum")
-    with pytest.raises(ConfigError, match="unknown usage"):
+    with pytest.raises(ConfigError, match="usage: expected one of 'UR', 'IR', 'UR\\+IR'.*; got \"XR\""):
         EvalConfig(usage="XR")
 
 
@@ -296,7 +296,7 @@ def test_layer_sweep_covers_every_layer_and_dim(tiny_world, tmp_path):
     from lee.evaluator.sweep import layer_sweep
     from lee.upstream.model import UpstreamConfig
 
-    res = layer_sweep(tiny_world, tmp_path, dims=(16, 64), eval_cfg=EvalConfig(usage="CR", seeds=(0,), n_windows=4,
+    res = layer_sweep(tiny_world, tmp_path, dims=(16, 64), eval_cfg=EvalConfig(usage="CR", seeds=(0,), windows=4,
                                                                                n_boot=30))
     layers = UpstreamConfig().layer_names()
     widths = {name: res.upstream.model.layer_dim(name) for name in layers}

@@ -65,7 +65,7 @@ def test_job_evaluates_each_unit_once(job_dir):
     assert len(first.evaluated) == 3 * 2  # 3 variants (latest snapshot only) x 2 usages
     again = run_job(job, progress=False, log=quiet)
     assert again.evaluated == [] and again.skipped == 6
-    runs = ResultsStore(job.results).runs()
+    runs = ResultsStore(job.job.results).runs()
     assert len(runs) == 6 and runs["run_id"].is_unique
     oracle = runs[(runs["variant"] == "oracle") & (runs["usage"] == "UR+IR")].iloc[0]
     assert oracle["verdict"] == "better" and oracle["delta_auc"] > 0.01
@@ -80,10 +80,10 @@ def test_a_new_snapshot_or_config_is_evaluated_but_nothing_twice(job_dir):
 def test_record_holds_config_checksums_code_version_and_window_metrics(job_dir):
     job = load_job(write_job(job_dir, variants='["oracle"]'))
     run_job(job, progress=False, log=quiet)
-    store = ResultsStore(job.results)
+    store = ResultsStore(job.job.results)
     run_id = store.runs()["run_id"].iloc[0]
     doc = store.run(run_id[:6])
-    assert doc["config"]["seeds"] == [0] and doc["config"]["n_windows"] == 4
+    assert doc["config"]["seeds"] == [0] and doc["config"]["windows"] == 4
     snap_manifest = json.loads((Path(doc["snapshot_path"]) / "manifest.json").read_text())
     for kind, sha in doc["checksums"].items():
         assert snap_manifest["tables"][kind]["sha256"] == sha
@@ -96,7 +96,7 @@ def test_record_holds_config_checksums_code_version_and_window_metrics(job_dir):
 
 def test_lock_stops_an_overlapping_run(job_dir):
     job = load_job(write_job(job_dir))
-    with JobLock(job.results.with_name(job.results.name + ".lock")):
+    with JobLock(job.job.results.with_name(job.job.results.name + ".lock")):
         with pytest.raises(JobLockedError, match=f"another evaluation job is running \\(pid {os.getpid()}\\)"):
             run_job(job, progress=False, log=quiet)
     assert run_job(job, progress=False, log=quiet).evaluated  # released: the next run proceeds
@@ -156,9 +156,12 @@ def test_results_cli(job_dir, capsys):
         ('[job]\nsnapshots="s"\nworld="w"\ncolour="red"\n', r"unknown key\(s\) colour in \[job\]"),
         ('[jobs]\nsnapshots="s"\n', r"unknown section \[jobs\]"),
         ('[job]\nworld="w"\n', r"\[job\] needs snapshots"),
-        ('[job]\nsnapshots="s"\nworld="w"\n[eval]\nusages=["XR"]\n', r"unknown usage 'XR'"),
-        ('[job]\nsnapshots="s"\nworld="w"\n[eval]\nseeds=["a"]\n', r"seeds must be a non-empty list of int"),
-        ('[job]\nsnapshots="s"\nworld="w"\n[proxy]\nemb_dim=0\n', r"emb_dim, batch_size and lr must be positive"),
+        ('[job]\nsnapshots="s"\nworld="w"\n[eval]\nusages=["XR"]\n',
+         r"\[eval\] usages\[0\]: expected one of 'UR', .*; got \"XR\" \(a TOML string\)"),
+        ('[job]\nsnapshots="s"\nworld="w"\n[eval]\nseeds=["a"]\n',
+         r"\[eval\] seeds\[0\]: expected an integer; got \"a\" \(a TOML string\)"),
+        ('[job]\nsnapshots="s"\nworld="w"\n[proxy]\nemb_dim=0\n',
+         r"\[proxy\] emb_dim: expected a value > 0; got 0 \(a TOML integer\)"),
         ("[job\n", r"not valid TOML"),
     ],
 )

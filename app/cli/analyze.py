@@ -7,13 +7,17 @@ JSON and, with ``--out DIR``, saves the result there (its JSON and one CSV per t
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from analysis.clusters import KMeansBackend
+from analysis.importance import MaskingMode
 from app.cli.output import AddCommon, emit
-from lee.device import DEVICE_CHOICES
-from lee.errors import ConfigError, InputError
+from lee.config import enum_values
+from lee.device import Device
+from lee.errors import InputError
+from lee.evaluator.inject import Usage
+from lee.evaluator.models import FUSIONS, FusionMode
 
 
 def _finish(result: Any, name: str, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> int:
@@ -50,17 +54,13 @@ def cmd_volatility(args: argparse.Namespace) -> int:
 
 
 def _thresholds(path: Path | None):
+    """The health thresholds of ``--thresholds`` (a ``[health]`` table or top-level keys), else the defaults."""
     from analysis.health import HealthThresholds
+    from lee.config import load_config
 
     if path is None:
         return HealthThresholds()
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: thresholds file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return HealthThresholds.from_dict(raw.get("health", raw))
+    return load_config(HealthThresholds, path, table="health", what="thresholds file")
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -204,13 +204,13 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--world", required=True, type=Path)
     p.add_argument("--root", type=Path, help="snapshot root (omit --variant for the baseline)")
     p.add_argument("--variant", help="inject this variant's latest snapshot")
-    p.add_argument("--usage", default="UR+IR")
-    p.add_argument("--fusion", default="concat", choices=("concat", "gate", "iim"))
-    p.add_argument("--mode", default="permutation", choices=("zero", "mean", "permutation"))
+    p.add_argument("--usage", default=Usage.UR_IR.value, choices=enum_values(Usage))
+    p.add_argument("--fusion", default=FusionMode.CONCAT.value, choices=[f.value for f in FUSIONS])
+    p.add_argument("--mode", default=MaskingMode.PERMUTATION.value, choices=enum_values(MaskingMode))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--boot", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
     out(p)
     p.set_defaults(func=cmd_importance)
 
@@ -236,7 +236,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--variant", required=True)
     p.add_argument("--table", default="UR")
     p.add_argument("--k", type=int, help="clusters (default: the number of distinct user labels)")
-    p.add_argument("--backend", default="auto", choices=("auto", "faiss", "sklearn"))
+    p.add_argument("--backend", default=KMeansBackend.AUTO.value, choices=enum_values(KMeansBackend))
     p.add_argument("--seed", type=int, default=0)
     out(p)
     p.set_defaults(func=cmd_clusters)

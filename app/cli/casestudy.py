@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.output import AddCommon, emit
-from lee.device import DEVICE_CHOICES
+from lee.config import enum_values
+from lee.device import Device
 
 
 def cmd_case_movielens(args: argparse.Namespace) -> int:
@@ -48,7 +49,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--boot", type=int, default=200)
     p.add_argument("--split", default="per-user", choices=("per-user", "global"))
-    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES)
+    p.add_argument("--device", default=Device.CPU.value, choices=enum_values(Device))
     p.set_defaults(func=cmd_case_movielens)
 
     p = common(cs.add_parser("obd", help="proxy baseline, feature-masking importance, arm-vs-arm split"))

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.output import AddCommon
-from lee.device import DEVICE_CHOICES
+from lee.config import enum_values
+from lee.device import Device
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--scale", default="small", choices=sorted(SCALES))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-real-data", action="store_true", help="skip step 8 (the MovieLens and Open Bandit case studies)")
     p.set_defaults(func=cmd_demo)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from app.cli.output import AddCommon, emit, print_frame
-from lee.device import DEVICE_CHOICES
+from lee.config import enum_values
+from lee.device import Device
 from lee.errors import InputError
+from lee.evaluator.models import FUSIONS, FusionMode
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -19,10 +20,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     job = load_job(args.config)
     if args.device:
-        job = replace(job, device=args.device)
+        job = job.with_device(args.device)
     report = run_job(job, progress=not args.quiet, log=(lambda *_: None) if args.json else print,
                      stop_after=args.max_units)
-    doc = {"job": job.name, "results": str(job.results), "evaluated": report.evaluated,
+    doc = {"job": job.job.name, "results": str(job.job.results), "evaluated": report.evaluated,
            "already_done": report.skipped, "not_applicable": report.not_applicable,
            "seconds": round(report.seconds, 2)}
     if args.json:
@@ -105,7 +106,7 @@ def register(sub: Any, common: AddCommon) -> None:
     """``lee evaluate``, ``lee sweep``, ``lee results ls|compare|show``."""
     p = common(sub.add_parser("evaluate", help="run a LEE job: evaluate snapshots not yet in the results store"))
     p.add_argument("--config", required=True, type=Path, help="job file (TOML)")
-    p.add_argument("--device", choices=DEVICE_CHOICES, help="override the job's device")
+    p.add_argument("--device", choices=enum_values(Device), help="override the job's device")
     p.add_argument("--max-units", type=int, help="evaluate at most this many units in this run")
     p.set_defaults(func=cmd_evaluate)
 
@@ -114,8 +115,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--out", required=True, type=Path, help="snapshot root for the sweep's CR variants")
     p.add_argument("--dims", default="16,32,64")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--fusion", default="concat", choices=("concat", "gate", "iim"))
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--fusion", default=FusionMode.CONCAT.value, choices=[f.value for f in FUSIONS])
+    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
     p.add_argument("--table", type=Path, help="also write the sweep table as CSV here")
     p.set_defaults(func=cmd_sweep)
 

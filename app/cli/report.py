@@ -13,6 +13,7 @@ from lee.errors import InputError
 def cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import lee_from_store, write_report
     from analysis.suite import SuiteConfig, run_suite
+    from lee.config import load_config
     from lee.evaluator.sweep import read_sweep_figure
     from lee.world.io import load_world
 
@@ -20,8 +21,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         return tuple(x for x in text.split(",") if x) if text else None
 
     sweep = read_sweep_figure(args.sweep) if args.sweep else None  # a bad file fails before the analyses run
-    cfg = SuiteConfig(variants=names(args.variants), map_methods=names(args.maps) or ("pca",),
-                      importance_variants=names(args.importance) or (), seed=args.seed, n_boot=args.boot)
+    base = load_config(SuiteConfig, args.config, what="suite config file") if args.config else SuiteConfig()
+    flags = {"variants": names(args.variants), "map_methods": names(args.maps and args.maps.lower()),
+             "importance_variants": names(args.importance), "seed": args.seed, "n_boot": args.boot}
+    cfg = SuiteConfig(**{**base.model_dump(), **{k: v for k, v in flags.items() if v is not None}})  # flags win
     suite = run_suite(load_world(args.world), args.root, config=cfg, log=(lambda *_: None) if args.quiet else print,
                       progress=not args.quiet)
     lee_table = lee_windows = None
@@ -45,8 +48,10 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--db", type=Path, help="LEE results store to include")
     p.add_argument("--sweep", type=Path, help="layer-sweep CSV (lee sweep --table) to include")
     p.add_argument("--variants", help="comma-separated (default: all)")
-    p.add_argument("--maps", default="pca", help="2-D maps: pca,tsne,umap (default pca)")
+    p.add_argument("--config", type=Path, help="suite config (TOML: SuiteConfig keys, [health] thresholds); "
+                   "the flags below override it")
+    p.add_argument("--maps", help="2-D maps: pca,tsne,umap (default: the suite config's, pca)")
     p.add_argument("--importance", help="variants to run feature-masking importance on (comma-separated)")
-    p.add_argument("--boot", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--boot", type=int, help="bootstrap resamples (default: the suite config's n_boot)")
+    p.add_argument("--seed", type=int, help="seed (default: the suite config's)")
     p.set_defaults(func=cmd_report)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.output import AddCommon, emit
-from lee.device import DEVICE_CHOICES
+from lee.config import enum_values
+from lee.device import Device
 from lee.errors import InputError
 
 
@@ -53,7 +54,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p = common(upstream.add_parser("train", help="train the triple-tower model and write snapshots"))
     p.add_argument("--world", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="snapshot root")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--snapshot-every", type=int, default=5, metavar="MINUTES", help="event-time minutes between snapshots")

@@ -3,55 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from lee.errors import ConfigError, InputError
+from lee.config import ConfigModel
+from lee.errors import InputError
 from lee.evaluator.data import DownstreamStream
-from lee.evaluator.inject import PAIRS, inject, null_injection
-from lee.evaluator.models import FUSIONS, ProxyConfig
+from lee.evaluator.inject import PAIRS, Usage, inject, null_injection
+from lee.evaluator.models import FusionMode, ProxyConfig
 from lee.evaluator.retrieval import RetrievalRun, run_retrieval
 from lee.evaluator.stats import DeltaCI, RankedScores, paired_delta_ci, rela_impr
 from lee.evaluator.stream import StreamRun, run_stream
 from lee.snapshot import Snapshot, TableKind
 
-MODES = (*FUSIONS, "retrieval")
+MODES: tuple[FusionMode, ...] = tuple(FusionMode)
 
 
-@dataclass(frozen=True)
-class EvalConfig:
+class EvalSettings(ConfigModel):
+    """The settings an evaluation has whatever it injects and however it fuses it.
+
+    :class:`EvalConfig` adds the usage, the fusion and the proxy model; a job file's ``[eval]``
+    table (``lee.jobs.config``) adds lists of usages and fusions. Each default lives here once.
+    """
+
+    config_name: ClassVar[str] = "evaluation config"
+
+    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field((0, 1, 2), min_length=1)
+    windows: int = Field(10, ge=2)          # event-time windows of the streaming test-then-train protocol
+    n_boot: int = Field(100, ge=2)          # paired user-bootstrap resamples of the test events
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    bootstrap_seed: int = Field(0, ge=0)
+
+    def settings(self) -> dict[str, Any]:
+        """Just the shared settings (the fields declared here), as keyword arguments."""
+        return {name: getattr(self, name) for name in EvalSettings.model_fields}
+
+
+class EvalConfig(EvalSettings):
     """What one evaluation does; the same config on the same data gives the same numbers."""
 
-    usage: str = "UR+IR"
-    fusion: str = "concat"
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_windows: int = 10
-    n_boot: int = 100
-    level: float = 0.95
-    bootstrap_seed: int = 0
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
-
-    def __post_init__(self) -> None:
-        if self.usage not in PAIRS:
-            raise ConfigError(f"unknown usage {self.usage!r}; choose one of {', '.join(PAIRS)}")
-        if self.fusion not in MODES:
-            raise ConfigError(f"unknown fusion mode {self.fusion!r}; choose one of {', '.join(MODES)}")
-        if not self.seeds:
-            raise ConfigError("at least one seed is needed")
-        if not 0.5 < self.level < 1.0:
-            raise ConfigError(f"confidence level must lie in (0.5, 1); got {self.level}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seeds"] = list(self.seeds)
-        d["proxy"]["mlp_hidden"] = list(self.proxy.mlp_hidden)
-        d["proxy"]["iim_hidden"] = list(self.proxy.iim_hidden)
-        return d
+    usage: Usage = Usage.UR_IR
+    fusion: FusionMode = FusionMode.CONCAT
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
 
 
 @dataclass
@@ -93,7 +92,7 @@ class VariantResult:
         row = {"variant": self.name, "auc": self.auc, "auc_std": self.auc_std, "gauc": self.gauc,
                "logloss": self.logloss, "delta_auc": self.delta.delta if self.delta else 0.0,
                "ci_low": self.delta.low if self.delta else 0.0, "ci_high": self.delta.high if self.delta else 0.0,
-               "rela_impr_pct": self.rela_impr if self.delta else 0.0, "verdict": self.verdict,
+               "rela_impr": self.rela_impr if self.delta else 0.0, "verdict": self.verdict,
                "seeds": len(self.runs), "seconds": float(sum(r.seconds for r in self.runs)),
                "missing_events": sum(m["events_with_missing_id"] for m in self.missing.values()),
                "source": self.source}
@@ -134,8 +133,8 @@ class Comparison:
 
 def _run(stream: DownstreamStream, injection, cfg: EvalConfig, seed: int, device: torch.device) -> StreamRun:
     if cfg.fusion == "retrieval":
-        return run_retrieval(stream, injection, cfg=cfg.proxy, seed=seed, n_windows=cfg.n_windows, device=device)
-    return run_stream(stream, injection, fusion=cfg.fusion, cfg=cfg.proxy, seed=seed, n_windows=cfg.n_windows,
+        return run_retrieval(stream, injection, cfg=cfg.proxy, seed=seed, n_windows=cfg.windows, device=device)
+    return run_stream(stream, injection, fusion=cfg.fusion, cfg=cfg.proxy, seed=seed, n_windows=cfg.windows,
                       device=device)
 
 

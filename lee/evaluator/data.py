@@ -62,7 +62,7 @@ def stream_from_world(world: World, *, domain: str = "ad", start_ts: int | None 
     if domain not in DOMAINS:
         raise InputError(f"unknown downstream domain {domain!r}; choose one of {', '.join(DOMAINS)}")
     ev = world.events
-    keep = ev["domain"].isin(DOMAINS[domain]).to_numpy()
+    keep = ev["domain"].isin(DOMAINS[domain]).to_numpy(copy=True)  # pandas may hand out a read-only view
     if start_ts is not None:
         keep &= ev["ts"].to_numpy() >= start_ts
     if end_ts is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -18,13 +19,25 @@ import torch
 from lee.errors import InputError
 from lee.snapshot import Snapshot, TableKind
 
-PAIRS: dict[str, tuple[TableKind, ...]] = {
-    "UR": (TableKind.UR,),
-    "IR": (TableKind.IR,),
-    "UR+IR": (TableKind.UR, TableKind.IR),
-    "CR": (TableKind.CR_USER, TableKind.CR_ITEM),
-    "CR_user": (TableKind.CR_USER,),
-    "CR_item": (TableKind.CR_ITEM,),
+
+class Usage(StrEnum):
+    """Which snapshot tables an evaluation injects (``UR+IR``: user and item representations)."""
+
+    UR = "UR"
+    IR = "IR"
+    UR_IR = "UR+IR"
+    CR = "CR"
+    CR_USER = "CR_user"
+    CR_ITEM = "CR_item"
+
+
+PAIRS: dict[str, tuple[TableKind, ...]] = {  # keyed by Usage (a str: "CR" finds Usage.CR)
+    Usage.UR: (TableKind.UR,),
+    Usage.IR: (TableKind.IR,),
+    Usage.UR_IR: (TableKind.UR, TableKind.IR),
+    Usage.CR: (TableKind.CR_USER, TableKind.CR_ITEM),
+    Usage.CR_USER: (TableKind.CR_USER,),
+    Usage.CR_ITEM: (TableKind.CR_ITEM,),
 }
 
 

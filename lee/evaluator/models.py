@@ -14,42 +14,54 @@ The standalone ``retrieval`` mode lives in :mod:`lee.evaluator.retrieval`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from lee.config import ConfigModel
 from lee.errors import ConfigError
 from lee.evaluator.inject import Injection
 from lee.nn.layers import MLP, CrossNetV2
 from lee.nn.optim import split_params  # noqa: F401 - re-exported for benchmarks
 
-FUSIONS = ("concat", "gate", "iim")
+
+class FusionMode(StrEnum):
+    """How representations enter the downstream model (``retrieval`` is a two-tower model of its own)."""
+
+    CONCAT = "concat"
+    GATE = "gate"
+    IIM = "iim"
+    RETRIEVAL = "retrieval"
 
 
-@dataclass(frozen=True)
-class ProxyConfig:
+FUSIONS: tuple[FusionMode, ...] = (FusionMode.CONCAT, FusionMode.GATE, FusionMode.IIM)  # the ones ProxyCTR builds
+
+_Width = Annotated[int, Field(gt=0)]
+
+
+class ProxyConfig(ConfigModel):
     """Sizes and optimiser settings of the proxy CTR model (kept light on purpose)."""
 
-    emb_dim: int = 16
-    cross_layers: int = 2
-    mlp_hidden: tuple[int, ...] = (64, 32)
-    batch_size: int = 2048
-    lr: float = 3e-3
-    sparse_lr: float = 0.1
-    iim_hidden: tuple[int, ...] = (32,)
-    epochs_per_window: int = 1
-    rep_dropout: float = 0.0         # dropout on the injected representations (training only)
-    min_steps_per_window: int = 20   # small windows get smaller batches, so the model still learns
+    config_name: ClassVar[str] = "proxy config"
+
+    emb_dim: int = Field(16, gt=0)
+    cross_layers: int = Field(2, ge=0)
+    mlp_hidden: tuple[_Width, ...] = (64, 32)
+    batch_size: int = Field(2048, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    sparse_lr: float = Field(0.1, gt=0)
+    iim_hidden: tuple[_Width, ...] = (32,)
+    epochs_per_window: int = Field(1, ge=1)
+    rep_dropout: float = Field(0.0, ge=0, lt=1)       # dropout on the injected representations (training only)
+    min_steps_per_window: int = Field(20, ge=1)       # small windows get smaller batches, so the model still learns
+    fusion_l2: float = Field(0.0, ge=0)
 
     def batch_for(self, window_events: int) -> int:
         """The batch size for a window: ``batch_size``, shrunk so a window gives at least ``min_steps``."""
         return max(32, min(self.batch_size, -(-window_events // self.min_steps_per_window)))
-    fusion_l2: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.emb_dim <= 0 or self.batch_size <= 0 or self.lr <= 0:
-            raise ConfigError("proxy config: emb_dim, batch_size and lr must be positive")
 
 
 class RepLookup(nn.Module):

@@ -147,7 +147,7 @@ def layer_sweep(world: World, out_root: str | Path, *, dims: Sequence[int] = SWE
     for v in comparison.variants:
         r = v.row()
         rows.append({**meta[v.name], **{k: r[k] for k in ("delta_auc", "ci_low", "ci_high", "verdict", "auc",
-                                                           "rela_impr_pct")}})
+                                                           "rela_impr")}})
     order = {name: k for k, name in enumerate(layers)}
     table = pd.DataFrame(rows).sort_values(["layer", "dim"], key=lambda c: c.map(order) if c.name == "layer" else c)
     return SweepResult(table=table.reset_index(drop=True), comparison=comparison, upstream=result)

@@ -3,18 +3,20 @@
 Example (paths are relative to the job file)::
 
     [job]
-    name = "nightly"
+    name = "nightly"                 # default: the file's name without .toml
     snapshots = "snapshots"          # snapshot root
     world = "world"                  # world directory that holds the downstream stream
     results = "results.sqlite"       # results store (created if missing)
     variants = ["*"]                 # glob patterns over variant names
     latest_only = false              # only each variant's latest snapshot
-    device = "auto"
+    device = "auto"                  # auto, cpu or cuda
 
-    [stream]
-    domain = "ad"
+    [stream]                         # optional: the downstream stream
+    domain = "ad"                    # ad, content or all
+    start = 2026-01-01T00:10:00Z     # optional: events at or after this event time
+    end = 2026-01-01T00:50:00Z       # optional: events before this event time
 
-    [eval]
+    [eval]                           # optional: the evaluation settings (lee.evaluator.compare)
     usages = ["UR+IR", "CR"]
     fusions = ["concat"]
     seeds = [0, 1, 2]
@@ -25,116 +27,110 @@ Example (paths are relative to the job file)::
     [proxy]                          # optional: ProxyConfig fields
     emb_dim = 16
 
-Unknown sections and keys are errors that name them.
+Every key is type-checked without coercion (``windows = "3"`` is an error, not 3) and
+range-checked when the file is loaded; unknown sections and keys are errors that name them.
+Each setting has one name from this file to the results store and one default, on the model
+that owns it: ``[eval]`` is :class:`~lee.evaluator.compare.EvalSettings` plus the lists of
+usages and fusions, ``[proxy]`` is :class:`~lee.evaluator.models.ProxyConfig`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from lee.device import DEVICE_CHOICES
-from lee.errors import ConfigError
-from lee.evaluator.compare import EvalConfig
-from lee.evaluator.models import ProxyConfig
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-_SECTIONS = {
-    "job": {"name", "snapshots", "world", "results", "variants", "latest_only", "device"},
-    "stream": {"domain", "start", "end"},
-    "eval": {"usages", "fusions", "seeds", "windows", "n_boot", "level", "bootstrap_seed"},
-    "proxy": {f.name for f in dataclasses.fields(ProxyConfig)},
-}
+from lee.config import ConfigModel, EventTime, read_toml, validate_config
+from lee.device import Device
+from lee.evaluator.compare import EvalConfig, EvalSettings
+from lee.evaluator.data import DOMAINS
+from lee.evaluator.inject import Usage
+from lee.evaluator.models import FusionMode, ProxyConfig
+
+__all__ = ["JobConfig", "JobEval", "JobSpec", "StreamSpec", "load_job"]
 
 
-@dataclass(frozen=True)
-class JobConfig:
+class JobSpec(ConfigModel):
+    """``[job]``: what to evaluate and where to record it."""
+
+    config_name: ClassVar[str] = "job config"
+
     name: str
     snapshots: Path
     world: Path
-    results: Path
-    variants: tuple[str, ...] = ("*",)
+    results: Path = Field("results.sqlite", validate_default=True)  # validated: relative to the file too
+    variants: tuple[str, ...] = Field(("*",), min_length=1)
     latest_only: bool = False
-    device: str = "auto"
+    device: Device = Device.AUTO
+
+    @field_validator("snapshots", "world", "results")
+    @classmethod
+    def _relative_to_file(cls, value: Path, info: ValidationInfo) -> Path:
+        """Paths in a job file are taken relative to the file's directory."""
+        base = (info.context or {}).get("base")
+        return Path(base) / value if base is not None else value
+
+
+class StreamSpec(ConfigModel):
+    """``[stream]``: which downstream events the proxy models learn from and are scored on."""
+
+    config_name: ClassVar[str] = "job config [stream]"
+
     domain: str = "ad"
-    start: str | None = None
-    end: str | None = None
-    usages: tuple[str, ...] = ("UR+IR",)
-    fusions: tuple[str, ...] = ("concat",)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    windows: int = 10
-    n_boot: int = 100
-    level: float = 0.95
-    bootstrap_seed: int = 0
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    start: EventTime | None = None   # events at or after this event time
+    end: EventTime | None = None     # events before this event time
+
+    @field_validator("domain")
+    @classmethod
+    def _known_domain(cls, value: str) -> str:
+        if value not in DOMAINS:
+            raise ValueError(f"one of {', '.join(DOMAINS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StreamSpec:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start ({self.start.isoformat()}) must come before end ({self.end.isoformat()})")
+        return self
+
+
+class JobEval(EvalSettings):
+    """``[eval]``: the evaluation settings, for every combination of the usages and fusions listed."""
+
+    config_name: ClassVar[str] = "job config [eval]"
+
+    usages: tuple[Usage, ...] = Field((EvalConfig.model_fields["usage"].default,), min_length=1)
+    fusions: tuple[FusionMode, ...] = Field((EvalConfig.model_fields["fusion"].default,), min_length=1)
+
+
+class JobConfig(ConfigModel):
+    """A whole job file, one field per section."""
+
+    config_name: ClassVar[str] = "job config"
+
+    job: JobSpec
+    stream: StreamSpec = Field(default_factory=StreamSpec)
+    eval: JobEval = Field(default_factory=JobEval)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
 
     def eval_configs(self) -> list[EvalConfig]:
-        return [EvalConfig(usage=u, fusion=f, seeds=self.seeds, n_windows=self.windows, n_boot=self.n_boot,
-                           level=self.level, bootstrap_seed=self.bootstrap_seed, proxy=self.proxy)
-                for u in self.usages for f in self.fusions]
+        """One evaluation config per (usage, fusion) of ``[eval]``, each with the job's proxy settings."""
+        shared = self.eval.settings()
+        return [EvalConfig(usage=u, fusion=f, proxy=self.proxy, **shared)
+                for u in self.eval.usages for f in self.eval.fusions]
 
-
-def _tuple(value: Any, key: str, kind: type) -> tuple:
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(v, kind) and not isinstance(v, bool) for v in items):
-        raise ConfigError(f"job file: {key} must be a non-empty list of {kind.__name__}; got {value!r}")
-    return tuple(items)
+    def with_device(self, device: Device | str) -> JobConfig:
+        """The same job on another device (``lee evaluate --device`` overrides the file)."""
+        return self.model_copy(update={"job": JobSpec(**{**self.job.model_dump(), "device": device})})
 
 
 def load_job(path: str | Path) -> JobConfig:
     """Parse and check a job file; relative paths are taken relative to the file's directory."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: job file not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    for section, body in raw.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(f'[{s}]' for s in _SECTIONS)}")
-        if not isinstance(body, dict):
-            raise ConfigError(f"{path}: [{section}] must be a table")
-        unknown = sorted(set(body) - _SECTIONS[section])
-        if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} in [{section}]; "
-                              f"known: {', '.join(sorted(_SECTIONS[section]))}")
-    job, stream, ev = raw.get("job", {}), raw.get("stream", {}), raw.get("eval", {})
-    for key in ("snapshots", "world"):
-        if key not in job:
-            raise ConfigError(f"{path}: [job] needs {key} = \"PATH\"")
-    base = path.resolve().parent
-    snapshots = base / job["snapshots"]
-    device = job.get("device", "auto")
-    if device not in DEVICE_CHOICES:
-        raise ConfigError(f"{path}: [job] device must be one of {', '.join(DEVICE_CHOICES)}; got {device!r}")
-    try:
-        proxy = ProxyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.get("proxy", {}).items()})
-        cfg = JobConfig(
-            name=str(job.get("name", path.stem)),
-            snapshots=snapshots,
-            world=base / job["world"],
-            results=base / job.get("results", "results.sqlite"),
-            variants=_tuple(job.get("variants", ["*"]), "[job] variants", str),
-            latest_only=bool(job.get("latest_only", False)),
-            device=device,
-            domain=str(stream.get("domain", "ad")),
-            start=stream.get("start"),
-            end=stream.get("end"),
-            usages=_tuple(ev.get("usages", ["UR+IR"]), "[eval] usages", str),
-            fusions=_tuple(ev.get("fusions", ["concat"]), "[eval] fusions", str),
-            seeds=_tuple(ev.get("seeds", [0, 1, 2]), "[eval] seeds", int),
-            windows=int(ev.get("windows", 10)),
-            n_boot=int(ev.get("n_boot", 100)),
-            level=float(ev.get("level", 0.95)),
-            bootstrap_seed=int(ev.get("bootstrap_seed", 0)),
-            proxy=proxy,
-        )
-        cfg.eval_configs()  # validates usages and fusions
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: bad value ({exc})") from None
-    return cfg
+    raw: dict[str, Any] = read_toml(path, what="job file")
+    job = raw.get("job")
+    if isinstance(job, dict) and "name" not in job:
+        raw = {**raw, "job": {"name": path.stem, **job}}
+    return validate_config(JobConfig, raw, source=str(path), kind="TOML",
+                           context={"base": path.resolve().parent})

@@ -31,8 +31,9 @@ from lee.jobs.config import JobConfig
 from lee.jobs.lock import JobLock
 from lee.jobs.store import ResultsStore, RunRecord
 from lee.snapshot import Snapshot, SnapshotStore
-from lee.timeutil import epoch_seconds, iso, parse_event_time
+from lee.timeutil import epoch_seconds, iso
 from lee.world.io import load_world
+from lee.world.model import World
 
 
 def code_version() -> str:
@@ -82,15 +83,16 @@ class JobReport:
 
 def pending_units(job: JobConfig, store: ResultsStore, data_hash: str) -> tuple[list[Unit], int, list[str]]:
     """Units of this job that the store does not hold yet; plus the skipped count and misfits."""
-    snaps = SnapshotStore(job.snapshots)
-    variants = [v for v in snaps.variants() if any(fnmatch.fnmatchcase(v, p) for p in job.variants)]
+    spec = job.job
+    snaps = SnapshotStore(spec.snapshots)
+    variants = [v for v in snaps.variants() if any(fnmatch.fnmatchcase(v, p) for p in spec.variants)]
     if not variants:
-        raise InputError(f"{job.snapshots}: no variant matches {', '.join(job.variants)}; "
+        raise InputError(f"{spec.snapshots}: no variant matches {', '.join(spec.variants)}; "
                          f"variants present: {', '.join(snaps.variants()) or 'none'}")
     units, skipped, misfits = [], 0, []
     for v in variants:
         times = snaps.times(v)
-        for t in times[-1:] if job.latest_only else times:
+        for t in times[-1:] if spec.latest_only else times:
             snap = snaps.open(v, t)
             for cfg in job.eval_configs():
                 if not set(PAIRS[cfg.usage]) <= set(snap.kinds):
@@ -118,6 +120,14 @@ def _metrics(result: VariantResult, model: str) -> list[tuple[str, int, int, str
     return out
 
 
+def job_stream(job: JobConfig, world: World) -> DownstreamStream:
+    """The job's downstream stream: ``[stream]`` domain, events in [start, end) of event time."""
+    start, end = job.stream.start, job.stream.end
+    return stream_from_world(world, domain=job.stream.domain,
+                             start_ts=epoch_seconds(start) if start is not None else None,
+                             end_ts=epoch_seconds(end) if end is not None else None)
+
+
 def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None] = print,
             stop_after: int | None = None,
             on_unit: Callable[[int, int, str], None] | None = None) -> JobReport:
@@ -127,21 +137,19 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
     dashboard's live progress bar).
     """
     started = time.perf_counter()
-    store = ResultsStore(job.results)
-    with JobLock(job.results.with_name(job.results.name + ".lock")):
-        device = resolve_device(job.device)
-        world = load_world(job.world)
-        start = epoch_seconds(parse_event_time(job.start)) if job.start else None
-        end = epoch_seconds(parse_event_time(job.end)) if job.end else None
-        stream = stream_from_world(world, domain=job.domain, start_ts=start, end_ts=end)
+    spec = job.job
+    store = ResultsStore(spec.results)
+    with JobLock(spec.results.with_name(spec.results.name + ".lock")):
+        device = resolve_device(spec.device)
+        stream = job_stream(job, load_world(spec.world))
         data_hash = stream_hash(stream)
         units, skipped, misfits = pending_units(job, store, data_hash)
         report = JobReport(skipped=skipped, not_applicable=misfits)
         if stop_after is not None:
             units = units[:stop_after]
-        log(f"job {job.name}: {len(units)} unit(s) to evaluate, {skipped} already in {job.results}")
+        log(f"job {spec.name}: {len(units)} unit(s) to evaluate, {skipped} already in {spec.results}")
         baselines: dict[str, VariantResult] = {}
-        bar = tqdm(units, desc=f"LEE {job.name}", unit="unit", disable=not progress)
+        bar = tqdm(units, desc=f"LEE {spec.name}", unit="unit", disable=not progress)
         for k, unit in enumerate(bar):
             label = f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}"
             bar.set_postfix_str(label)
@@ -157,15 +165,15 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             res = evaluate_variant(stream, unit.snapshot.variant, unit.snapshot, unit.cfg, base, device=device)
             row = res.row()
             store.add(RunRecord(
-                run_id=uuid.uuid4().hex[:12], job=job.name, unit_key=unit.key(data_hash),
+                run_id=uuid.uuid4().hex[:12], job=spec.name, unit_key=unit.key(data_hash),
                 config_hash=_hash(unit.cfg.to_dict()), config=unit.cfg.to_dict(), data_hash=data_hash,
                 variant=unit.snapshot.variant, event_time=iso(unit.snapshot.event_time),
                 snapshot_path=str(unit.snapshot.path), checksums=unit.checksums, usage=unit.cfg.usage,
                 fusion=unit.cfg.fusion, code_version=code_version(), started_at=began.isoformat(),
                 finished_at=datetime.now(timezone.utc).isoformat(), seconds=time.perf_counter() - t0,
-                summary={**row, "baseline_auc": base.auc, "rela_impr": res.rela_impr},
+                summary={**row, "baseline_auc": base.auc},
                 metrics=_metrics(res, "variant") + _metrics(base, "baseline"),
-                extra={"missing": res.missing, "world": str(job.world), "n_test": len(stream) - res.runs[0].test_lo,
+                extra={"missing": res.missing, "world": str(spec.world), "n_test": len(stream) - res.runs[0].test_lo,
                        "device": str(device), "window_auc_baseline": base.window_auc,
                        "window_auc": res.window_auc},
             ))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
-from lee.errors import ConfigError, check_known_keys
+from pydantic import Field, field_validator, model_validator
+
+from lee.config import ConfigModel
+from lee.errors import ConfigError, LeeError
 
 # Readable top-behaviour labels, one per planted interest group (and item category).
 GROUP_LABELS: tuple[str, ...] = (
@@ -20,22 +21,23 @@ CONTENT_SCENARIO = "content"
 ACTIVITY_LEVELS: tuple[str, ...] = ("low", "mid", "high")
 
 
-@dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(ConfigModel):
     """Everything that shapes a generated world; the same config and seed give the same world."""
 
-    seed: int = 0
-    n_users: int = 2000
-    n_content_items: int = 600
-    n_ad_items: int = 400
-    n_advertisers: int = 40
-    n_groups: int = 8
-    latent_dim: int = 16
-    n_events: int = 200_000
+    config_name: ClassVar[str] = "world config"
+
+    seed: int = Field(0, ge=0)
+    n_users: int = Field(2000, gt=0)
+    n_content_items: int = Field(600, gt=0)
+    n_ad_items: int = Field(400, gt=0)
+    n_advertisers: int = Field(40, gt=0)
+    n_groups: int = Field(8, gt=0, le=len(GROUP_LABELS))
+    latent_dim: int = Field(16, gt=0)
+    n_events: int = Field(200_000, gt=0)
     start: str = "2026-01-01T00:00:00Z"
-    duration_minutes: int = 60
-    content_share: float = 0.5          # share of exposures in the content domain
-    targeting_share: float = 0.5        # share of exposures drawn from the user's own group
+    duration_minutes: int = Field(60, gt=0)
+    content_share: float = Field(0.5, ge=0, le=1)    # share of exposures in the content domain
+    targeting_share: float = Field(0.5, ge=0, le=1)  # share of exposures drawn from the user's own group
     group_separation: float = 3.0       # norm of each group centroid in latent space
     user_noise: float = 0.6             # per-dimension spread of users around their centroid
     item_noise: float = 0.6
@@ -43,37 +45,36 @@ class WorldConfig:
     content_base_logit: float = -3.0
     ad_base_logit: float = -4.0
 
-    def __post_init__(self) -> None:
-        positive = ("n_users", "n_content_items", "n_ad_items", "n_advertisers", "n_groups",
-                    "latent_dim", "n_events", "duration_minutes")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"world config: {name} must be positive; got {getattr(self, name)}")
-        if self.n_groups > len(GROUP_LABELS):
-            raise ConfigError(f"world config: n_groups must be at most {len(GROUP_LABELS)}; got {self.n_groups}")
+    @field_validator("start")
+    @classmethod
+    def _event_time(cls, value: str) -> str:
+        from lee.timeutil import parse_event_time
+
+        try:
+            parse_event_time(value)
+        except LeeError:
+            raise ValueError("an event time such as 2026-01-01T00:00:00Z") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_advertiser_per_category(self) -> WorldConfig:
         if self.n_advertisers < self.n_groups:
-            raise ConfigError("world config: n_advertisers must be at least n_groups (each category needs one)")
-        for name in ("content_share", "targeting_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"world config: {name} must lie in [0, 1]; got {getattr(self, name)}")
+            raise ValueError(f"n_advertisers ({self.n_advertisers}) must be at least n_groups ({self.n_groups}): "
+                             "each category needs one")
+        return self
 
     @property
     def start_time(self) -> datetime:
         from lee.timeutil import parse_event_time
 
-        return parse_event_time(self.start).astimezone(timezone.utc)
+        return parse_event_time(self.start).astimezone(UTC)
 
     @property
     def labels(self) -> tuple[str, ...]:
         return GROUP_LABELS[: self.n_groups]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> WorldConfig:
-        check_known_keys(raw, {f.name for f in dataclasses.fields(cls)}, what="world config")
-        return cls(**raw)
+        return self.model_dump()
 
 
 # Named sizes. `small` is the default (seconds); `large` reaches 10M events and 1M users.
@@ -88,10 +89,16 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 
-def config_for_scale(scale: str, *, seed: int = 0, **overrides: Any) -> WorldConfig:
-    """The config of a named scale, with explicit overrides (unknown keys are errors)."""
+def config_for_scale(scale: str, *, seed: int = 0, source: str | None = None, **overrides: Any) -> WorldConfig:
+    """The config of a named scale, with explicit overrides (unknown keys are errors).
+
+    Overrides from code are read leniently (a string where a number belongs is converted); with
+    ``source`` (where they came from, e.g. ``--set``) they are plain data, type-checked strictly,
+    and errors name that source.
+    """
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    return WorldConfig.from_dict({**SCALES[scale], **overrides, "seed": seed})
+    raw = {**SCALES[scale], **overrides, "seed": seed}
+    return WorldConfig.from_dict(raw, source=source) if source is not None else WorldConfig(**raw)
 
 

@@ -3,11 +3,13 @@
 import streamlit as st
 
 from analysis import figures
+from analysis.maps import MapMethod
 from app.dashboard.state import preferred, sidebar_sources, suite
 
 st.title("Clusters")
 src = sidebar_sources()
-method = st.radio("Map", ["pca", "tsne"], horizontal=True, key="cl_method")
+method = st.radio("Map", [MapMethod.PCA.value, MapMethod.TSNE.value], horizontal=True,  # umap: too slow live
+                  key="cl_method")
 res = suite(src, maps=("pca", "tsne") if method == "tsne" else ("pca",))
 if not res.clusters:
     st.info("No variant has a table to cluster.")

@@ -3,14 +3,17 @@
 import streamlit as st
 
 from analysis import figures
+from analysis.importance import MaskingMode
 from app.dashboard.state import importance, sidebar_sources, suite
+from lee.config import enum_values
 
 st.title("Feature-masking importance")
 src = sidebar_sources()
 variants = suite(src).variants
 c = st.columns(3)
 variant = c[0].selectbox("Variant injected (UR+IR)", variants, key="imp_variant")
-mode = c[1].selectbox("Masking", ["permutation", "zero", "mean"], key="imp_mode")
+modes = enum_values(MaskingMode)
+mode = c[1].selectbox("Masking", modes, index=modes.index(MaskingMode.PERMUTATION), key="imp_mode")
 repeats = c[2].slider("Repeats (permutation)", 1, 5, 3, key="imp_repeats")
 if st.button("Train and mask", key="imp_run") or st.session_state.get("imp_done") == (variant, mode, repeats):
     st.session_state["imp_done"] = (variant, mode, repeats)

@@ -4,7 +4,12 @@ import streamlit as st
 
 from analysis import figures
 from app.dashboard.state import guarded, lee_tables, sidebar_sources, sweep, suite
-from lee.jobs.config import JobConfig
+from lee.config import enum_values
+from lee.device import Device
+from lee.evaluator.compare import EvalConfig
+from lee.evaluator.inject import Usage
+from lee.evaluator.models import FusionMode
+from lee.jobs.config import JobConfig, JobEval, JobSpec
 from lee.jobs.run import run_job
 
 st.title("LEE: representations against the baseline")
@@ -27,8 +32,10 @@ st.subheader("Start a new evaluation")
 variants = suite(src).variants
 with st.form("lee_form"):
     chosen = st.multiselect("Variants (latest snapshot of each)", variants, default=variants[:2], key="lee_variants")
-    usage = st.selectbox("Usage", ["UR+IR", "CR", "UR", "IR"], key="lee_usage")
-    fusion = st.selectbox("Fusion", ["concat", "gate", "iim", "retrieval"], key="lee_fusion")
+    usages, fusions = enum_values(Usage), enum_values(FusionMode)
+    default = EvalConfig()
+    usage = st.selectbox("Usage", usages, index=usages.index(default.usage), key="lee_usage")
+    fusion = st.selectbox("Fusion", fusions, index=fusions.index(default.fusion), key="lee_fusion")
     seeds = st.slider("Seeds", 1, 3, 1, key="lee_seeds")
     go = st.form_submit_button("Evaluate")
 if go:
@@ -36,8 +43,9 @@ if go:
         st.error("Choose at least one variant.")
         st.stop()
     src.db.parent.mkdir(parents=True, exist_ok=True)
-    job = JobConfig(name="dashboard", snapshots=src.root, world=src.world, results=src.db, variants=tuple(chosen),
-                    latest_only=True, device="cpu", usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds)))
+    job = JobConfig(job=JobSpec(name="dashboard", snapshots=src.root, world=src.world, results=src.db,
+                                variants=tuple(chosen), latest_only=True, device=Device.CPU),
+                    eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds))))
     bar = st.progress(0.0, text="starting…")
     report = guarded(run_job, job, progress=False, log=lambda *_: None,
                      on_unit=lambda done, total, label: bar.progress(done / max(total, 1), text=f"{done}/{total} {label}"))
