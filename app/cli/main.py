@@ -12,12 +12,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from app.cli import analyze, casestudy, demo, evaluate, report, snapshots, upstream, world
+from app.cli import analyze, casestudy, data, demo, evaluate, report, snapshots, upstream, world
 from app.cli.output import EXIT_OS, EXIT_USAGE_OR_INPUT, add_common, print_error, show_warning
 from lee import __version__
 from lee.errors import LeeError
 
-NOUNS = (world, upstream, snapshots, evaluate, analyze, casestudy, report, demo)
+NOUNS = (world, data, upstream, snapshots, evaluate, analyze, casestudy, report, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
