@@ -404,6 +404,9 @@ def test_libsvm_bad_input(tmp_path):
     expect("libsvm", src, out, r"line 2: feature 'two:1': the index is not an integer", field_map=fmap)
     src.write_text(good.replace("0 2:1 12:1", "0 2 12:1"), encoding="utf-8")
     expect("libsvm", src, out, r"line 2: feature '2' is not index:value", field_map=fmap)
+    src.write_text(good.replace("0 2:1 12:1 22:1", "0 12:1 22:1"), encoding="utf-8")
+    expect("libsvm", src, out, r"clicks\.libsvm: line 2: no feature of field user \(the user id\); every line needs "
+                               r"one", field_map=fmap)
     src.write_text(good.replace("\n0 1:1 13:1", "\n\n0 1:1 13:1"), encoding="utf-8")
     expect("libsvm", src, out, r"clicks\.libsvm: line 4 is empty", field_map=fmap)
     src.write_text("", encoding="utf-8")
@@ -529,6 +532,8 @@ def test_mind_bad_input(tmp_path):
     beh.write_text(good.replace("11/11/2019 10:14:01 AM", "2019-11-11 10:14"), encoding="utf-8")
     expect("mind", d, out, r"behaviors\.tsv: line 2: column time \(column 3\) holds '2019-11-11 10:14'; expected a "
                            r"time in the format '%m/%d/%Y %I:%M:%S %p'")
+    beh.write_text(good.replace("\tN2\tN4-1", "\tN4-1"), encoding="utf-8")
+    expect("mind", d, out, r"behaviors\.tsv: line 4: expected 5 fields separated by tabs, found 4")
     beh.write_text(good.replace("N4-1", "N4-2"), encoding="utf-8")
     expect("mind", d, out, r"line 4: impression 'N4-2' has no click label")
     beh.write_text("", encoding="utf-8")
@@ -673,6 +678,16 @@ def test_out_of_core_equals_in_memory(tmp_path):
     with pytest.raises(InputError, match=r"events\.csv: line \d+: column price is empty; expected a number"):
         import_dataset("csv", src, tmp_path / "x", ImportOptions(mapping=mapping))
     _edit(src, lambda t: re.sub(r",,x{20}$", ",0,xxxxxxxxxxxxxxxxxxxx", t, flags=re.M))
+    # a bad value deep in the file (the third 1 MiB chunk) is named by its exact line
+    good = src.read_text(encoding="utf-8")
+    lines = good.splitlines()
+    cells = lines[50_001].split(",")
+    cells[3] = "maybe"
+    lines[50_001] = ",".join(cells)
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"events\.csv: line 50002: column click holds 'maybe'"):
+        import_dataset("csv", src, tmp_path / "x", ImportOptions(mapping=mapping, chunk_mb=1))
+    src.write_text(good, encoding="utf-8")
     small = import_dataset("csv", src, tmp_path / "mem", ImportOptions(mapping=mapping, chunk_mb=1))
     big = import_dataset("csv", src, tmp_path / "ooc", ImportOptions(mapping=mapping, chunk_mb=1, spill_rows=0,
                                                                        memory_mb=64))

@@ -18,6 +18,7 @@ added is returned and stated by the import.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -114,7 +115,8 @@ class ChunkedDatasetWriter:
     """
 
     def __init__(self, out: str | Path, *, overwrite: bool = False, spill_rows: int = DEFAULT_SPILL_ROWS,
-                 memory_mb: int = DEFAULT_MEMORY_MB, threads: int = 2) -> None:
+                 memory_mb: int = DEFAULT_MEMORY_MB, threads: int | None = None) -> None:
+        threads = threads if threads is not None else min(os.cpu_count() or 2, 8)
         if spill_rows < 0 or memory_mb < 64 or threads < 1:
             raise InputError(f"spill_rows must be >= 0, memory_mb >= 64 and threads >= 1; got {spill_rows}, "
                              f"{memory_mb} and {threads}")
