@@ -40,12 +40,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis._inputs import as_matrix, require_columns, require_numeric, require_rows
 from lee.errors import FewerClustersWarning, InputError, SmallSampleWarning
+from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, TableKind
 
 
@@ -153,6 +155,7 @@ def _kmeans_faiss(x: np.ndarray, k: int, seed: int, n_init: int, max_iter: int) 
         dist, labels = km.assign(x)
         obj = float(dist.sum(dtype=np.float64))
         if best is None or obj < best[0]:
+            assert km.centroids is not None  # set by train()
             best = (obj, labels.astype(np.int64), km.centroids.astype(np.float32))
     assert best is not None
     return best[1], best[2]
@@ -320,8 +323,9 @@ def top_behaviour_labels(
 # --------------------------------------------------------------------------- clusters of a snapshot
 
 
+@register("clusters")
 @dataclass(frozen=True)
-class ClusterResult:
+class ClusterResult(SavedResult):
     """K-means clusters of one snapshot table, with labels, CTR intervals and quality numbers.
 
     ``assignment[i]`` is the cluster of ``ids[i]``. ``table`` holds one row per non-empty cluster
@@ -347,6 +351,19 @@ class ClusterResult:
     snapshot: str
     level: float
     domain: int | None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"clusters": self.table}
+
+    def summary(self) -> dict[str, Any]:
+        cols = ["cluster", "size", "top1_label", "top1_share", "ctr", "ctr_low", "ctr_high", "flag"]
+        return {"table": self.kind.value, "snapshot": self.snapshot, "k": self.k, "backend": self.backend,
+                "ari": self.ari, "silhouette": self.silhouette, "silhouette_sample": self.silhouette_sample,
+                "overall_ctr": self.overall_ctr, "inertia": self.inertia, "n_ids": self.n_ids,
+                "n_ids_with_events": self.n_ids_with_events, "level": self.level,
+                "clusters_above": int((self.table["flag"] == "above").sum()),
+                "clusters_below": int((self.table["flag"] == "below").sum()),
+                "clusters": self.table[[c for c in cols if c in self.table.columns]].to_dict(orient="records")}
 
 
 def _first(values: Sequence | pd.Series | np.ndarray, n: int = 3) -> str:

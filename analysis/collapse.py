@@ -23,11 +23,13 @@ import pandas as pd
 
 from analysis._inputs import as_matrix
 from lee.errors import InputError
+from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, TableKind
 
 
+@register("collapse")
 @dataclass
-class CollapseResult:
+class CollapseResult(SavedResult):
     """Singular values (descending) of the centred table and the measures derived from them."""
 
     kind: TableKind | None
@@ -129,3 +131,34 @@ def compare_collapse(results: Mapping[str, CollapseResult], *, ratio: float = 0.
     median = float(frame["effective_rank"].median())
     frame["collapsed"] = frame["effective_rank"] < ratio * median
     return frame
+
+
+@register("collapse-comparison")
+@dataclass
+class CollapseComparison(SavedResult):
+    """Several variants' spectra of one table kind, side by side, with the collapsed ones flagged."""
+
+    table: str
+    ratio: float
+    results: dict[str, CollapseResult]
+    frame: pd.DataFrame
+
+    @property
+    def collapsed(self) -> list[str]:
+        return self.frame.loc[self.frame["collapsed"], "variant"].tolist()
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        spectra = {f"spectrum-{v}": r.spectrum() for v, r in self.results.items()}
+        return {"collapse": self.frame, **spectra}
+
+    def summary(self) -> dict[str, Any]:
+        cols = ["variant", "rows", "dim", "effective_rank", "information_abundance", "effective_rank_ratio",
+                "dims_90pct_variance", "dims_99pct_variance", "collapsed"]
+        return {"table": self.table, "ratio": self.ratio, "collapsed": self.collapsed,
+                "variants": self.frame[[c for c in cols if c in self.frame.columns]].to_dict(orient="records")}
+
+
+def collapse_comparison(results: Mapping[str, CollapseResult], *, table: str, ratio: float = 0.5) -> CollapseComparison:
+    """:func:`compare_collapse` as a result object that keeps each variant's spectrum."""
+    return CollapseComparison(table=table, ratio=ratio, results=dict(results),
+                              frame=compare_collapse(results, ratio=ratio))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from lee.config import ConfigModel
 from lee.errors import InputError
+from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.timeutil import iso
 
@@ -118,7 +119,7 @@ def table_stats(snapshot: Snapshot, kind: TableKind | str, *, reference: Referen
         l1 += float(np.abs(x).sum())
         l2 += float(np.sqrt((x * x).sum(1)).sum())
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-        if center is not None:
+        if center is not None and scale is not None:  # both come from the reference
             extreme += int((np.abs(x - center) > extreme_z * scale).sum())
     if n == 0:
         nan = np.full(d, np.nan)
@@ -196,8 +197,12 @@ def judge(stats: TableStats, ref: Reference | None, th: HealthThresholds) -> tup
     return measures, reasons
 
 
+register("health-thresholds")(HealthThresholds)  # saved inside a report
+
+
+@register("health")
 @dataclass
-class HealthReport:
+class HealthReport(SavedResult):
     """Health of every table of every snapshot of one variant, oldest first.
 
     ``table`` has one row per (snapshot, table) with the statistics, the measures against the

@@ -18,7 +18,7 @@ most should rank first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -26,14 +26,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from lee.errors import InputError
 from lee.evaluator.data import DownstreamStream
 from lee.evaluator.inject import Injection, inject
-from lee.evaluator.models import ProxyConfig, ProxyCTR
+from lee.evaluator.models import ProxyConfig, ProxyCTR, RepLookup
 from lee.evaluator.stats import RankedScores, paired_delta_ci
 from lee.evaluator.stream import rep_rows_for, run_stream
+from lee.results import SavedResult, register
 from lee.snapshot import Snapshot
 
 
@@ -64,10 +66,28 @@ class MaskTarget:
     tables: tuple[int, ...] = ()
 
 
+def default_groups(stream: DownstreamStream) -> dict[str, tuple[str, ...]]:
+    """Feature groups from the fields' declared roles: user side, item side, context (empty ones dropped).
+
+    A stream without declared roles (built by hand) falls back to the planted world's groups when
+    it has those fields, else to no groups.
+    """
+    if stream.roles:
+        by = {"user side": "user", "item side": "item", "context": "context"}
+        groups = {g: tuple(f for f in stream.fields if stream.roles.get(f) == role) for g, role in by.items()}
+        return {g: members for g, members in groups.items() if members}
+    if all(m in stream.fields for members in FEATURE_GROUPS.values() for m in members):
+        return dict(FEATURE_GROUPS)
+    return {}
+
+
 def mask_targets(stream: DownstreamStream, injection: Injection | None = None, *,
-                 groups: Mapping[str, Sequence[str]] | None = FEATURE_GROUPS) -> list[MaskTarget]:
-    """Every field, every group (fields it names that the stream lacks are an error), every
-    injected table and — with more than one table — all of them together."""
+                 groups: Mapping[str, Sequence[str]] | None = None) -> list[MaskTarget]:
+    """Every field, every group (default: by declared role, :func:`default_groups`; fields a group
+    names that the stream lacks are an error), every injected table and — with more than one
+    table — all of them together."""
+    if groups is None:
+        groups = default_groups(stream)
     index = {f: k for k, f in enumerate(stream.fields)}
     out = [MaskTarget(f, "feature", fields=(k,)) for f, k in index.items()]
     for name, members in (groups or {}).items():
@@ -85,8 +105,9 @@ def mask_targets(stream: DownstreamStream, injection: Injection | None = None, *
     return out
 
 
+@register("importance")
 @dataclass
-class ImportanceResult:
+class ImportanceResult(SavedResult):
     """AUC drop per masked target, ranked; ``drops[name]`` holds the per-repeat drops."""
 
     mode: str
@@ -121,25 +142,30 @@ def _scores(model: ProxyCTR, x: torch.Tensor, rows: list[torch.Tensor], device: 
     return torch.cat(out).numpy()
 
 
-def _check_model(model: ProxyCTR, stream: DownstreamStream, injection: Injection | None) -> None:
+def _check_model(model: object, stream: DownstreamStream, injection: Injection | None) -> ProxyCTR:
+    """``model`` itself, once it is known to be a ProxyCTR trained on ``stream`` with ``injection``'s tables."""
     if not isinstance(model, ProxyCTR):
         raise InputError(f"feature-masking importance needs a trained ProxyCTR; got {type(model).__name__}")
-    if len(model.emb) != len(stream.fields) or any(e.num_embeddings != c for e, c in zip(model.emb, stream.cardinalities)):
+    cards = [e.num_embeddings for e in model.emb]
+    if len(cards) != len(stream.fields) or any(n != c for n, c in zip(cards, stream.cardinalities)):
         raise InputError("the model was not trained on this stream: its field cardinalities "
-                         f"{[e.num_embeddings for e in model.emb]} differ from the stream's {list(stream.cardinalities)}")
+                         f"{cards} differ from the stream's {list(stream.cardinalities)}")
     n_model = len(model.reps.dims) if model.reps is not None else 0
     n_inj = len(injection.tables) if injection is not None else 0
     if n_model != n_inj:
         raise InputError(f"the model takes {n_model} injected table(s) but {n_inj} were given; pass the "
                          "injection the model was trained with")
+    return model
 
 
-def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Injection | None = None, *,
+def masking_importance(model: nn.Module | None, stream: DownstreamStream, injection: Injection | None = None, *,
                        mode: str = "permutation", targets: Sequence[MaskTarget] | None = None,
+                       groups: Mapping[str, Sequence[str]] | None = None,
                        events: tuple[int, int] | None = None, n_repeats: int = 5, n_boot: int = 100,
                        level: float = 0.95, seed: int = 0, device: torch.device | str = "cpu",
                        progress: bool = False) -> ImportanceResult:
-    """AUC drop of ``model`` on ``events`` (default: the last tenth of the stream) for each target.
+    """AUC drop of ``model`` on ``events`` (default: the last tenth of the stream) for each target
+    (default: every field, the ``groups`` — by declared role unless given — and the injected tables).
 
     Deterministic modes (``zero``, ``mean``) use one repeat whatever ``n_repeats`` says.
     """
@@ -147,7 +173,7 @@ def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Inj
         raise InputError(f"unknown masking mode {mode!r}; choose one of {', '.join(MaskingMode)}")
     if n_repeats < 1 or n_boot < 2:
         raise InputError(f"n_repeats must be at least 1 and n_boot at least 2; got {n_repeats} and {n_boot}")
-    _check_model(model, stream, injection)
+    model = _check_model(model, stream, injection)  # a run's ``model``: None unless kept, so checked here
     device = torch.device(device)
     lo, hi = events if events is not None else stream.window_bounds(10)[-1]
     if not 0 <= lo < hi <= len(stream):
@@ -156,7 +182,7 @@ def masking_importance(model: ProxyCTR, stream: DownstreamStream, injection: Inj
     if not 0 < y.sum() < y.size:
         raise InputError(f"evaluation events [{lo}, {hi}) hold only one class ({int(y.sum())} clicks of {y.size}); "
                          "AUC is undefined there — choose a wider range")
-    targets = list(targets) if targets is not None else mask_targets(stream, injection)
+    targets = list(targets) if targets is not None else mask_targets(stream, injection, groups=groups)
     if not targets:
         raise InputError("nothing to mask: no targets given")
     repeats = n_repeats if mode == "permutation" else 1
@@ -197,7 +223,8 @@ def _mask_all(model: ProxyCTR, stream: DownstreamStream, x: torch.Tensor, rows: 
 
 def _masked_scores(model: ProxyCTR, x: torch.Tensor, rows: list[torch.Tensor], target: MaskTarget, mode: str,
                    repeats: int, column_seed: int, device: torch.device) -> list[np.ndarray]:
-    if any(t >= len(rows) for t in target.tables) or any(f >= x.shape[1] for f in target.fields):
+    columns = getattr(model, "_columns", [(k, k + 1) for k in range(x.shape[1])])
+    if any(t >= len(rows) for t in target.tables) or any(f >= len(columns) for f in target.fields):
         raise InputError(f"mask target {target.name!r} refers to inputs the model does not have")
     if mode == "permutation":
         rs = np.random.RandomState(column_seed)
@@ -207,8 +234,9 @@ def _masked_scores(model: ProxyCTR, x: torch.Tensor, rows: list[torch.Tensor], t
         for _ in range(repeats):
             rs.shuffle(idx)                      # cumulative, as sklearn does
             perm = torch.from_numpy(idx.copy())
-            for k in target.fields:
-                xp[:, k] = xp[perm, k]
+            for k in target.fields:                  # a multi-valued field moves all its columns together
+                a, b = columns[k]
+                xp[:, a:b] = xp[perm, a:b]
             for t in target.tables:
                 rp[t] = rp[t][perm]
             out.append(_scores(model, xp, rp, device))
@@ -217,22 +245,34 @@ def _masked_scores(model: ProxyCTR, x: torch.Tensor, rows: list[torch.Tensor], t
         field_override: dict[int, torch.Tensor] = {}
         for k in target.fields:
             emb = model.emb[k]
-            field_override[k] = (torch.zeros(emb.embedding_dim, device=device) if mode == "zero"
-                                 else _chunked_mean(lambda a, b: emb(x[a:b, k].to(device)), x.shape[0]))
+            assert isinstance(emb, nn.Embedding)
+            dim = emb.embedding_dim
+            field_override[k] = (torch.zeros(dim, device=device) if mode == "zero"
+                                 else _field_mean(model, k, x, device))
         rep_override: dict[int, torch.Tensor] = {}
         for t in target.tables:
+            assert model.reps is not None, "a table target on a model without injected tables"
             dim = model.reps.dims[t]
             rep_override[t] = (torch.zeros(dim, device=device) if mode == "zero"
-                               else _chunked_mean(lambda a, b: model.reps([r[a:b].to(device) for r in rows])[t],
-                                                  x.shape[0]))
+                               else _table_mean(model.reps, t, rows, device))
     return [_scores(model, x, rows, device, field_override=field_override, rep_override=rep_override)]
 
 
-def _chunked_mean(fn, n: int, chunk: int = 65_536) -> torch.Tensor:
-    total = None
-    for a in range(0, n, chunk):
-        part = fn(a, min(a + chunk, n)).sum(0)
-        total = part if total is None else total + part
+def _field_mean(model: ProxyCTR, k: int, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Mean embedding of field ``k`` over the events ``x``."""
+    return _chunked_mean(lambda a, b: model._embed(k, x[a:b].to(device)), x.shape[0])
+
+
+def _table_mean(reps: RepLookup, t: int, rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Mean (projected) representation of injected table ``t`` over the events' ``rows``."""
+    return _chunked_mean(lambda a, b: reps([r[a:b].to(device) for r in rows])[t], rows[t].shape[0])
+
+
+def _chunked_mean(fn: Callable[[int, int], torch.Tensor], n: int, chunk: int = 65_536) -> torch.Tensor:
+    """The column means of ``fn(a, b)`` (rows ``a:b``) over rows ``0:n``, ``chunk`` rows at a time."""
+    total = fn(0, min(chunk, n)).sum(0)
+    for a in range(chunk, n, chunk):
+        total = total + fn(a, min(a + chunk, n)).sum(0)
     return total / n
 
 

@@ -6,8 +6,8 @@ to each stratum, e.g. the K-means cluster, with a floor of a few points so small
 show); the sample's size and rows are part of the result, so a figure can say what it shows.
 
 Methods: ``pca`` (numpy SVD of the centred matrix: linear, exact, instant), ``tsne`` (openTSNE:
-Barnes-Hut for small inputs, FFT-accelerated interpolation for large ones; local neighbourhoods) and ``umap`` (umap-learn, imported
-only when asked for because its import alone takes seconds).
+Barnes-Hut for small inputs, FFT-accelerated interpolation for large ones; local neighbourhoods) and
+``umap`` (umap-learn, imported only when asked for because its import alone takes seconds).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import pandas as pd
 
 from analysis._inputs import as_matrix
 from lee.errors import InputError
+from lee.results import register
 
 MIN_PER_STRATUM = 5
 
 
+@register("map-2d")
 @dataclass(frozen=True)
 class Map2D:
     """2-D coordinates of a sample of the input's rows.

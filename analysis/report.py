@@ -9,10 +9,7 @@ label such as ``<script>alert(1)</script>`` is displayed as text, never run.
 from __future__ import annotations
 
 import html
-import json
-import os
-import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +18,16 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from analysis import figures
-from analysis.export import Frames, export_result, plain
+from analysis.lee_results import LeeComparison
 from analysis.suite import SuiteResult
+from lee.fileio import atomic_write_text
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:0 24px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:0 24px;
+color:#222}
 h1{margin-top:24px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:40px}
-table.data{border-collapse:collapse;font-size:13px;margin:8px 0 16px} table.data td,table.data th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table.data{border-collapse:collapse;font-size:13px;margin:8px 0 16px}
+table.data td,table.data th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 table.data th{background:#f5f5f5} .note{color:#666;font-size:13px} nav a{margin-right:12px}
 .flag{color:#b00} .ok{color:#070}
 """
@@ -44,8 +44,7 @@ def _figure(fig: go.Figure) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
-def build_report(suite: SuiteResult, *, lee_table: pd.DataFrame | None = None,
-                 lee_windows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None,
+def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None,
                  title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> str:
     """The report as one HTML string (Plotly's JavaScript included)."""
     e = html.escape
@@ -57,10 +56,16 @@ def build_report(suite: SuiteResult, *, lee_table: pd.DataFrame | None = None,
         parts.append(f"<h2 id='{anchor}'>{e(heading)}</h2>{body}")
 
     # --- LEE
-    if lee_table is not None and len(lee_table):
-        body = _figure(figures.lee_ranking(lee_table)) + _table(
-            lee_table, ["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
-                        "rela_impr", "verdict"])
+    lee_table = lee.ranking if lee is not None else None
+    lee_windows = lee.windows if lee is not None else None
+    sweep = lee.sweep if lee is not None else None
+    has_sweep = sweep is not None and len(sweep) > 0
+    if (lee_table is not None and len(lee_table)) or has_sweep:
+        body = ""
+        if lee_table is not None and len(lee_table):
+            body += _figure(figures.lee_ranking(lee_table)) + _table(
+                lee_table, ["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
+                            "rela_impr", "coverage_events", "verdict"])
         if lee_windows is not None and len(lee_windows):
             body += _figure(figures.window_auc(lee_windows))
         if sweep is not None and len(sweep):
@@ -141,7 +146,7 @@ def build_report(suite: SuiteResult, *, lee_table: pd.DataFrame | None = None,
     if suite.skipped:
         section("notes", "Notes", "<ul>" + "".join(f"<li>{e(x)}</li>" for x in suite.skipped) + "</ul>")
 
-    meta = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(meta or {})}
+    meta = {"generated": datetime.now(UTC).isoformat(timespec="seconds"), **(meta or {})}
     head = "".join(f"<b>{e(str(k))}</b>: {e(str(v))} &nbsp; " for k, v in meta.items())
     nav = "".join(f"<a href='#{a}'>{e(h)}</a>" for a, h in sections)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -151,55 +156,16 @@ def build_report(suite: SuiteResult, *, lee_table: pd.DataFrame | None = None,
             "<p class='note'>Every number above is in data/ as JSON and CSV.</p></body></html>")
 
 
-def write_report(out: str | Path, suite: SuiteResult, *, lee_table: pd.DataFrame | None = None,
-                 lee_windows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None,
+def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | None = None,
                  title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> Path:
-    """Write ``out/report.html`` and ``out/data/`` (JSON + CSV of every result); returns the HTML path."""
+    """Write ``out/report.html`` and ``out/data/`` (``suite/`` and ``lee/``: saved results, JSON and
+    CSV of every number shown); returns the HTML path. Each part is replaced whole, never half-written."""
     out = Path(out)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
-    _export_suite(suite, data)
-    if lee_table is not None:
-        export_result(Frames({"ranking": lee_table, **({"windows": lee_windows} if lee_windows is not None else {}),
-                               **({"sweep": sweep.reset_index()} if sweep is not None else {})},
-                              {"rows": len(lee_table)}), data, "lee")
-    text = build_report(suite, lee_table=lee_table, lee_windows=lee_windows, sweep=sweep, title=title, meta=meta)
+    suite.save(data / "suite")
+    if lee is not None:
+        lee.save(data / "lee")
     path = out / "report.html"
-    tmp = out / f".report-{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    (data / "summary.json").write_text(json.dumps(plain(suite.summary()), indent=2, allow_nan=False) + "\n",
-                                       encoding="utf-8")
+    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta))
     return path
-
-
-def _export_suite(suite: SuiteResult, data: Path) -> None:
-    for v, rep in suite.health.items():
-        export_result(rep, data, f"health-{v}")
-    for v, by in suite.volatility.items():
-        for t, r in by.items():
-            export_result(r, data, f"volatility-{v}-{t}")
-    for v, by in suite.series.items():
-        for t, r in by.items():
-            export_result(r, data, f"volatility-series-{v}-{t}")
-    for t, frame in suite.collapse.items():
-        spectra = {f"spectrum-{v}": r.spectrum() for v, r in suite.spectra.get(t, {}).items()}
-        export_result(Frames({"collapse": frame, **spectra}, {"table": t}), data, f"collapse-{t}")
-    for v, r in suite.clusters.items():
-        maps = {f"map-{m}": f for m, f in suite.map_frames.get(v, {}).items()}
-        export_result(Frames({"clusters": r.table, **maps}, {"variant": v, "k": r.k, "ari": r.ari,
-                                                               "silhouette": r.silhouette}), data, f"clusters-{v}")
-    for v, r in suite.importance.items():
-        export_result(r, data, f"importance-{v}")
-    if suite.segments is not None:
-        export_result(suite.segments, data, "segments")
-
-
-def lee_from_store(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The latest LEE run per (variant, usage, fusion) and their per-window AUC curves."""
-    from lee.jobs.store import ResultsStore
-
-    store = ResultsStore(path)
-    table = store.compare()
-    windows = store.windows(table["run_id"].tolist()) if len(table) else store.windows([])
-    return table, windows

@@ -1,37 +1,38 @@
-"""Every analysis over one world and snapshot root, in one call: what the demo, the scheduled jobs
+"""Every analysis over one dataset (or world) and snapshot root, in one call: what the demo, the scheduled jobs
 and the HTML report run.
 
 :func:`run_suite` returns a :class:`SuiteResult` holding each analysis's own result object and,
-given ``out``, exports each of them (JSON + CSV, :mod:`analysis.export`) plus an index
-``analyses.json``. Nothing here computes a number itself: it only decides what to run on what.
+given ``out``, saves it there as one result directory (``result.json`` with every number, one CSV
+per table; :mod:`lee.results`) that loads back without recomputing. Nothing here computes a number
+itself: it only decides what to run on what.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, Field
 
+from analysis._data import as_dataset, id_labels, interactions, planted_truth
 from analysis.clusters import ClusterResult, cluster_snapshot
 from analysis.collapse import CollapseResult, collapse_of_table, compare_collapse
-from analysis.export import Frames, export_result, plain
 from analysis.health import HealthReport, HealthThresholds, snapshot_health
 from analysis.importance import ImportanceResult, MaskingMode, importance_for_snapshot
 from analysis.maps import Map2D, MapMethod, embed_2d
 from analysis.segments import SegmentLift, segment_lift
 from analysis.volatility import VolatilityResult, VolatilitySeries, cosine_by_id, volatility_series
 from lee.config import ConfigModel
+from lee.data.dataset import Dataset
 from lee.device import Device
 from lee.errors import InputError, LeeError, LeeWarning
-from lee.evaluator.data import DownstreamStream, stream_from_world
+from lee.evaluator.data import DownstreamStream, stream_from_dataset
 from lee.evaluator.inject import Usage
+from lee.results import SavedResult, plain, register
 from lee.snapshot import SnapshotStore, TableKind
 from lee.world.ab_log import generate_ab_log
 from lee.world.model import World
@@ -74,8 +75,9 @@ class SuiteConfig(ConfigModel):
     health: HealthThresholds = Field(default_factory=HealthThresholds)
 
 
+@register("suite")
 @dataclass
-class SuiteResult:
+class SuiteResult(SavedResult):
     """Each analysis's result object, keyed by variant (and table where it applies)."""
 
     variants: list[str]
@@ -90,7 +92,6 @@ class SuiteResult:
     importance: dict[str, ImportanceResult] = field(default_factory=dict)
     segments: SegmentLift | None = None
     skipped: list[str] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         vol = {v: {t: {k: r.summary()[k] for k in ("n_shared", "mean_cosine", "share_above_0.99",
@@ -109,6 +110,29 @@ class SuiteResult:
             "skipped": self.skipped,
         })
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Every table of every analysis, named ``<analysis>-<variant>[-<table>]-<name>``."""
+        out: dict[str, pd.DataFrame] = {}
+        for v, rep in self.health.items():
+            out.update({f"health-{v}-{k}": f for k, f in rep.tables().items()})
+        for v, by in self.volatility.items():
+            for t, r in by.items():
+                out.update({f"volatility-{v}-{t}-{k}": f for k, f in r.tables().items()})
+        for v, by in self.series.items():
+            for t, s in by.items():
+                out[f"volatility-series-{v}-{t}"] = s.table
+        for t, frame in self.collapse.items():
+            out[f"collapse-{t}"] = frame
+            out.update({f"collapse-{t}-spectrum-{v}": r.spectrum() for v, r in self.spectra.get(t, {}).items()})
+        for v, r in self.clusters.items():
+            out[f"clusters-{v}"] = r.table
+            out.update({f"map-{v}-{m}": f for m, f in self.map_frames.get(v, {}).items()})
+        for v, imp in self.importance.items():
+            out[f"importance-{v}"] = imp.table
+        if self.segments is not None:
+            out["segments"] = self.segments.table
+        return out
+
 
 def cluster_frames(res: ClusterResult) -> dict[str, pd.DataFrame]:
     return {"clusters": res.table}
@@ -124,36 +148,30 @@ def map_frame(m: Map2D, clusters: ClusterResult, labels: pd.Series | None) -> pd
     return frame
 
 
-def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = None, out: str | Path | None = None,
-              ab_log: pd.DataFrame | None = None, log: Callable[[str], Any] = print,
-              progress: bool = False, events: pd.DataFrame | None = None,
+def run_suite(data: Dataset | World, root: str | Path, *, config: SuiteConfig | None = None,
+              out: str | Path | None = None, ab_log: pd.DataFrame | None = None,
+              log: Callable[[str], Any] = print, progress: bool = False, events: pd.DataFrame | None = None,
               stream: DownstreamStream | None = None) -> SuiteResult:
-    """Run every analysis; ``ab_log`` defaults to a planted log generated from ``world``.
+    """Run every analysis on the snapshots under ``root`` against ``data`` (any dataset; a world).
 
-    ``events`` (default: all of the world's) give the clusters' CTR; ``stream`` (default: the
-    world's ad events) is what the importance proxies train on — e.g. only the downstream part of a
-    real dataset split in time.
+    ``events`` (default: the dataset's downstream interactions: user_id, item_id, click) give the
+    clusters' CTR; ``stream`` (default: the dataset's downstream stream) is what the importance
+    proxies train on. ``ab_log`` defaults to a planted log when ``data`` is a planted world.
     """
     cfg = config or SuiteConfig()
+    ds = as_dataset(data)
     store = SnapshotStore(root)
     variants = list(cfg.variants) if cfg.variants is not None else store.variants()
     missing = sorted(set(variants) - set(store.variants()))
     if missing:
         raise InputError(f"{root}: no variant(s) {', '.join(missing)}; present: {', '.join(store.variants())}")
     res = SuiteResult(variants=variants)
-    out = Path(out) if out is not None else None
-
-    def save(result: Any, name: str) -> None:
-        if out is not None:
-            for key, path in export_result(result, out, name).items():
-                res.files[f"{name}:{key}"] = str(path.relative_to(out))
 
     # --- health first: every later analysis reads each variant's latest snapshot that is not broken
     current = {}
     for v in variants:
         kinds = [t for t in cfg.tables if TableKind.parse(t) in store.latest(v).kinds]
         res.health[v] = snapshot_health(store, v, thresholds=cfg.health, kinds=kinds)
-        save(res.health[v], f"health-{v}")
         target = res.health[v].latest_usable
         if target is None:
             res.skipped.append(f"{v}: every snapshot is broken (NaN rows or dead dimensions); only health is reported")
@@ -177,8 +195,6 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
             except LeeError as exc:
                 res.skipped.append(f"volatility {v} {t}: {exc}")
                 continue
-            save(res.volatility[v][t], f"volatility-{v}-{t}")
-            save(res.series[v][t], f"volatility-series-{v}-{t}")
     log(f"      health and volatility: {len(variants)} variants")
 
     # --- collapse, per table across variants
@@ -187,14 +203,13 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
         if have:
             res.spectra[t] = {v: collapse_of_table(s, t) for v, s in have.items()}
             res.collapse[t] = compare_collapse(res.spectra[t])
-            save(Frames({"collapse": res.collapse[t]}, {"table": t}), f"collapse-{t}")
 
     # --- clusters and 2-D maps
-    users = world.users
-    truth = pd.Series(users["group"].to_numpy(), index=users["user_id"].to_numpy()) if "group" in users else None
-    labels = (pd.Series(users["label"].astype(str).to_numpy(), index=users["user_id"].to_numpy())
-              if "label" in users else None)
-    k = cfg.k or (int(users["label"].nunique()) if "label" in users else 8)
+    truth = planted_truth(ds)
+    labels = id_labels(ds, "user", "label")
+    k = cfg.k or (int(labels.nunique()) if labels is not None else 8)
+    ctr_events = interactions(ds) if events is None else events
+    items = ds.items if ds.items is not None and {"item_id", "category"} <= set(ds.items.columns) else None
     kind = TableKind.parse(cfg.cluster_table)
     for v, snap in current.items():
         if kind not in snap.kinds:
@@ -202,12 +217,10 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LeeWarning)  # small clusters are flagged in the table itself
-            res.clusters[v] = cluster_snapshot(snap, kind, k=k, events=world.events if events is None else events,
-                                               items=world.items,
+            res.clusters[v] = cluster_snapshot(snap, kind, k=k, events=ctr_events, items=items,
+                                               domain=1 if "domain" in ctr_events.columns else None,
                                                labels=labels if kind.entity == "user" else None,
                                                truth=truth if kind.entity == "user" else None, seed=cfg.seed)
-        save(Frames(cluster_frames(res.clusters[v]), {"variant": v, "k": k, "ari": res.clusters[v].ari}),
-             f"clusters-{v}")
         if cfg.map_variants is None or v in cfg.map_variants:
             table = snap.load(kind)
             order = pd.Index(table.ids).get_indexer(res.clusters[v].ids)
@@ -217,37 +230,34 @@ def run_suite(world: World, root: str | Path, *, config: SuiteConfig | None = No
                 res.maps.setdefault(v, {})[method] = m
                 frame = map_frame(m, res.clusters[v], labels if kind.entity == "user" else None)
                 res.map_frames.setdefault(v, {})[method] = frame
-                save(Frames({"points": frame}, {"variant": v, "method": method, "sample_size": m.sample_size,
-                                                 "n_total": m.n_total}), f"map-{v}-{method}")
     log(f"      clusters: k={k} on {kind.value} of {len(res.clusters)} variants")
 
     # --- feature-masking importance
     todo = [v for v in cfg.importance_variants if v in current]
     if todo:
-        stream = stream if stream is not None else stream_from_world(world)
+        stream = stream if stream is not None else stream_from_dataset(ds)
         for v in todo:
             res.importance[v] = importance_for_snapshot(
                 stream, current[v], usage=cfg.importance_usage, mode=cfg.importance_mode,
                 n_repeats=cfg.importance_repeats, n_boot=cfg.n_boot, seed=cfg.seed, device=cfg.device,
                 progress=progress)
-            save(res.importance[v], f"importance-{v}")
         log(f"      feature-masking importance: {', '.join(todo)}")
 
     # --- user-segment GMV lift
     if cfg.segments:
-        if ab_log is None and {"home_ad_actions_10d", "other_ad_actions_60d", "activity"} <= set(users.columns):
+        world = data if isinstance(data, World) else ds.world
+        planted = world is not None and {"home_ad_actions_10d", "other_ad_actions_60d", "activity"} <= set(
+            world.users.columns)
+        if ab_log is None and planted:
             ab_log = generate_ab_log(world, seed=cfg.seed)
         if ab_log is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LeeWarning)
                 res.segments = segment_lift(ab_log, n_boot=cfg.n_boot, seed=cfg.seed)
-            save(res.segments, "segments-quadrant")
             log("      user-segment GMV lift: 4 quadrants")
         else:
             res.skipped.append("segments: no A/B exposure log")
 
     if out is not None:
-        index = {"summary": res.summary(), "files": res.files}
-        (out / "analyses.json").write_text(json.dumps(plain(index), indent=2, allow_nan=False) + "\n",
-                                           encoding="utf-8")
+        res.save(out)
     return res

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from analysis._inputs import require_columns
 from lee.errors import InputError, LeeError, SnapshotError
+from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.snapshot.reader import RowGather
 from lee.timeutil import iso
@@ -34,8 +35,9 @@ DEFAULT_MEMORY_MB = 4096
 _BATCH_ROWS = 131_072
 
 
+@register("volatility")
 @dataclass
-class VolatilityResult:
+class VolatilityResult(SavedResult):
     """Per-id cosine between two snapshots of one variant, with coverage of new and lost ids.
 
     ``ids[k]`` and ``cosine[k]`` are the shared ids in the later snapshot's row order. A zero
@@ -298,8 +300,9 @@ def volatility(store: SnapshotStore | str | Path, variant: str, kind: TableKind 
     return cosine_by_id(before, after, kind, **kwargs)
 
 
+@register("volatility-series")
 @dataclass
-class VolatilitySeries:
+class VolatilitySeries(SavedResult):
     """Volatility between each pair of consecutive snapshots of one variant: one row per pair."""
 
     variant: str

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lee.errors import InputError
-from lee.fileio import atomic_dir, atomic_write_text
+from lee.fileio import atomic_dir
 
 FORMAT = "lee-result"
 FORMAT_VERSION = 1
@@ -325,11 +325,11 @@ def save_result(result: Any, directory: str | Path, *, overwrite: bool = True) -
                 fname = fname[:-4] + "_.csv"
             used.add(fname)
             files[key] = fname
-            atomic_write_text(tmp / fname, frame.to_csv(index=False))
+            (tmp / fname).write_text(frame.to_csv(index=False), encoding="utf-8")  # atomic_dir fsyncs
         writer = _Writer(tmp)
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": name,
                "summary": plain(result.summary()), "tables": files, "state": writer.encode(result)}
-        atomic_write_text(tmp / RESULT_FILE, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        (tmp / RESULT_FILE).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return directory
 
 

@@ -42,7 +42,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 def driver():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):
         opts.add_argument(arg)
     d = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     d.set_page_load_timeout(120)
@@ -51,6 +52,7 @@ def driver():
 
 
 def test_report_renders_offline(tmp_path, driver):
+    from analysis.lee_results import LeeComparison
     from analysis.report import write_report
     from analysis.suite import SuiteConfig, run_suite
     from lee.world.config import config_for_scale
@@ -64,7 +66,8 @@ def test_report_renders_offline(tmp_path, driver):
     lee = pd.DataFrame({"variant": [EVIL], "usage": ["UR+IR"], "fusion": ["concat"], "auc": [0.8],
                         "baseline_auc": [0.7], "delta_auc": [0.1], "ci_low": [0.05], "ci_high": [0.15],
                         "rela_impr": [40.0], "verdict": ["better"]})
-    path = write_report(tmp_path / "report", suite, lee_table=lee)
+    path = write_report(tmp_path / "report", suite,
+                        lee=LeeComparison(source="test", ranking=lee, windows=pd.DataFrame()))
     n_figures = path.read_text(encoding="utf-8").count('class="plotly-graph-div"')
     assert n_figures >= 8
 
@@ -111,9 +114,9 @@ def dashboard(tmp_path):
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "dashboard" / "main.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--", *_sources(tmp_path)],
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "dashboard" / "main.py"),
+         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false", "--", *_sources(tmp_path)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 90
     while time.time() < deadline:

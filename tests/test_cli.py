@@ -24,6 +24,8 @@ import pytest
 import torch
 from safetensors.numpy import save_file as save_safetensors
 
+from analysis.lee_results import LeeComparison
+from analysis.suite import SuiteResult
 from app.cli.main import main
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.timeutil import iso
@@ -129,7 +131,7 @@ def trained(tmp_path_factory, world_dir) -> tuple[Path, dict]:
     """Upstream snapshots from ``lee upstream train`` on the tiny world, and the JSON it printed."""
     root = tmp_path_factory.mktemp("cli") / "runs"
     rc, stdout = run_quietly("upstream", "train", "--world", world_dir, "--out", root, "-q", "--device", "cpu",
-                             "--json")
+                             "--snapshot-every", "5", "--json")
     assert rc == 0
     return root, json.loads(stdout)
 
@@ -163,8 +165,8 @@ def test_world_generate_reports_the_tiny_scale(generated):
     out, doc = generated
     assert doc["world"] == str(out)
     assert (doc["users"], doc["items"], doc["events"]) == (TINY["n_users"], TINY_ITEMS, TINY["n_events"])
-    assert sorted(p.name for p in out.iterdir()) == ["events.parquet", "items.parquet", "truth", "users.parquet",
-                                                     "world.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "events.parquet", "items.parquet", "truth",
+                                                     "users.parquet", "world.json"]
 
 
 def test_world_show_json_matches_the_tiny_scale(capsys, world_dir):
@@ -315,7 +317,18 @@ def test_upstream_train_bad_arguments(capsys, tmp_path, world_dir, args, phrase)
 def test_upstream_train_missing_world(capsys, tmp_path):
     rc, _, err = run(capsys, "upstream", "train", "--world", tmp_path / "none", "--out", tmp_path / "r",
                      "--device", "cpu")
-    assert_user_error(rc, err, f"{tmp_path / 'none'}: not a world directory")
+    assert_user_error(rc, err, f"{tmp_path / 'none'}: not a dataset directory")
+
+
+def test_upstream_cadence_comes_from_the_time_span(capsys, world_dir, tmp_path):
+    """Without --snapshot-every, about 12 snapshots over the span: 30 minutes of tiny world -> 2-minute steps."""
+    rc, out, _ = run(capsys, "upstream", "train", "--data", world_dir, "--out", tmp_path / "r", "--device", "cpu",
+                     "--holdout", "0", "-q", "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["snapshot_every_minutes"] == 2 and "time span" in doc["cadence"]
+    times = SnapshotStore(tmp_path / "r").times("upstream")
+    assert {(b - a).total_seconds() for a, b in zip(times, times[1:])} == {120.0} and len(times) == 15
 
 
 # --------------------------------------------------------------------------------------------
@@ -615,9 +628,12 @@ def test_demo_tiny_end_to_end(capsys, tmp_path):
     sweep = pd.read_csv(out / "sweep.csv")
     assert set(sweep["dim"]) == {16, 32} and sweep["layer"].nunique() >= 4
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
-    assert "id='lee'" in html and "id='clusters'" in html and (out / "report" / "data" / "lee-ranking.csv").is_file()
-    index = json.loads((out / "analyses" / "analyses.json").read_text())
-    assert all((out / "analyses" / f).is_file() for f in index["files"].values())
+    assert "id='lee'" in html and "id='clusters'" in html
+    assert (out / "report" / "data" / "lee" / "ranking.csv").is_file()
+    saved = SuiteResult.load(out / "analyses")
+    assert saved.summary() == SuiteResult.load(out / "report" / "data" / "suite").summary()
+    assert saved.summary()["collapse"] == a["collapse"]
+    assert LeeComparison.load(out / "lee").summary()["runs"] == steps["lee"]["units"]
     times = SnapshotStore(out / "snapshots").times("upstream")
     assert {(b - a).total_seconds() for a, b in zip(times, times[1:])} == {300.0}
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from analysis.health import HealthReport
 from app.cli.main import main
 
 
@@ -28,10 +29,12 @@ def test_health_flags_planted_anomalies(planted, capsys, tmp_path):
     assert main(["world", "anomalies", "--root", str(root), "--variant", "random", "--json"]) == 0
     times = _json(capsys)
     assert main(["analyze", "health", "--root", str(root), "--variant", "random", "--json", "-q",
-                 "--out", str(tmp_path)]) == 0
+                 "--out", str(tmp_path / "health")]) == 0
     doc = _json(capsys)
     assert doc["flagged"] == 3 and doc["rollback_target"].startswith(times["healthy"][:19])
-    assert (tmp_path / "health-random.json").is_file() and (tmp_path / "health-random-tables.csv").is_file()
+    assert doc["written"] == str(tmp_path / "health")
+    saved = HealthReport.load(tmp_path / "health")   # the saved result loads back with the same flags
+    assert saved.summary()["flagged"] == 3 and (tmp_path / "health" / "tables.csv").is_file()
     (tmp_path / "th.toml").write_text("[health]\nmax_scale = 2\n")
     assert main(["analyze", "health", "--root", str(root), "--variant", "random", "--thresholds",
                  str(tmp_path / "th.toml")]) == 2

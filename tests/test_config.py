@@ -276,7 +276,7 @@ def test_suite_config_file_errors_and_flags_over_the_file(tmp_path, capsys, monk
         raise Stop
 
     monkeypatch.setattr("analysis.suite.run_suite", fake_run_suite)
-    monkeypatch.setattr("lee.world.io.load_world", lambda path: None)
+    monkeypatch.setattr("lee.data.dataset.Dataset.open", lambda path: None)
     with pytest.raises(Stop):
         main(["report", "--world", "w", "--root", "r", "--out", "o", "--config", str(good), "--boot", "30"])
     assert seen["config"] == SuiteConfig(map_methods=("pca", "tsne"), n_boot=30, importance_mode="zero",

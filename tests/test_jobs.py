@@ -178,4 +178,4 @@ def test_evaluate_cli_reports_a_bad_job_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "app.cli", "evaluate", "--config", str(path)], capture_output=True,
                           text=True)
     assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr and "not a world directory" in proc.stderr
+    assert "Traceback" not in proc.stderr and "not a dataset directory" in proc.stderr

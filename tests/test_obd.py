@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.export import export_result
 from app.workflows.obd_case import GROUPS, ObdCaseStudy, obd_case_study
 from lee.errors import InputError
 from lee.world.obd import (
@@ -235,7 +234,10 @@ def test_case_study_arms(study: ObdCaseStudy, log: pd.DataFrame) -> None:
 
 
 def test_case_study_exports(study: ObdCaseStudy, tmp_path: Path) -> None:
-    written = export_result(study, tmp_path, "obd")
-    doc = json.loads(written["json"].read_text())
+    written = study.save(tmp_path / "obd")
+    doc = json.loads((written / "result.json").read_text())
     assert set(doc["tables"]) == {"auc_seeds", "windows", "importance", "arms", "arm_lift"}
+    back = ObdCaseStudy.load(written)
+    assert back.summary() == study.summary()
+    pd.testing.assert_frame_equal(back.importance, study.importance)
     assert "proxy AUC" in study.text()

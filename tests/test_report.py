@@ -8,6 +8,7 @@ import re
 import pandas as pd
 import pytest
 
+from analysis.lee_results import LeeComparison
 from analysis.report import build_report, write_report
 from analysis.suite import SuiteConfig, run_suite
 from lee.world.anomalies import plant_anomalies
@@ -31,7 +32,8 @@ def suite_and_report(tmp_path_factory):
                         "auc": [0.8, 0.7], "baseline_auc": [0.7, 0.7], "delta_auc": [0.1, 0.0],
                         "ci_low": [0.09, -0.01], "ci_high": [0.11, 0.01], "rela_impr": [50.0, 0.0],
                         "verdict": ["better", "no different"]})
-    path = write_report(d / "out", suite, lee_table=lee, meta={"world": EVIL})
+    path = write_report(d / "out", suite, lee=LeeComparison(source="test", ranking=lee, windows=pd.DataFrame()),
+                        meta={"world": EVIL})
     return suite, path
 
 
@@ -52,20 +54,20 @@ def test_report_is_self_contained_and_escaped(suite_and_report):
 def test_report_data_equals_the_results(suite_and_report):
     suite, path = suite_and_report
     data = path.parent / "data"
-    health = json.loads((data / "health-monitored.json").read_text())
-    assert health["summary"]["flagged"] == suite.health["monitored"].summary()["flagged"] == 3
-    clusters = json.loads((data / "clusters-oracle.json").read_text())
-    assert clusters["summary"]["ari"] == pytest.approx(suite.clusters["oracle"].ari)
-    table = pd.read_csv(data / "clusters-oracle-clusters.csv")
+    doc = json.loads((data / "suite" / "result.json").read_text())
+    assert doc["kind"] == "suite" and doc["format_version"] == 1
+    assert doc["summary"]["health"]["monitored"]["flagged"] == suite.health["monitored"].summary()["flagged"] == 3
+    assert doc["summary"]["clusters"]["oracle"]["ari"] == pytest.approx(suite.clusters["oracle"].ari)
+    table = pd.read_csv(data / "suite" / doc["tables"]["clusters-oracle"])
     pd.testing.assert_series_equal(table["ctr"], suite.clusters["oracle"].table["ctr"].reset_index(drop=True),
                                    check_names=False)
-    collapse = pd.read_csv(data / "collapse-UR-collapse.csv").set_index("variant")
+    collapse = pd.read_csv(data / "suite" / "collapse-UR.csv").set_index("variant")
     assert collapse.loc["rank_collapsed", "collapsed"]
-    vol = json.loads((data / "volatility-random-UR.json").read_text())
-    assert vol["summary"]["mean_cosine"] == pytest.approx(suite.volatility["random"]["UR"].summary()["mean_cosine"])
-    lee = pd.read_csv(data / "lee-ranking.csv")
+    assert doc["summary"]["volatility"]["random"]["UR"]["mean_cosine"] == pytest.approx(
+        suite.volatility["random"]["UR"].summary()["mean_cosine"])
+    lee = pd.read_csv(data / "lee" / "ranking.csv")
     assert list(lee["variant"]) == ["oracle", EVIL]  # the CSV keeps the raw value; only HTML escapes
-    seg = pd.read_csv(data / "segments-lift.csv")
+    seg = pd.read_csv(data / "suite" / "segments.csv")
     assert seg["lift"].iloc[-1] == pytest.approx(suite.segments.table["lift"].iloc[-1])
 
 

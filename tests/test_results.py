@@ -17,6 +17,7 @@ from analysis.health import HealthReport, snapshot_health
 from analysis.importance import ImportanceResult
 from analysis.lee_results import LeeComparison, lee_comparison
 from analysis.maps import Map2D
+from analysis.report import write_report
 from analysis.segments import SegmentLift
 from analysis.suite import SuiteConfig, SuiteResult, run_suite
 from analysis.volatility import VolatilityResult, VolatilitySeries, volatility, volatility_series
@@ -65,7 +66,9 @@ def run_dir(tmp_path_factory) -> Path:
                                  importance_repeats=1))
     sweep = pd.DataFrame({16: [0.01, 0.02], 32: [0.015, np.nan]}, index=pd.Index(["a.0", "b.1"], name="layer"))
     sweep.columns.name = "dim"
-    lee_comparison(d / "results.sqlite", sweep=sweep).save(d / "lee")
+    lee = lee_comparison(d / "results.sqlite", sweep=sweep)
+    lee.save(d / "lee")
+    write_report(d / "report", SuiteResult.load(d / "analyses"), lee=lee)   # as the demo does
     return d
 
 
@@ -109,7 +112,8 @@ def test_each_analysis_result_round_trips(run_dir: Path, tmp_path: Path, make: s
                                   table="UR")
     else:
         labels = pd.Series(world_users["label"].astype(str).to_numpy(), index=world_users["user_id"].to_numpy())
-        res = cluster_snapshot(store.latest("oracle"), "UR", k=4, labels=labels, seed=0)
+        events = pd.read_parquet(run_dir / "world" / "events.parquet")
+        res = cluster_snapshot(store.latest("oracle"), "UR", k=4, events=events, labels=labels, seed=0)
     cls = type(res)
     assert cls in (VolatilityResult, VolatilitySeries, HealthReport, CollapseComparison, ClusterResult)
     back = cls.load(res.save(tmp_path / make))

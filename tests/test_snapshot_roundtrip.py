@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ from lee.snapshot import (
 )
 from lee.timeutil import time_dirname
 
-UTC = timezone.utc
 T0 = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
 
 # --------------------------------------------------------------------------------------------

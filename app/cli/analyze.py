@@ -20,14 +20,15 @@ from lee.evaluator.inject import Usage
 from lee.evaluator.models import FUSIONS, FusionMode
 
 
-def _finish(result: Any, name: str, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> int:
-    from analysis.export import export_result, plain
+def _finish(result: Any, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> int:
+    """Print the result's summary (plus ``extra``) as JSON; with ``--out DIR`` also save it there."""
+    from lee.results import plain
 
     doc = plain(result.summary())
     if extra:
         doc.update(plain(extra))
     if args.out:
-        doc["written"] = {k: str(v) for k, v in export_result(result, args.out, name).items()}
+        doc["written"] = str(result.save(args.out))
     emit(doc, args)
     return 0
 
@@ -37,20 +38,25 @@ def cmd_volatility(args: argparse.Namespace) -> int:
 
     opts = {"memory_mb": args.memory_mb, "verify": not args.no_verify}
     if args.series:
-        return _finish(volatility_series(args.root, args.variant, args.table, progress=not args.quiet, **opts),
-                       f"volatility-series-{args.variant}-{args.table}", args)
+        return _finish(volatility_series(args.root, args.variant, args.table, progress=not args.quiet, **opts), args)
     res = volatility(args.root, args.variant, args.table, at=args.at, minutes=args.minutes,
                      tolerance_minutes=args.tolerance, progress=not args.quiet, **opts)
     extra = None
     if args.by:
-        if not args.world:
-            raise InputError("--by needs --world (the users/items table that holds the attribute)")
-        from lee.world.io import load_world
+        if not args.data:
+            raise InputError("--by needs --data (the dataset whose users/items table holds the attribute)")
+        from lee.data.dataset import Dataset
 
-        world = load_world(args.world)
-        attrs = world.users if res.kind.entity == "user" else world.items
+        ds = Dataset.open(args.data)
+        attrs = ds.attributes(res.kind.entity)
+        if attrs is None:
+            raise InputError(f"{args.data}: has no {res.kind.entity}s table to take --by {args.by} from")
+        if res.kind.entity == "user" and ds.user_col != "user_id":
+            attrs = attrs.rename(columns={ds.user_col: "user_id"})
+        if res.kind.entity == "item" and ds.item_col != "item_id":
+            attrs = attrs.rename(columns={ds.item_col: "item_id"})
         extra = {"by": res.by_attribute(attrs, args.by, bins=args.bins).to_dict(orient="records")}
-    return _finish(res, f"volatility-{args.variant}-{args.table}", args, extra)
+    return _finish(res, args, extra)
 
 
 def _thresholds(path: Path | None):
@@ -69,40 +75,53 @@ def cmd_health(args: argparse.Namespace) -> int:
     report = snapshot_health(args.root, args.variant, thresholds=_thresholds(args.thresholds),
                              kinds=args.table or None, progress=not args.quiet)
     flagged = report.table.loc[~report.table["healthy"], ["time", "table", "reasons"]]
-    return _finish(report, f"health-{args.variant}", args,
+    return _finish(report, args,
                    {"flags": flagged.astype(str).to_dict(orient="records")})
 
 
 def cmd_collapse(args: argparse.Namespace) -> int:
-    from analysis.collapse import collapse_of_table, compare_collapse
-    from analysis.export import Frames
+    from analysis.collapse import collapse_comparison, collapse_of_table
     from lee.snapshot import SnapshotStore
 
     store = SnapshotStore(args.root)
     variants = args.variants.split(",") if args.variants else store.variants()
     results = {v: collapse_of_table(store.latest(v), args.table) for v in variants}
-    frame = compare_collapse(results, ratio=args.ratio)
-    summary = {"table": args.table, "variants": frame.to_dict(orient="records"),
-               "collapsed": frame.loc[frame["collapsed"], "variant"].tolist()}
-    return _finish(Frames({"collapse": frame}, summary), f"collapse-{args.table}", args)
+    return _finish(collapse_comparison(results, table=args.table, ratio=args.ratio), args)
 
 
 def cmd_importance(args: argparse.Namespace) -> int:
     from analysis.importance import importance_for_snapshot
+    from lee.data.dataset import Dataset
     from lee.device import resolve_device
-    from lee.evaluator.data import stream_from_world
+    from lee.evaluator.data import stream_from_dataset
     from lee.snapshot import SnapshotStore
-    from lee.world.io import load_world
 
     if args.repeats < 1 or args.boot < 1:
         raise InputError(f"--repeats and --boot must be at least 1; got {args.repeats} and {args.boot}")
-    stream = stream_from_world(load_world(args.world))
+    stream = stream_from_dataset(Dataset.open(args.data), part=args.part)
+    groups = _groups(args.group, stream.fields) if args.group else None
     snap = SnapshotStore(args.root).latest(args.variant) if args.variant else None
     res = importance_for_snapshot(stream, snap, usage=args.usage, fusion=args.fusion, mode=args.mode,
-                                  n_repeats=args.repeats, n_boot=args.boot, seed=args.seed,
+                                  groups=groups, n_repeats=args.repeats, n_boot=args.boot, seed=args.seed,
                                   device=resolve_device(args.device), progress=not args.quiet)
     extra = {"ranking": res.table[["rank", "target", "kind", "drop", "ci_low", "ci_high"]].to_dict(orient="records")}
-    return _finish(res, f"importance-{args.variant or 'baseline'}-{args.mode}", args, extra)
+    return _finish(res, args, extra)
+
+
+def _groups(specs: list[str], fields: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """``--group NAME=field,field`` options as feature groups (unknown fields named with the known ones)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        name, sep, members = spec.partition("=")
+        names = tuple(m.strip() for m in members.split(",") if m.strip())
+        if not sep or not name.strip() or not names:
+            raise InputError(f"--group expects NAME=field,field (e.g. 'user side=user,age'); got {spec!r}")
+        unknown = [m for m in names if m not in fields]
+        if unknown:
+            raise InputError(f"--group {name.strip()}: unknown field(s) {', '.join(unknown)}; the stream's fields: "
+                             f"{', '.join(fields)}")
+        out[name.strip()] = names
+    return out
 
 
 def _read_log(path: Path) -> Any:
@@ -118,7 +137,8 @@ def _read_log(path: Path) -> Any:
             return pd.read_csv(path)
         return pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: not a readable {'CSV' if path.suffix == '.csv' else 'Parquet'} file ({exc})") from None
+        kind = "CSV" if path.suffix == ".csv" else "Parquet"
+        raise InputError(f"{path}: not a readable {kind} file ({exc})") from None
 
 
 def cmd_segments(args: argparse.Namespace) -> int:
@@ -134,29 +154,26 @@ def cmd_segments(args: argparse.Namespace) -> int:
                        other_col=args.other_col, home_min=args.home_min, other_threshold=args.other_threshold,
                        metric=args.metric, n_boot=args.boot, level=args.level, seed=args.seed)
     cols = ["segment", "users_control", "users_treatment", "lift", "ci_low", "ci_high", "p_value", "significant"]
-    return _finish(res, f"segments-{args.by}", args, {"rows": res.table[cols].to_dict(orient="records")})
+    return _finish(res, args, {"rows": res.table[cols].to_dict(orient="records")})
 
 def cmd_clusters(args: argparse.Namespace) -> int:
+    from analysis._data import id_labels, interactions, planted_truth
     from analysis.clusters import cluster_snapshot
+    from lee.data.dataset import Dataset
     from lee.snapshot import SnapshotStore, TableKind
-    from lee.world.io import load_world
 
-    world = load_world(args.world)
+    ds = Dataset.open(args.data)
     kind = TableKind.parse(args.table)
-    by_user = kind.entity == "user"  # labels and planted truth describe users, not items
-    labels = world.user_labels() if by_user else None
-    truth = world.planted_groups() if by_user else None
-    k = args.k or world.default_k()
-    res = cluster_snapshot(SnapshotStore(args.root).latest(args.variant), kind, k=k, events=world.events,
-                           items=world.items, labels=labels, truth=truth, seed=args.seed, backend=args.backend)
-    cols = ["cluster", "size", "top1_label", "top1_share", "ctr", "ctr_low", "ctr_high", "flag"]
-    doc = {"variant": args.variant, "table": kind.value, "k": res.k, "backend": res.backend, "ari": res.ari,
-           "silhouette": res.silhouette, "silhouette_sample": res.silhouette_sample, "overall_ctr": res.overall_ctr,
-           "clusters": res.table[cols].to_dict(orient="records")}
-
-    from analysis.export import Frames
-
-    return _finish(Frames({"clusters": res.table}, doc), f"clusters-{args.variant}-{kind.value}", args)
+    labels = id_labels(ds, kind.entity, args.label)
+    if args.label != "label" and labels is None:
+        raise InputError(f"{args.data}: the {kind.entity}s table has no column {args.label!r} for --label")
+    truth = planted_truth(ds) if kind.entity == "user" else None
+    k = args.k or (int(labels.nunique()) if labels is not None else 8)
+    items = ds.items if ds.items is not None and {"item_id", "category"} <= set(ds.items.columns) else None
+    res = cluster_snapshot(SnapshotStore(args.root).latest(args.variant), kind, k=k, events=interactions(ds),
+                           items=items, labels=labels, truth=truth, seed=args.seed, backend=args.backend,
+                           domain=None)
+    return _finish(res, args, {"variant": args.variant})
 
 
 
@@ -176,7 +193,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--minutes", type=float, default=5.0, help="how far back the earlier snapshot lies")
     p.add_argument("--tolerance", type=float, default=0.0, help="minutes of slack when finding it")
     p.add_argument("--series", action="store_true", help="every consecutive pair instead of one")
-    p.add_argument("--world", type=Path, help="world directory holding the attribute for --by")
+    p.add_argument("--data", "--world", dest="data", type=Path,
+                   help="dataset (or world) whose users/items table holds the attribute for --by")
     p.add_argument("--by", help="break down by this user (or item) attribute, e.g. activity_level")
     p.add_argument("--bins", type=int, help="quantile bins for a numeric --by attribute")
     p.add_argument("--memory-mb", type=int, default=4096, help="memory bound for the join (default 4096)")
@@ -201,7 +219,11 @@ def register(sub: Any, common: AddCommon) -> None:
     p.set_defaults(func=cmd_collapse)
 
     p = common(analyze.add_parser("importance", help="feature-masking importance of a trained proxy model"))
-    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--data", "--world", dest="data", required=True, type=Path, help="dataset (or world) directory")
+    p.add_argument("--part", default="downstream", choices=("downstream", "upstream", "all"),
+                   help="which events the proxy trains and is masked on (default: the dataset's downstream part)")
+    p.add_argument("--group", action="append", metavar="NAME=FIELD,FIELD",
+                   help="a feature group to mask together (repeatable; default: by declared role)")
     p.add_argument("--root", type=Path, help="snapshot root (omit --variant for the baseline)")
     p.add_argument("--variant", help="inject this variant's latest snapshot")
     p.add_argument("--usage", default=Usage.UR_IR.value, choices=enum_values(Usage))
@@ -231,7 +253,9 @@ def register(sub: Any, common: AddCommon) -> None:
     p.set_defaults(func=cmd_segments)
 
     p = common(analyze.add_parser("clusters", help="K-means clusters with labels, per-cluster CTR and ARI"))
-    p.add_argument("--world", required=True, type=Path, help="world directory (events, items, user labels)")
+    p.add_argument("--data", "--world", dest="data", required=True, type=Path,
+                   help="dataset (or world) directory: its downstream events give the CTRs, its side tables labels")
+    p.add_argument("--label", default="label", help="users/items column that names the clusters (default: label)")
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--variant", required=True)
     p.add_argument("--table", default="UR")

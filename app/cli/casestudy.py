@@ -19,20 +19,19 @@ def cmd_case_movielens(args: argparse.Namespace) -> int:
                               log=(lambda *_: None) if args.quiet or args.json else print, progress=not args.quiet)
     doc = case.summary()
     emit({"report": doc["report"], "upstream_vs_random": doc["upstream_vs_random"], "purity": doc["purity"][:1],
-          "written": str(Path(args.out) / "case-study.json")}, args)
+          "written": str(Path(args.out) / "case-study")}, args)
     return 0
 
 
 def cmd_case_obd(args: argparse.Namespace) -> int:
     from app.workflows.obd_case import obd_case_study
-    from analysis.export import export_result
     from lee.world.obd import read_obd
 
     case = obd_case_study(read_obd(args.data, campaign=args.campaign), seeds=tuple(range(args.seeds)),
                           n_boot=args.boot)
     doc = case.summary()
     if args.out:
-        doc["written"] = {k: str(v) for k, v in export_result(case, args.out, "obd-case").items()}
+        doc["written"] = str(case.save(args.out))
     emit(doc, args)
     return 0
 

@@ -31,5 +31,6 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-real-data", action="store_true", help="skip step 8 (the MovieLens and Open Bandit case studies)")
+    p.add_argument("--no-real-data", action="store_true",
+                   help="skip step 8 (the MovieLens and Open Bandit case studies)")
     p.set_defaults(func=cmd_demo)

@@ -94,10 +94,17 @@ def cmd_results_show(args: argparse.Namespace) -> int:
 
 
 def cmd_results_compare(args: argparse.Namespace) -> int:
+    from lee.evaluator.compare import coverage_warning
+
     df = _results_store(args).compare(usage=args.usage, fusion=args.fusion, job=args.job)
     cols = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
-            "rela_impr", "verdict", "run_id"]
+            "rela_impr", "coverage_events", "coverage_ids", "verdict", "run_id"]
     print_frame(df[cols] if not df.empty else df, args)
+    if not args.json and not df.empty:
+        for r in df.itertuples():
+            warn = coverage_warning(float(r.coverage_events)) if r.coverage_events == r.coverage_events else ""
+            if warn:
+                print(f"{r.variant} {r.usage}/{r.fusion}: {warn}")
     return 0
 
 

@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.output import AddCommon, emit
-from lee.errors import InputError
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import lee_from_store, write_report
+    import pandas as pd
+
+    from analysis.lee_results import LeeComparison, lee_comparison
+    from analysis.report import write_report
     from analysis.suite import SuiteConfig, run_suite
     from lee.config import load_config
+    from lee.data.dataset import Dataset
     from lee.evaluator.sweep import read_sweep_figure
-    from lee.world.io import load_world
 
     def names(text: str | None) -> tuple[str, ...] | None:
         return tuple(x for x in text.split(",") if x) if text else None
@@ -25,15 +27,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     flags = {"variants": names(args.variants), "map_methods": names(args.maps and args.maps.lower()),
              "importance_variants": names(args.importance), "seed": args.seed, "n_boot": args.boot}
     cfg = SuiteConfig(**{**base.model_dump(), **{k: v for k, v in flags.items() if v is not None}})  # flags win
-    suite = run_suite(load_world(args.world), args.root, config=cfg, log=(lambda *_: None) if args.quiet else print,
+    suite = run_suite(Dataset.open(args.data), args.root, config=cfg, log=(lambda *_: None) if args.quiet else print,
                       progress=not args.quiet)
-    lee_table = lee_windows = None
-    if args.db:
-        if not Path(args.db).is_file():
-            raise InputError(f"{args.db}: no results store here (run `lee evaluate --config JOB.toml` first)")
-        lee_table, lee_windows = lee_from_store(args.db)
-    path = write_report(args.out, suite, lee_table=lee_table, lee_windows=lee_windows, sweep=sweep,
-                        meta={"world": str(args.world), "snapshots": str(args.root)})
+    lee = lee_comparison(args.db, sweep=sweep) if args.db else (
+        LeeComparison(source=str(args.sweep), ranking=pd.DataFrame(), windows=pd.DataFrame(), sweep=sweep)
+        if sweep is not None else None)
+    path = write_report(args.out, suite, lee=lee, meta={"data": str(args.data), "snapshots": str(args.root)})
     emit({"report": str(path), "data": str(path.parent / "data"), "skipped": suite.skipped}, args)
     return 0
 
@@ -42,7 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def register(sub: Any, common: AddCommon) -> None:
     """``lee report``."""
     p = common(sub.add_parser("report", help="self-contained HTML report (+ JSON/CSV) of every analysis"))
-    p.add_argument("--world", required=True, type=Path)
+    p.add_argument("--data", "--world", dest="data", required=True, type=Path, help="dataset (or world) directory")
     p.add_argument("--root", required=True, type=Path, help="snapshot root")
     p.add_argument("--out", required=True, type=Path, help="directory for report.html and data/")
     p.add_argument("--db", type=Path, help="LEE results store to include")

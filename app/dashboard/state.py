@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from lee.errors import LeeError
+from lee.results import RESULT_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_WORLD = REPO / "fixtures" / "tiny" / "world"
@@ -29,21 +30,53 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Sources:
+    """Where the pages read from. ``run``: a finished run directory (``lee demo --out DIR`` or any
+    directory holding ``analyses/`` and ``lee/`` saved results); its results are opened, not recomputed."""
+
     world: Path
     root: Path
     db: Path
     sweep: Path | None
+    run: Path | None = None
+
+    @property
+    def saved_suite(self) -> Path | None:
+        """The saved analysis suite of the finished run, if there is one."""
+        if self.run is None:
+            return None
+        for cand in (self.run / "analyses", self.run / "report" / "data" / "suite", self.run):
+            if (cand / RESULT_FILE).is_file():
+                return cand
+        return None
+
+    @property
+    def saved_lee(self) -> Path | None:
+        """The saved LEE comparison of the finished run, if there is one."""
+        if self.run is None:
+            return None
+        for cand in (self.run / "lee", self.run / "report" / "data" / "lee"):
+            if (cand / RESULT_FILE).is_file():
+                return cand
+        return None
 
 
 def _cli_defaults() -> Sources:
-    """``streamlit run app/main.py -- --world W --root R --db D [--sweep S]``."""
+    """``streamlit run app/dashboard/main.py -- [--run DIR] [--world W --root R --db D --sweep S]``.
+
+    ``--run DIR`` (a finished run such as the demo's output) sets the others to ``DIR/world``,
+    ``DIR/snapshots`` and ``DIR/results.sqlite`` unless they are given too.
+    """
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--world", type=Path, default=DEFAULT_WORLD)
-    p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    p.add_argument("--db", type=Path, default=DEFAULT_DB)
+    p.add_argument("--run", type=Path, default=None)
+    p.add_argument("--world", type=Path, default=None)
+    p.add_argument("--root", type=Path, default=None)
+    p.add_argument("--db", type=Path, default=None)
     p.add_argument("--sweep", type=Path, default=None)
     args, _ = p.parse_known_args(sys.argv[1:])
-    return Sources(args.world, args.root, args.db, args.sweep)
+    run = args.run
+    return Sources(args.world or (run / "world" if run else DEFAULT_WORLD),
+                   args.root or (run / "snapshots" if run else DEFAULT_ROOT),
+                   args.db or (run / "results.sqlite" if run else DEFAULT_DB), args.sweep, run)
 
 
 def sidebar_sources() -> Sources:
@@ -53,9 +86,10 @@ def sidebar_sources() -> Sources:
     (Streamlit drops a widget's state when a page that does not draw it runs).
     """
     d = _cli_defaults()
-    defaults = {"src_world": str(d.world), "src_root": str(d.root), "src_db": str(d.db), "src_sweep": str(d.sweep or "")}
-    labels = {"src_world": "World directory", "src_root": "Snapshot root", "src_db": "LEE results store",
-              "src_sweep": "Layer-sweep CSV (optional)"}
+    defaults = {"src_run": str(d.run or ""), "src_world": str(d.world), "src_root": str(d.root),
+                "src_db": str(d.db), "src_sweep": str(d.sweep or "")}
+    labels = {"src_run": "Finished run directory (optional)", "src_world": "World directory",
+              "src_root": "Snapshot root", "src_db": "LEE results store", "src_sweep": "Layer-sweep CSV (optional)"}
     values = {}
     with st.sidebar:
         st.markdown("### Data")
@@ -65,8 +99,9 @@ def sidebar_sources() -> Sources:
             values[key] = st.text_input(label, st.session_state[keep], key=key)
             st.session_state[keep] = values[key]
     sweep = values["src_sweep"].strip()
+    run = values["src_run"].strip()
     return Sources(Path(values["src_world"]), Path(values["src_root"]), Path(values["src_db"]),
-                   Path(sweep) if sweep else None)
+                   Path(sweep) if sweep else None, Path(run) if run else None)
 
 
 def require_snapshots(res: Any, src: Sources) -> None:
@@ -126,7 +161,22 @@ def _suite(world_path: str, root: str, key: tuple, maps: tuple[str, ...]):
                      log=lambda *_: None)
 
 
+@st.cache_resource(show_spinner="Opening the finished run…")
+def _saved(path: str, key: float):
+    from lee.results import load_result
+
+    return load_result(path)
+
+
+def _saved_key(path: Path) -> float:
+    return (path / RESULT_FILE).stat().st_mtime
+
+
 def suite(src: Sources, maps: tuple[str, ...] = ("pca",)):
+    """The analysis suite: opened from a finished run when there is one, else run on the sources."""
+    saved = src.saved_suite
+    if saved is not None:
+        return guarded(_saved, str(saved), _saved_key(saved))
     from lee.snapshot import SnapshotStore
 
     guarded(SnapshotStore, src.root)
@@ -134,18 +184,26 @@ def suite(src: Sources, maps: tuple[str, ...] = ("pca",)):
     return guarded(_suite, str(src.world), str(src.root), _root_key(str(src.root)), maps)
 
 
+def from_saved_run(src: Sources) -> bool:
+    """True when the pages show a finished run's saved results (nothing is recomputed)."""
+    return src.saved_suite is not None
+
+
 @st.cache_data(show_spinner=False)
-def _lee(db: str, key: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from analysis.report import lee_from_store
+def _lee(db: str, key: float, sweep_frame: pd.DataFrame | None):
+    from analysis.lee_results import lee_comparison
 
-    return lee_from_store(db)
+    return lee_comparison(db, sweep=sweep_frame)
 
 
-def lee_tables(src: Sources) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The latest LEE run per variant and its window curves, or None when there is no store yet."""
+def lee_result(src: Sources):
+    """The LEE ranking (a finished run's saved one, else the results store's), or None without results."""
+    saved = src.saved_lee
+    if saved is not None:
+        return guarded(_saved, str(saved), _saved_key(saved))
     if not src.db.is_file():
         return None
-    return guarded(_lee, str(src.db), _file_key(str(src.db)))
+    return guarded(_lee, str(src.db), _file_key(str(src.db)), sweep(src))
 
 
 @st.cache_data(show_spinner=False)

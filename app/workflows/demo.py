@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.report import lee_from_store, write_report
+from analysis.lee_results import lee_comparison
+from analysis.report import write_report
 from analysis.suite import SuiteConfig, run_suite
 from lee.device import resolve_device
 from lee.errors import InputError, SnapshotError
@@ -24,10 +25,10 @@ from lee.jobs.store import ResultsStore
 from lee.snapshot import SnapshotStore, validate_snapshot
 from lee.upstream.model import UpstreamConfig
 from lee.upstream.train import TrainConfig, train_upstream
+from lee.world.anomalies import plant_anomalies
 from lee.world.config import config_for_scale
 from lee.world.generate import generate_world
 from lee.world.io import save_world
-from lee.world.anomalies import plant_anomalies
 from lee.world.planted import write_planted_variants
 
 MONITORED = "oracle-monitored"  # a copy of the oracle with planted anomalies, for the health monitor
@@ -39,7 +40,7 @@ DEMO_JOB = """# LEE job written by `lee demo`; run it again with `lee evaluate -
 [job]
 name = "demo"
 snapshots = "snapshots"
-world = "world"
+data = "world"
 results = "results.sqlite"
 variants = ["oracle", "noise_*", "random", "id_shuffled", "rank_collapsed", "upstream"]
 latest_only = true
@@ -81,6 +82,14 @@ class DemoPaths:
         return self.out / "analyses"
 
     @property
+    def lee(self) -> Path:
+        return self.out / "lee"
+
+    @property
+    def job_report(self) -> Path:
+        return self.out / "job-report"
+
+    @property
     def sweep(self) -> Path:
         return self.out / "sweep.csv"
 
@@ -114,7 +123,8 @@ def run_demo(
         raise InputError(f"{paths.out}: directory exists and is not empty; pass --overwrite to replace its contents")
     dev = resolve_device(device)
     if overwrite:  # only what the demo itself writes; anything else in ``out`` is left alone
-        for stale in (paths.world, paths.snapshots, paths.analyses, paths.report, paths.out / "movielens",
+        for stale in (paths.world, paths.snapshots, paths.analyses, paths.report, paths.lee, paths.job_report,
+                      paths.out / "movielens", paths.out / "obd",
                       paths.out / "sweep-snapshots"):
             shutil.rmtree(stale, ignore_errors=True)
         for stale_file in (paths.results, paths.results.with_name(paths.results.name + "-wal"),
@@ -175,6 +185,7 @@ def run_demo(
     paths.job.write_text(DEMO_JOB.format(device=device, seeds=", ".join(str(seed + k) for k in range(3))),
                          encoding="utf-8")
     report = run_job(load_job(paths.job), progress=progress, log=lambda *_: None)
+    report.save(paths.job_report)
     ranked = ResultsStore(paths.results).compare()
     steps["lee"] = {
         "job": str(paths.job), "results": str(paths.results), "units": len(report.evaluated),
@@ -218,10 +229,10 @@ def run_demo(
         log(f"      importance ({v}): {' > '.join(imp.ranking()[:3])}")
 
     t = time.perf_counter()
-    lee_table, lee_windows = lee_from_store(paths.results)
-    html_path = write_report(paths.report, suite, lee_table=lee_table, lee_windows=lee_windows,
-                             sweep=sweep.figure_data(),
-                          title="LEE Workbench demo report", meta={"scale": scale, "seed": seed})
+    lee = lee_comparison(paths.results, sweep=sweep.figure_data())
+    lee.save(paths.lee)
+    html_path = write_report(paths.report, suite, lee=lee, title="LEE Workbench demo report",
+                             meta={"scale": scale, "seed": seed})
     steps["report"] = {"html": str(html_path), "data": str(html_path.parent / "data"),
                        "seconds": time.perf_counter() - t}
     log(f"[7/{N_STEPS}] report -> {html_path} (opens offline; JSON/CSV in {html_path.parent / 'data'})")
@@ -235,6 +246,7 @@ def run_demo(
         case = run_movielens_case(REAL_DATA / "movielens-latest-small", paths.out / "movielens",
                                   seeds=(seed, seed + 1, seed + 2), device=str(dev), log=lambda *_: None)
         obd = obd_case_study(read_obd(REAL_DATA / "open-bandit-small"), seeds=(seed, seed + 1, seed + 2))
+        obd.save(paths.out / "obd")
         steps["real_data"] = {"movielens": case.summary(), "obd": obd.summary(), "seconds": time.perf_counter() - t}
         ur = case.upstream_vs_random.set_index("usage").loc["UR"]
         log(f"[8/{N_STEPS}] real data -> {paths.out / 'movielens'}: MovieLens UR upstream−random ΔAUC "

@@ -11,7 +11,6 @@ movielens`` runs it; ``docs/case-study.md`` discusses its numbers.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +22,14 @@ import pandas as pd
 from sklearn.metrics import normalized_mutual_info_score
 
 from analysis.clusters import kmeans
-from analysis.export import plain
+from analysis.lee_results import LeeComparison
 from analysis.report import write_report
 from analysis.suite import SuiteConfig, SuiteResult, run_suite
 from lee.evaluator.compare import EvalConfig, compare_snapshots
 from lee.evaluator.data import stream_from_world
 from lee.evaluator.stats import RankedScores, paired_delta_ci
 from lee.features import encode_world
+from lee.results import SavedResult, plain, register
 from lee.snapshot import EmbeddingTable, Snapshot, SnapshotStore, write_snapshot
 from lee.upstream.model import UpstreamConfig
 from lee.upstream.train import TrainConfig, train_upstream
@@ -54,8 +54,9 @@ def write_random_like(snapshot: Snapshot, root: str | Path, variant: str = "rand
                           extra={"random_like": str(snapshot.path), "seed": seed}, overwrite=True)
 
 
+@register("movielens-case-study")
 @dataclass
-class MovieLensCase:
+class MovieLensCase(SavedResult):
     """Everything the case study measured; ``summary()`` is what docs/case-study.md quotes."""
 
     world: dict[str, Any]
@@ -73,6 +74,9 @@ class MovieLensCase:
                       "upstream_vs_random": self.upstream_vs_random.to_dict(orient="records"),
                       "purity": self.purity.to_dict(orient="records"), "suite": self.suite.summary(),
                       "report": str(self.report), "seconds": self.seconds})
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"lee": self.lee, "upstream_vs_random": self.upstream_vs_random, "purity": self.purity}
 
 
 def genre_profiles(world: World, events: pd.DataFrame) -> pd.DataFrame:
@@ -117,9 +121,9 @@ def cluster_genre_measures(vectors: np.ndarray, ids: np.ndarray, labels: pd.Seri
             "nmi": float(normalized_mutual_info_score(lab, fit.labels))}
 
 
-def run_movielens_case(data: str | Path, out: str | Path, *, users: int | None = None, seeds: tuple[int, ...] = (0, 1, 2),
-                       n_boot: int = 200, random_seeds: int = 20, split: str = "per-user", device: str = "cpu",
-                       batch_size: int = 256, epochs: int = 5,
+def run_movielens_case(data: str | Path, out: str | Path, *, users: int | None = None,
+                       seeds: tuple[int, ...] = (0, 1, 2), n_boot: int = 200, random_seeds: int = 20,
+                       split: str = "per-user", device: str = "cpu", batch_size: int = 256, epochs: int = 5,
                        log: Callable[[str], Any] = print, progress: bool = False) -> MovieLensCase:
     """Run the case study on ``data`` (ml-latest-small) into ``out``; ``users`` subsamples (CI)."""
     out = Path(out)
@@ -161,6 +165,7 @@ def run_movielens_case(data: str | Path, out: str | Path, *, users: int | None =
         cmp = compare_snapshots(stream, {"upstream": latest, "random": store.latest("random")}, cfg, device=device)
         base = cmp.baseline
         for v in cmp.variants:
+            assert v.delta is not None, "compare_snapshots pairs every variant with the baseline"
             rows.append({"variant": v.name, "usage": usage, "fusion": cfg.fusion, "auc": v.auc,
                          "baseline_auc": base.auc, "delta_auc": v.delta.delta, "ci_low": v.delta.low,
                          "ci_high": v.delta.high, "rela_impr": v.rela_impr, "verdict": v.verdict})
@@ -190,9 +195,9 @@ def run_movielens_case(data: str | Path, out: str | Path, *, users: int | None =
     mu, sd = ur.vectors.mean(0), ur.vectors.std(0)
     pur = [{"variant": "upstream", **cluster_genre_measures(ur.vectors, ur.ids, labels, profiles, k=k)}]
     rng = np.random.default_rng(1)
-    for r in range(random_seeds):  # random embeddings of the same shape, drawn in memory
+    for draw in range(random_seeds):  # random embeddings of the same shape, drawn in memory
         noise = (mu + sd * rng.standard_normal(ur.vectors.shape)).astype(np.float32)
-        pur.append({"variant": f"random draw {r}", **cluster_genre_measures(noise, ur.ids, labels, profiles, k=k)})
+        pur.append({"variant": f"random draw {draw}", **cluster_genre_measures(noise, ur.ids, labels, profiles, k=k)})
     purity = pd.DataFrame(pur)
     seconds["analyses"] = time.perf_counter() - t
     rnd = purity[purity["variant"] != "upstream"]
@@ -201,11 +206,11 @@ def run_movielens_case(data: str | Path, out: str | Path, *, users: int | None =
         for m in ("genre_mix_divergence", "purity", "nmi")))
 
     t = time.perf_counter()
-    report = write_report(out / "report", suite, lee_table=lee_table, title="LEE Workbench · MovieLens case study",
+    lee = LeeComparison(source="MovieLens case study (in memory)", ranking=lee_table, windows=pd.DataFrame())
+    report = write_report(out / "report", suite, lee=lee, title="LEE Workbench · MovieLens case study",
                           meta={"data": str(data), "label rule": world.meta["label_rule"], "split": split})
     seconds["report"] = time.perf_counter() - t
     log(f"[5/5] report -> {report}")
     case = MovieLensCase(wsum, upsum, lee_table, vs_random, purity, suite, report, seconds)
-    (out / "case-study.json").write_text(json.dumps(case.summary(), indent=2, allow_nan=False) + "\n",
-                                         encoding="utf-8")
+    case.save(out / "case-study")
     return case

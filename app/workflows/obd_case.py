@@ -40,13 +40,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from analysis.importance import masking_importance, mask_targets
+from analysis.importance import mask_targets, masking_importance
 from analysis.segments import SegmentLift, segment_lift
 from lee.errors import InputError, SmallSampleWarning
 from lee.evaluator.data import DownstreamStream
 from lee.evaluator.models import ProxyConfig
 from lee.evaluator.stats import RankedScores
 from lee.evaluator.stream import StreamRun, run_stream
+from lee.results import SavedResult, register
 from lee.world.obd import ITEM_CATEGORICAL, POLICIES, USER_FEATURES, _validate_log, stream_from_exposures
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -63,8 +64,9 @@ ARM_NOTE = ("the two behaviour policies choose different items (bts concentrates
             "uniformly), so the lift compares policies, not items")
 
 
+@register("obd-case-study")
 @dataclass
-class ObdCaseStudy:
+class ObdCaseStudy(SavedResult):
     """Proxy AUC with its interval, feature-masking importance and the bts-vs-random CTR lift."""
 
     seeds: tuple[int, ...]

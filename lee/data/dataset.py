@@ -39,22 +39,24 @@ class Dataset:
     users: pd.DataFrame | None = None
     items: pd.DataFrame | None = None
     path: Path | None = None
+    world: Any = None        # the World this dataset describes, when it is one (planted yardsticks need it)
 
     # ------------------------------------------------------------------ reading
 
     @classmethod
     def open(cls, path: str | Path) -> Dataset:
-        """Read and check the dataset directory ``path`` (or a legacy world directory)."""
+        """Read and check the dataset directory ``path``; a world directory (``world.json``) opens as
+        its world, described by its fixed columns (:func:`lee.data.worlds.world_spec`)."""
         path = Path(path)
         if not path.is_dir():
             raise InputError(f"{path}: not a dataset directory (import one with `lee data import`)")
         spec_file = path / SPEC_FILE
-        if not spec_file.is_file():
-            if (path / "world.json").is_file():
-                from lee.data.worlds import dataset_from_world
-                from lee.world.io import load_world
+        if (path / "world.json").is_file():  # a world (planted or converted): keep the World beside it
+            from lee.data.worlds import dataset_from_world
+            from lee.world.io import load_world
 
-                return dataset_from_world(load_world(path), path=path)
+            return dataset_from_world(load_world(path), path=path)
+        if not spec_file.is_file():
             raise InputError(f"{spec_file}: file is missing; a dataset directory holds dataset.json and its tables "
                              "(write one with `lee data import`)")
         spec = read_spec(spec_file)
@@ -123,6 +125,26 @@ class Dataset:
         if where is not None:
             down = down & self.events[where.column].isin(list(where.values)).to_numpy()
         return down
+
+    def with_split(self, *, cut: int | None = None, user_fraction: float | None = None,
+                   domain: tuple[Any, ...] | None = None) -> Dataset:
+        """The same tables under another split (a time ``cut`` in epoch seconds, or each user's later
+        ``user_fraction``) and/or another ``downstream_where`` on the ``domain`` column; no copy."""
+        from lee.data.spec import SplitSpec, Where
+
+        update: dict[str, Any] = {}
+        if cut is not None:
+            update["split"] = SplitSpec(kind=SplitKind.TIME, cut=int(cut))
+        elif user_fraction is not None:
+            update["split"] = SplitSpec(kind=SplitKind.USER_FRACTION, fraction=float(user_fraction))
+        if domain is not None:
+            if "domain" not in self.events.columns:
+                raise InputError(f"{self.path or 'dataset'}: no domain column; domain applies to planted worlds only")
+            update["downstream_where"] = Where(column="domain", values=tuple(domain))
+        if not update:
+            return self
+        return Dataset(spec=self.spec.model_copy(update=update), events=self.events, users=self.users,
+                       items=self.items, path=self.path, world=self.world)
 
     def summary(self) -> dict[str, Any]:
         """What ``lee data show`` prints: roles, fields, sizes, time span, label rate and split."""
@@ -232,7 +254,8 @@ def check_dataset(ds: Dataset, *, where: str) -> None:
         raise InputError(f"{ev_where}: column {r.label} (the label) must hold 0 or 1; row {k} holds {label[k]!r}")
     for col in (r.user_id, r.item_id):
         if ev[col].isna().any():
-            raise InputError(f"{ev_where}: column {col} has a missing id at row {_first_bad(ev[col].isna().to_numpy())}")
+            row = _first_bad(ev[col].isna().to_numpy())
+            raise InputError(f"{ev_where}: column {col} has a missing id at row {row}")
     if r.value:
         v = ev[r.value]
         if not pd.api.types.is_numeric_dtype(v) or not np.isfinite(v.to_numpy(np.float64)).all():

@@ -23,13 +23,13 @@ The format is versioned (``format_version``); the reader refuses versions it doe
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field, model_validator
 
 from lee.config import ConfigModel
 
-FORMAT = "lee-dataset"
+FORMAT: Final = "lee-dataset"
 FORMAT_VERSION = 1
 SPEC_FILE = "dataset.json"
 TABLES = ("events", "users", "items")
@@ -134,6 +134,7 @@ class SplitSpec(ConfigModel):
         if self.kind == SplitKind.TIME:
             from lee.timeutil import iso, parse_event_time
 
+            assert self.cut is not None  # the validator above requires it
             return f"time: events from {iso(parse_event_time(self.cut))} on are downstream"
         if self.kind == SplitKind.USER_FRACTION:
             return f"per user: the later {self.fraction:.0%} of each user's events are downstream"

@@ -50,7 +50,7 @@ def world_spec(world: World, *, name: str | None = None) -> DatasetSpec:
 def dataset_from_world(world: World, *, path: str | Path | None = None) -> Dataset:
     """A world seen as a dataset (no copy of its tables)."""
     ds = Dataset(spec=world_spec(world), events=world.events, users=world.users, items=world.items,
-                 path=Path(path) if path is not None else None)
+                 path=Path(path) if path is not None else None, world=world)
     ds.spec = complete_spec(ds)
     check_dataset(ds, where=str(path or "world"))
     return ds

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from lee.config import ConfigModel
 from lee.errors import InputError
 from lee.evaluator.data import DownstreamStream
-from lee.evaluator.inject import PAIRS, Usage, inject, null_injection
+from lee.evaluator.inject import PAIRS, Usage, coverage, inject, null_injection
 from lee.evaluator.models import FusionMode, ProxyConfig
 from lee.evaluator.retrieval import RetrievalRun, run_retrieval
 from lee.evaluator.stats import DeltaCI, RankedScores, paired_delta_ci, rela_impr
@@ -53,6 +53,19 @@ class EvalConfig(EvalSettings):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
 
 
+COVERAGE_WARN = 0.5
+"""Below this share of downstream events with a vector, a verdict is printed with a warning."""
+
+
+def coverage_warning(coverage_events: float, *, threshold: float = COVERAGE_WARN) -> str:
+    """A plain-text warning when too few downstream events had a vector ('' otherwise)."""
+    if coverage_events >= threshold:
+        return ""
+    return (f"warning: only {coverage_events:.0%} of the downstream events have a vector in this snapshot "
+            f"(threshold {threshold:.0%}); the other events see a learned default, so the verdict says little "
+            "about the representation")
+
+
 @dataclass
 class VariantResult:
     """One model (baseline or variant) over all seeds."""
@@ -61,7 +74,7 @@ class VariantResult:
     source: str
     runs: list[StreamRun]
     delta: DeltaCI | None = None
-    missing: dict[str, dict[str, int]] = field(default_factory=dict)
+    missing: dict[str, dict[str, float]] = field(default_factory=dict)
     rela_impr: float = float("nan")
 
     @property
@@ -95,11 +108,13 @@ class VariantResult:
                "rela_impr": self.rela_impr if self.delta else 0.0, "verdict": self.verdict,
                "seeds": len(self.runs), "seconds": float(sum(r.seconds for r in self.runs)),
                "missing_events": sum(m["events_with_missing_id"] for m in self.missing.values()),
+               "coverage_events": coverage(self.missing)[0], "coverage_ids": coverage(self.missing)[1],
                "source": self.source}
-        if isinstance(self.runs[0], RetrievalRun):
-            for k in self.runs[0].recall:
-                row[f"recall@{k}"] = float(np.mean([r.recall[k] for r in self.runs]))
-                row[f"ndcg@{k}"] = float(np.mean([r.ndcg[k] for r in self.runs]))
+        retrieval = [r for r in self.runs if isinstance(r, RetrievalRun)]  # all runs or none
+        if retrieval:
+            for k in retrieval[0].recall:
+                row[f"recall@{k}"] = float(np.mean([r.recall[k] for r in retrieval]))
+                row[f"ndcg@{k}"] = float(np.mean([r.ndcg[k] for r in retrieval]))
         return row
 
 

@@ -8,7 +8,7 @@ different scales compete on content, not on magnitude.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -65,7 +65,7 @@ class Injection:
 
     tables: list[InjectedTable]
     source: str = ""
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, float]] = field(default_factory=dict)  # id and event counts, coverages
 
     @property
     def kinds(self) -> tuple[TableKind, ...]:
@@ -106,9 +106,21 @@ def inject(snapshot: Snapshot, usage: str, user_ids: np.ndarray, item_ids: np.nd
         full = np.vstack([mat, np.zeros((1, mat.shape[1]), np.float32)])
         missing_ev = int((~present[ev_rows]).sum())
         tables.append(InjectedTable(kind, torch.from_numpy(full), present, missing_ev))
+        seen = np.unique(ev_rows)                        # the ids the downstream events use
         counts[kind.value] = {"ids_in_snapshot": len(table), "ids_missing": int((~present).sum()),
-                              "events_with_missing_id": missing_ev}
+                              "events_with_missing_id": missing_ev, "events": int(ev_rows.size),
+                              "event_coverage": 1.0 - missing_ev / max(int(ev_rows.size), 1),
+                              "downstream_ids": int(seen.size),
+                              "id_coverage": float(present[seen].mean()) if seen.size else 0.0}
     return Injection(tables, source=str(snapshot.path), counts=counts)
+
+
+def coverage(counts: Mapping[str, Mapping[str, float]]) -> tuple[float, float]:
+    """The lowest event and id coverage over an injection's tables (1.0 for none)."""
+    if not counts:
+        return 1.0, 1.0
+    return (min(float(c.get("event_coverage", 1.0)) for c in counts.values()),
+            min(float(c.get("id_coverage", 1.0)) for c in counts.values()))
 
 
 def null_injection(usage: str, dims: dict[TableKind, int], n_users: int, n_items: int) -> Injection:
@@ -131,4 +143,4 @@ def lookup_rows(table: InjectedTable, rows: np.ndarray) -> np.ndarray:
     return np.where(table.present[rows], rows, table.missing_row)
 
 
-__all__ = ["PAIRS", "InjectedTable", "Injection", "inject", "lookup_rows"]
+__all__ = ["PAIRS", "InjectedTable", "Injection", "coverage", "inject", "lookup_rows"]

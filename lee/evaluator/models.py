@@ -143,15 +143,20 @@ class ProxyCTR(nn.Module):
     """Field embeddings -> DCN-v2 cross network -> MLP -> logit, with optional injected representations."""
 
     def __init__(self, cardinalities: tuple[int, ...], cfg: ProxyConfig, injection: Injection | None = None,
-                 fusion: str = "concat", sparse_fields: tuple[int, ...] = (0, 1)) -> None:
+                 fusion: str = "concat", sparse_fields: tuple[int, ...] = (0, 1),
+                 slots: tuple[int, ...] | None = None) -> None:
         super().__init__()
         if injection is not None and fusion not in FUSIONS:
             raise ConfigError(f"unknown fusion mode {fusion!r}; choose one of {', '.join(FUSIONS)} (or retrieval)")
-        self.emb = nn.ModuleList(
-            nn.Embedding(c, cfg.emb_dim, sparse=k in sparse_fields) for k, c in enumerate(cardinalities)
-        )
-        for e in self.emb:
+        self.slots = tuple(slots) if slots is not None else (1,) * len(cardinalities)
+        if len(self.slots) != len(cardinalities):
+            raise ConfigError(f"{len(self.slots)} slot counts for {len(cardinalities)} fields")
+        embeddings = [nn.Embedding(c, cfg.emb_dim, sparse=k in sparse_fields) for k, c in enumerate(cardinalities)]
+        for e in embeddings:
             nn.init.normal_(e.weight, std=0.05)
+        self.emb = nn.ModuleList(embeddings)
+        starts = [sum(self.slots[:k]) for k in range(len(self.slots))]
+        self._columns = [(a, a + s) for a, s in zip(starts, self.slots)]
         n_fields = len(cardinalities)
         self.reps = RepLookup(injection, cfg.rep_dropout) if injection is not None else None
         dims = self.reps.dims if self.reps is not None else []
@@ -172,13 +177,25 @@ class ProxyCTR(nn.Module):
         else:
             self.fusion = IIMFusion(dims, cfg)
 
+    def _embed(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Field ``k``'s embedding (B, D): one column, or the mean over a multi-valued field's
+        non-padding slots (code 0 pads; a row with no value gets zeros)."""
+        a, b = self._columns[k]
+        if b - a == 1:
+            return self.emb[k](x[:, a])
+        codes = x[:, a:b]                                                   # (B, S)
+        vectors = self.emb[k](codes)                                        # (B, S, D)
+        mask = (codes != 0).unsqueeze(2).to(vectors.dtype)                  # (B, S, 1)
+        summed = (vectors * mask).sum(1)                                    # (B, D)
+        return summed / mask.sum(1).clamp_min(1.0)
+
     def forward(self, x: torch.Tensor, rep_rows: list[torch.Tensor] | None = None, *,
                 field_override: dict[int, torch.Tensor] | None = None,
                 rep_override: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits (B,). The overrides replace field ``k``'s embedding or injected table ``t``'s
         vectors by a given (D,) or (B, D) tensor — how feature-masking importance zeroes or
         mean-substitutes one input without touching the trained weights."""
-        emb = torch.stack([e(x[:, k]) for k, e in enumerate(self.emb)], dim=1)  # (B, F, D)
+        emb = torch.stack([self._embed(k, x) for k in range(len(self.emb))], dim=1)  # (B, F, D)
         if field_override:
             emb = emb.clone()
             for k, value in field_override.items():

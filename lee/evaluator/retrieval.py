@@ -25,6 +25,7 @@ from lee.evaluator.stats import gauc
 from lee.evaluator.stream import StreamRun, _safe_auc
 from lee.metrics import log_loss
 from lee.nn.optim import make_optimizers, optimizer_step
+from lee.results import register
 
 TEMPERATURE = 0.1
 RETRIEVAL_K = (10, 50)
@@ -41,7 +42,7 @@ class TwoTower(nn.Module):
             if sorted(kinds) != ["item", "user"]:
                 raise ConfigError("retrieval needs one user table and one item table (usage 'UR+IR' or 'CR')")
             self.user_slot, self.item_slot = kinds.index("user"), kinds.index("item")
-            d_u, d_i = self.reps.dims[self.user_slot], self.reps.dims[self.item_slot]
+            d_u, d_i = injection.tables[self.user_slot].dim, injection.tables[self.item_slot].dim
         else:
             self.user_emb = nn.Embedding(len(stream.user_ids), out_dim, sparse=True)
             self.item_emb = nn.Embedding(len(stream.item_ids), out_dim, sparse=True)
@@ -60,6 +61,7 @@ class TwoTower(nn.Module):
         return F.normalize(self.item_adapter(base), dim=1)  # (B, out)
 
 
+@register("retrieval-run")
 @dataclass
 class RetrievalRun(StreamRun):
     recall: dict[int, float] = field(default_factory=dict)

@@ -20,8 +20,10 @@ from lee.evaluator.models import ProxyConfig, ProxyCTR
 from lee.evaluator.stats import gauc
 from lee.metrics import log_loss, roc_auc
 from lee.nn.optim import make_optimizers, optimizer_step
+from lee.results import register
 
 
+@register("stream-run")
 @dataclass
 class StreamRun:
     """One proxy model's test-then-train pass: scores on every test event and per-window metrics."""
@@ -36,7 +38,7 @@ class StreamRun:
     logloss: float
     seconds: float
     samples_trained: int
-    model: nn.Module | None = field(default=None, repr=False)
+    model: nn.Module | None = field(default=None, repr=False, metadata={"save": False})  # not saved
 
     @property
     def samples_per_second(self) -> float:
@@ -78,7 +80,7 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
     bounds = stream.window_bounds(n_windows)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = ProxyCTR(stream.cardinalities, cfg, injection, fusion).to(device)
+        model = ProxyCTR(stream.cardinalities, cfg, injection, fusion, slots=stream.slots).to(device)
     opts = make_optimizers(model, cfg.lr, cfg.sparse_lr)
     loss_fn = nn.BCEWithLogitsLoss()
     fusion_params = [p_ for p_ in model.fusion.parameters()] if cfg.fusion_l2 > 0 else []

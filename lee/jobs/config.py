@@ -5,14 +5,17 @@ Example (paths are relative to the job file)::
     [job]
     name = "nightly"                 # default: the file's name without .toml
     snapshots = "snapshots"          # snapshot root
-    world = "world"                  # world directory that holds the downstream stream
+    data = "world"                   # dataset (or world) directory with the downstream events (alias: world)
     results = "results.sqlite"       # results store (created if missing)
     variants = ["*"]                 # glob patterns over variant names
     latest_only = false              # only each variant's latest snapshot
     device = "auto"                  # auto, cpu or cuda
 
     [stream]                         # optional: the downstream stream
-    domain = "ad"                    # ad, content or all
+    part = "downstream"              # downstream (default), upstream or all: which part of the dataset's split
+    cut = 2026-01-01T00:30:00Z       # optional: override the split with a time cut (downstream from here on)
+    user_fraction = 0.3              # optional: override it with each user's later share of events
+    domain = "ad"                    # planted worlds only: ad (default), content or all
     start = 2026-01-01T00:10:00Z     # optional: events at or after this event time
     end = 2026-01-01T00:50:00Z       # optional: events before this event time
 
@@ -37,9 +40,9 @@ usages and fusions, ``[proxy]`` is :class:`~lee.evaluator.models.ProxyConfig`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 
 from lee.config import ConfigModel, EventTime, read_toml, validate_config
 from lee.device import Device
@@ -58,13 +61,13 @@ class JobSpec(ConfigModel):
 
     name: str
     snapshots: Path
-    world: Path
+    data: Path = Field(validation_alias=AliasChoices("data", "world"))
     results: Path = Field("results.sqlite", validate_default=True)  # validated: relative to the file too
     variants: tuple[str, ...] = Field(("*",), min_length=1)
     latest_only: bool = False
     device: Device = Device.AUTO
 
-    @field_validator("snapshots", "world", "results")
+    @field_validator("snapshots", "data", "results")
     @classmethod
     def _relative_to_file(cls, value: Path, info: ValidationInfo) -> Path:
         """Paths in a job file are taken relative to the file's directory."""
@@ -77,16 +80,39 @@ class StreamSpec(ConfigModel):
 
     config_name: ClassVar[str] = "job config [stream]"
 
-    domain: str = "ad"
+    part: Literal["downstream", "upstream", "all"] = "downstream"
+    cut: EventTime | None = None            # override the dataset's split: downstream from this time on
+    user_fraction: float | None = Field(None, gt=0, lt=1)  # override: each user's later share is downstream
+    domain: str | None = None        # planted worlds: ad (their default), content or all
     start: EventTime | None = None   # events at or after this event time
     end: EventTime | None = None     # events before this event time
 
     @field_validator("domain")
     @classmethod
-    def _known_domain(cls, value: str) -> str:
-        if value not in DOMAINS:
+    def _known_domain(cls, value: str | None) -> str | None:
+        if value is not None and value not in DOMAINS:
             raise ValueError(f"one of {', '.join(DOMAINS)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_split(self) -> StreamSpec:
+        if self.cut is not None and self.user_fraction is not None:
+            raise ValueError("give either cut or user_fraction to override the split, not both")
+        return self
+
+    def describe(self) -> str:
+        """The downstream selection in words (recorded with every run)."""
+        parts = [f"part={self.part}"]
+        if self.cut is not None:
+            parts.append(f"split=time cut {self.cut.isoformat()}")
+        if self.user_fraction is not None:
+            parts.append(f"split=later {self.user_fraction:.0%} of each user's events")
+        if self.domain is not None:
+            parts.append(f"domain={self.domain}")
+        if self.start is not None or self.end is not None:
+            parts.append(f"time=[{self.start.isoformat() if self.start else '…'}, "
+                         f"{self.end.isoformat() if self.end else '…'})")
+        return ", ".join(parts)
 
     @model_validator(mode="after")
     def _ordered(self) -> StreamSpec:

@@ -13,26 +13,30 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from lee import __version__
+from lee.data.dataset import Dataset
+from lee.data.worlds import dataset_from_world
 from lee.device import resolve_device
 from lee.errors import InputError
-from lee.evaluator.compare import EvalConfig, VariantResult, evaluate_baseline, evaluate_variant
-from lee.evaluator.data import DownstreamStream, stream_from_world
+from lee.evaluator.compare import EvalConfig, VariantResult, coverage_warning, evaluate_baseline, evaluate_variant
+from lee.evaluator.data import DOMAINS, DownstreamStream, stream_from_dataset
 from lee.evaluator.inject import PAIRS
 from lee.jobs.config import JobConfig
 from lee.jobs.lock import JobLock
 from lee.jobs.store import ResultsStore, RunRecord
+from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore
 from lee.timeutil import epoch_seconds, iso
-from lee.world.io import load_world
 from lee.world.model import World
 
 
@@ -54,7 +58,7 @@ def stream_hash(stream: DownstreamStream) -> str:
     """Content hash of the downstream stream (fields, labels, times)."""
     h = hashlib.sha256()
     for arr in (stream.x.numpy(), stream.y.numpy(), stream.ts):
-        h.update(np.ascontiguousarray(arr).view(np.uint8))
+        h.update(np.ascontiguousarray(arr).view(np.uint8).data)
     return h.hexdigest()[:16]
 
 
@@ -73,12 +77,23 @@ class Unit:
         return _hash({"config": self.cfg.to_dict(), "data": data_hash, "tables": self.checksums})
 
 
+@register("job-report")
 @dataclass
-class JobReport:
+class JobReport(SavedResult):
+    """What one run of a job did: units evaluated (one line each), skipped as already done, not applicable."""
+
     evaluated: list[str] = field(default_factory=list)
     skipped: int = 0
     not_applicable: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"evaluated": len(self.evaluated), "already_done": self.skipped,
+                "not_applicable": len(self.not_applicable), "seconds": self.seconds}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"evaluated": pd.DataFrame({"unit": self.evaluated}),
+                "not_applicable": pd.DataFrame({"unit": self.not_applicable})}
 
 
 def pending_units(job: JobConfig, store: ResultsStore, data_hash: str) -> tuple[list[Unit], int, list[str]]:
@@ -120,12 +135,27 @@ def _metrics(result: VariantResult, model: str) -> list[tuple[str, int, int, str
     return out
 
 
-def job_stream(job: JobConfig, world: World) -> DownstreamStream:
-    """The job's downstream stream: ``[stream]`` domain, events in [start, end) of event time."""
+def job_dataset(job: JobConfig, data: Dataset | World | None = None) -> Dataset:
+    """The job's dataset (``data``, default: ``[job] data`` opened) under the ``[stream]`` split
+    overrides (time cut, user fraction, domain)."""
+    s = job.stream
+    if data is None:
+        ds = Dataset.open(job.job.data)
+    elif isinstance(data, World):
+        ds = dataset_from_world(data)
+    else:
+        ds = data
+    return ds.with_split(cut=epoch_seconds(s.cut) if s.cut is not None else None, user_fraction=s.user_fraction,
+                         domain=DOMAINS[s.domain] if s.domain is not None else None)
+
+
+def job_stream(job: JobConfig, data: Dataset | World | None = None) -> DownstreamStream:
+    """The job's downstream stream: ``[stream]`` part (default: the dataset's downstream events) of
+    the dataset under its split overrides, events in [start, end) of event time."""
     start, end = job.stream.start, job.stream.end
-    return stream_from_world(world, domain=job.stream.domain,
-                             start_ts=epoch_seconds(start) if start is not None else None,
-                             end_ts=epoch_seconds(end) if end is not None else None)
+    return stream_from_dataset(job_dataset(job, data), part=job.stream.part,
+                               start_ts=epoch_seconds(start) if start is not None else None,
+                               end_ts=epoch_seconds(end) if end is not None else None)
 
 
 def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None] = print,
@@ -141,7 +171,7 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
     store = ResultsStore(spec.results)
     with JobLock(spec.results.with_name(spec.results.name + ".lock")):
         device = resolve_device(spec.device)
-        stream = job_stream(job, load_world(spec.world))
+        stream = job_stream(job)
         data_hash = stream_hash(stream)
         units, skipped, misfits = pending_units(job, store, data_hash)
         report = JobReport(skipped=skipped, not_applicable=misfits)
@@ -156,7 +186,7 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             if on_unit is not None:
                 on_unit(k, len(units), label)
             t0 = time.perf_counter()
-            began = datetime.now(timezone.utc)
+            began = datetime.now(UTC)
             dims = {k.value: unit.snapshot.info(k).dim for k in PAIRS[unit.cfg.usage]}
             base_key = _hash({"cfg": unit.cfg.to_dict(), "dims": dims})
             if base_key not in baselines:
@@ -170,16 +200,20 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
                 variant=unit.snapshot.variant, event_time=iso(unit.snapshot.event_time),
                 snapshot_path=str(unit.snapshot.path), checksums=unit.checksums, usage=unit.cfg.usage,
                 fusion=unit.cfg.fusion, code_version=code_version(), started_at=began.isoformat(),
-                finished_at=datetime.now(timezone.utc).isoformat(), seconds=time.perf_counter() - t0,
+                finished_at=datetime.now(UTC).isoformat(), seconds=time.perf_counter() - t0,
                 summary={**row, "baseline_auc": base.auc},
                 metrics=_metrics(res, "variant") + _metrics(base, "baseline"),
-                extra={"missing": res.missing, "world": str(spec.world), "n_test": len(stream) - res.runs[0].test_lo,
+                extra={"missing": res.missing, "data": str(spec.data), "stream": job.stream.describe(),
+                       "encoding": stream.encoding, "n_test": len(stream) - res.runs[0].test_lo,
                        "device": str(device), "window_auc_baseline": base.window_auc,
                        "window_auc": res.window_auc},
             ))
+            warn = coverage_warning(row["coverage_events"])
             report.evaluated.append(f"{unit.snapshot.variant}@{iso(unit.snapshot.event_time)} "
-                                    f"{unit.cfg.usage}/{unit.cfg.fusion}: ΔAUC {res.delta.delta:+.4f} "
-                                    f"[{res.delta.low:+.4f}, {res.delta.high:+.4f}] {res.verdict}")
+                                    f"{unit.cfg.usage}/{unit.cfg.fusion}: ΔAUC {row['delta_auc']:+.4f} "
+                                    f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] {res.verdict}; coverage "
+                                    f"{row['coverage_events']:.0%} of events, {row['coverage_ids']:.0%} of ids"
+                                    + (f" ({warn})" if warn else ""))
             log(report.evaluated[-1])
         bar.close()
         if on_unit is not None:

@@ -135,13 +135,17 @@ class ResultsStore:
         """All runs (newest first), without the bulky config column."""
         q = ("SELECT run_id, job, variant, event_time, usage, fusion, auc, baseline_auc, delta_auc, ci_low, "
              "ci_high, rela_impr, verdict, gauc, logloss, missing_events, seconds, finished_at, config_hash, "
-             "code_version, snapshot_path FROM runs")
+             "code_version, snapshot_path, extra FROM runs")
         args: tuple[Any, ...] = ()
         if job is not None:
             q += " WHERE job = ?"
             args = (job,)
         with self._connect() as con:
-            return pd.read_sql_query(q + " ORDER BY finished_at DESC, run_id", con, params=args)
+            df = pd.read_sql_query(q + " ORDER BY finished_at DESC, run_id", con, params=args)
+        cov = [_coverage(e) for e in df["extra"]]
+        df["coverage_events"] = [c[0] for c in cov]
+        df["coverage_ids"] = [c[1] for c in cov]
+        return df.drop(columns="extra")
 
     def run(self, run_id: str) -> dict[str, Any]:
         """One run's full record; ``run_id`` may be a unique prefix."""
@@ -185,3 +189,14 @@ class ResultsStore:
         latest = df.sort_values(["event_time", "finished_at"]).groupby(["variant", "usage", "fusion"]).tail(1)
         ranked = latest.sort_values(["usage", "fusion", "delta_auc"], ascending=[True, True, False])
         return ranked.reset_index(drop=True)
+
+
+def _coverage(extra: str | None) -> tuple[float, float]:
+    """Lowest event and id coverage over a run's injected tables (NaN for runs recorded without it)."""
+    try:
+        missing = json.loads(extra or "{}").get("missing", {})
+    except (json.JSONDecodeError, AttributeError):
+        return float("nan"), float("nan")
+    ev = [m["event_coverage"] for m in missing.values() if isinstance(m, dict) and "event_coverage" in m]
+    ids = [m["id_coverage"] for m in missing.values() if isinstance(m, dict) and "id_coverage" in m]
+    return (min(ev) if ev else float("nan")), (min(ids) if ids else float("nan"))

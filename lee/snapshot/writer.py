@@ -50,7 +50,7 @@ def write_snapshot(
     root: str | Path,
     variant: str,
     event_time: str | datetime | int,
-    tables: Mapping[TableKind | str, EmbeddingTable],
+    tables: Mapping[TableKind, EmbeddingTable] | Mapping[str, EmbeddingTable],
     *,
     source_layer: str = "",
     extra: Mapping[str, Any] | None = None,

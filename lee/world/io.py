@@ -38,6 +38,12 @@ def save_world(world: World, out: str | Path, *, overwrite: bool = False) -> Pat
             np.save(tmp / "truth" / "item_latent.npy", world.item_latent, allow_pickle=False)
         doc = {"meta": world.meta, "summary": world.summary()}
         (tmp / "world.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        # the same directory is a dataset (docs/data-format.md): every generic reader opens it
+        from lee.data.spec import SPEC_FILE
+        from lee.data.worlds import dataset_from_world
+
+        spec = dataset_from_world(world, path=out).spec
+        (tmp / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
     return out
 
 

@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from lee.errors import InputError
 from lee.encoding import category_codes
+from lee.errors import InputError
 from lee.evaluator.data import DownstreamStream
 from lee.fileio import atomic_dir
 

@@ -9,7 +9,17 @@ from lee.config import enum_values
 
 st.title("Feature-masking importance")
 src = sidebar_sources()
-variants = suite(src).variants
+res = suite(src)
+if res.importance:
+    st.subheader("Saved with the run")
+    shown = st.selectbox("Variant", list(res.importance), key="imp_saved")
+    r = res.importance[shown]
+    st.caption(f"Base AUC {r.base_auc:.4f} on held-out events {r.events[0]:,}–{r.events[1]:,}; {r.mode}, "
+               f"{r.n_repeats} repeat(s), {r.level:.0%} intervals (user bootstrap × repeats).")
+    st.plotly_chart(figures.importance_bars(r), key="imp_saved_bars")
+    st.dataframe(r.table, key="imp_saved_table", hide_index=True)
+    st.subheader("Train and mask another")
+variants = res.variants
 c = st.columns(3)
 variant = c[0].selectbox("Variant injected (UR+IR)", variants, key="imp_variant")
 modes = enum_values(MaskingMode)

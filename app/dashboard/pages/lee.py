@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis import figures
-from app.dashboard.state import guarded, lee_tables, sidebar_sources, sweep, suite
+from app.dashboard.state import guarded, lee_result, sidebar_sources, suite
 from lee.config import enum_values
 from lee.device import Device
 from lee.evaluator.compare import EvalConfig
@@ -14,19 +14,19 @@ from lee.jobs.run import run_job
 
 st.title("LEE: representations against the baseline")
 src = sidebar_sources()
-tables = lee_tables(src)
-if tables is None or tables[0].empty:
+lee = lee_result(src)
+if lee is None or lee.empty:
     st.info(f"No LEE results in {src.db} yet: start an evaluation below.")
 else:
-    table, windows = tables
-    st.plotly_chart(figures.lee_ranking(table), key="lee_ranking")
+    st.plotly_chart(figures.lee_ranking(lee.ranking), key="lee_ranking")
     cols = ["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high", "rela_impr",
             "verdict", "event_time"]
-    st.dataframe(table[cols], key="lee_table", hide_index=True)
-    st.plotly_chart(figures.window_auc(windows), key="lee_windows")
-sw = sweep(src)
-if sw is not None:
-    st.plotly_chart(figures.layer_sweep(sw), key="lee_sweep")
+    st.dataframe(lee.ranking[[c for c in cols if c in lee.ranking.columns]], key="lee_table", hide_index=True)
+    if len(lee.windows):
+        st.plotly_chart(figures.window_auc(lee.windows), key="lee_windows")
+    st.caption(f"From {lee.source}.")
+if lee is not None and lee.sweep is not None:
+    st.plotly_chart(figures.layer_sweep(lee.sweep), key="lee_sweep")
 
 st.subheader("Start a new evaluation")
 variants = suite(src).variants
@@ -43,12 +43,15 @@ if go:
         st.error("Choose at least one variant.")
         st.stop()
     src.db.parent.mkdir(parents=True, exist_ok=True)
-    job = JobConfig(job=JobSpec(name="dashboard", snapshots=src.root, world=src.world, results=src.db,
+    job = JobConfig(job=JobSpec(name="dashboard", snapshots=src.root, data=src.world, results=src.db,
                                 variants=tuple(chosen), latest_only=True, device=Device.CPU),
                     eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds))))
     bar = st.progress(0.0, text="starting…")
-    report = guarded(run_job, job, progress=False, log=lambda *_: None,
-                     on_unit=lambda done, total, label: bar.progress(done / max(total, 1), text=f"{done}/{total} {label}"))
+
+    def on_unit(done: int, total: int, label: str) -> None:
+        bar.progress(done / max(total, 1), text=f"{done}/{total} {label}")
+
+    report = guarded(run_job, job, progress=False, log=lambda *_: None, on_unit=on_unit)
     st.success(f"{len(report.evaluated)} evaluated, {report.skipped} already in the store.")
     for line in report.evaluated:
         st.text(line)
