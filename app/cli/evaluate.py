@@ -18,7 +18,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lee.jobs.config import load_job
     from lee.jobs.run import run_job
 
-    job = load_job(args.config)
+    job = load_job(args.config) if args.config else _job_from_flags(args)
     if args.device:
         job = job.with_device(args.device)
     report = run_job(job, progress=not args.quiet, log=(lambda *_: None) if args.json else print,
@@ -32,6 +32,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"done: {len(report.evaluated)} evaluated, {report.skipped} already in the store, "
               f"{report.seconds:.1f} s")
     return 0
+
+
+def _job_from_flags(args: argparse.Namespace) -> Any:
+    """A job without a file: ``--data``, ``--snapshots`` and ``--results`` (plus optional settings)."""
+    from lee.jobs.config import JobConfig, JobEval, JobSpec, StreamSpec
+
+    missing = [f"--{k}" for k in ("data", "snapshots", "results") if getattr(args, k) is None]
+    if missing:
+        raise InputError(f"lee evaluate needs --config JOB.toml, or {', '.join(missing)} "
+                         "(with --data, --snapshots and --results)")
+    job = {"name": args.name, "snapshots": args.snapshots, "data": args.data, "results": args.results,
+           "latest_only": not args.all_snapshots}
+    if args.variants:
+        job["variants"] = tuple(v for v in args.variants.split(",") if v)
+    ev: dict[str, Any] = {}
+    if args.usages:
+        ev["usages"] = tuple(u for u in args.usages.split(",") if u)
+    if args.fusions:
+        ev["fusions"] = tuple(f for f in args.fusions.split(",") if f)
+    if args.seeds is not None:
+        ev["seeds"] = tuple(range(args.seeds))
+    stream: dict[str, Any] = {"part": args.part}
+    return JobConfig(job=JobSpec(**job), eval=JobEval(**ev), stream=StreamSpec(**stream))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -96,6 +119,8 @@ def cmd_results_show(args: argparse.Namespace) -> int:
 def cmd_results_compare(args: argparse.Namespace) -> int:
     from lee.evaluator.compare import coverage_warning
 
+    if args.variants:
+        return _compare_two(args)
     df = _results_store(args).compare(usage=args.usage, fusion=args.fusion, job=args.job)
     cols = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
             "rela_impr", "coverage_events", "coverage_ids", "verdict", "run_id"]
@@ -108,11 +133,43 @@ def cmd_results_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_two(args: argparse.Namespace) -> int:
+    """``lee results compare --db DB A B``: the paired interval of AUC(A) − AUC(B) (analysis.variant_compare)."""
+    from analysis.variant_compare import compare_variants
+
+    if len(args.variants) != 2:
+        raise InputError(f"results compare takes two variants to compare with each other (A B), or none for the "
+                         f"ranking; got {len(args.variants)}: {' '.join(args.variants)}")
+    res = compare_variants(args.db, *args.variants, usage=args.usage, fusion=args.fusion, job=args.job,
+                           level=args.level)
+    doc = res.summary()
+    if args.json:
+        emit(doc, args)
+        return 0
+    cols = ["usage", "fusion", "delta", "ci_low", "ci_high", "verdict", "windows", "seeds", "pooled_delta",
+            "lag1_autocorr", "run_a", "run_b"]
+    print(f"{doc['question']}, {res.level:.0%} interval")
+    print_frame(res.table[cols], args)
+    print(f"method: {doc['method']}")
+    print(f"assumption: {doc['assumption']}")
+    return 0
+
 
 def register(sub: Any, common: AddCommon) -> None:
     """``lee evaluate``, ``lee sweep``, ``lee results ls|compare|show``."""
     p = common(sub.add_parser("evaluate", help="run a LEE job: evaluate snapshots not yet in the results store"))
-    p.add_argument("--config", required=True, type=Path, help="job file (TOML)")
+    p.add_argument("--config", type=Path, help="job file (TOML); or give --data, --snapshots and --results")
+    p.add_argument("--data", type=Path, help="dataset (or world) directory: its downstream events are the stream")
+    p.add_argument("--snapshots", type=Path, help="snapshot root")
+    p.add_argument("--results", type=Path, help="results store (SQLite; created if missing)")
+    p.add_argument("--name", default="cli", help="job name recorded with the runs (default: cli)")
+    p.add_argument("--variants", help="comma-separated glob patterns (default: every variant)")
+    p.add_argument("--usages", help="comma-separated, e.g. UR+IR,CR (default: UR+IR)")
+    p.add_argument("--fusions", help="comma-separated, e.g. concat,iim (default: concat)")
+    p.add_argument("--seeds", type=int, help="number of proxy seeds (default: 3)")
+    p.add_argument("--part", default="downstream", choices=("downstream", "upstream", "all"),
+                   help="which events the proxy learns from and is scored on (default: downstream)")
+    p.add_argument("--all-snapshots", action="store_true", help="every snapshot, not only each variant's latest")
     p.add_argument("--device", choices=enum_values(Device), help="override the job's device")
     p.add_argument("--max-units", type=int, help="evaluate at most this many units in this run")
     p.set_defaults(func=cmd_evaluate)
@@ -135,8 +192,11 @@ def register(sub: Any, common: AddCommon) -> None:
         p.add_argument("--db", required=True, type=Path, help="results store (SQLite)")
         p.add_argument("--job")
         if name == "compare":
+            p.add_argument("variants", nargs="*", metavar="A B",
+                           help="two variants: the paired interval of AUC(A) - AUC(B) instead of the ranking")
             p.add_argument("--usage")
             p.add_argument("--fusion")
+            p.add_argument("--level", type=float, default=0.95, help="interval level for A B (default 0.95)")
         p.set_defaults(func=func)
     p = common(results.add_parser("show", help="one run in full"))
     p.add_argument("run_id")
