@@ -291,12 +291,22 @@ def _read_blocks(snap: Snapshot, kind: TableKind, batch_rows: int, block_rows: i
 
 
 def volatility(store: SnapshotStore | str | Path, variant: str, kind: TableKind | str = TableKind.UR, *,
-               at: str | datetime | int | None = None, minutes: float = 5.0, tolerance_minutes: float = 0.0,
+               at: str | datetime | int | None = None, minutes: float | None = None, tolerance_minutes: float = 0.0,
                **kwargs: Any) -> VolatilityResult:
-    """Volatility of ``variant`` at ``at`` (default: its latest snapshot) against ``minutes`` before."""
+    """Volatility of ``variant`` at ``at`` (default: its latest snapshot) against the snapshot
+    ``minutes`` before (default: the previous snapshot, whatever the gap; the result's
+    ``minutes_apart`` says which gap was used)."""
     store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
     after = store.latest(variant) if at is None else store.open(variant, at)
-    before = store.previous(after, minutes=minutes, tolerance_minutes=tolerance_minutes)
+    if minutes is None:
+        times = store.times(variant)
+        k = times.index(after.event_time)
+        if k == 0:
+            raise InputError(f"{store.root / variant}: {iso(after.event_time)} is the variant's first snapshot; "
+                             "volatility needs one before it")
+        before = store.open(variant, times[k - 1])
+    else:
+        before = store.previous(after, minutes=minutes, tolerance_minutes=tolerance_minutes)
     return cosine_by_id(before, after, kind, **kwargs)
 
 

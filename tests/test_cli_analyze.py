@@ -48,6 +48,7 @@ def test_volatility_collapse_and_errors(planted, capsys):
                  str(planted / "w"), "--by", "activity_level", "--json", "-q"]) == 0
     doc = _json(capsys)
     assert doc["n_shared"] == 400 and {r["activity_level"] for r in doc["by"]} == {"low", "mid", "high"}
+    assert doc["minutes_apart"] == 5.0           # the previous snapshot, and the gap it lies at
     assert main(["analyze", "volatility", "--root", str(root), "--variant", "oracle", "--series", "--json", "-q"]) == 0
     assert _json(capsys)["pairs"] == 2
     assert main(["analyze", "collapse", "--root", str(root), "--json", "-q"]) == 0
@@ -55,7 +56,7 @@ def test_volatility_collapse_and_errors(planted, capsys):
     assert main(["analyze", "volatility", "--root", str(root), "--variant", "nope", "--json"]) == 2
     assert "no variant 'nope'" in capsys.readouterr().err
     assert main(["analyze", "volatility", "--root", str(root), "--variant", "oracle", "--by", "x"]) == 2
-    assert "--by needs --world" in capsys.readouterr().err
+    assert "--by needs --data" in capsys.readouterr().err
 
 
 def test_segments_from_a_planted_log(planted, capsys, tmp_path):

@@ -163,6 +163,8 @@ def test_bad_inputs(tmp_path, rotated):
     with pytest.raises(SnapshotError, match="has no IR table"):
         volatility(root, "v", "IR")
     with pytest.raises(SnapshotError, match="no snapshot 5 minutes before"):
+        volatility(root, "v", "UR", at=T0, minutes=5)
+    with pytest.raises(InputError, match="is the variant's first snapshot"):   # default: the previous one
         volatility(root, "v", "UR", at=T0)
     write_snapshot(tmp_path / "one", "v", T0, {"UR": EmbeddingTable(np.arange(3), np.ones((3, 4), np.float32))})
     with pytest.raises(InputError, match="at least 2"):

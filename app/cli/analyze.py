@@ -165,15 +165,29 @@ def cmd_clusters(args: argparse.Namespace) -> int:
     ds = Dataset.open(args.data)
     kind = TableKind.parse(args.table)
     labels = id_labels(ds, kind.entity, args.label)
-    if args.label != "label" and labels is None:
-        raise InputError(f"{args.data}: the {kind.entity}s table has no column {args.label!r} for --label")
+    if args.label != "label" and labels is None:  # a column of the other side table, through positive events
+        from analysis.cluster_labels import label_mix, top_labels
+
+        labels = top_labels(label_mix(ds, kind.entity, args.label).mix)
     truth = planted_truth(ds) if kind.entity == "user" else None
     k = args.k or (int(labels.nunique()) if labels is not None else 8)
     items = ds.items if ds.items is not None and {"item_id", "category"} <= set(ds.items.columns) else None
-    res = cluster_snapshot(SnapshotStore(args.root).latest(args.variant), kind, k=k, events=interactions(ds),
-                           items=items, labels=labels, truth=truth, seed=args.seed, backend=args.backend,
-                           domain=None)
-    return _finish(res, args, {"variant": args.variant})
+    snap = SnapshotStore(args.root).latest(args.variant)
+    res = cluster_snapshot(snap, kind, k=k, events=interactions(ds), items=items, labels=labels, truth=truth,
+                           seed=args.seed, backend=args.backend, domain=None)
+    if not args.against_random:
+        return _finish(res, args, {"variant": args.variant})
+    from analysis.cluster_labels import snapshot_cluster_labels
+    from lee.results import plain
+
+    vs = snapshot_cluster_labels(snap, kind, ds, args.label, k=res.k, draws=args.against_random, seed=args.seed,
+                                 backend=args.backend, assignment=res.assignment)
+    doc = {**plain(res.summary()), "variant": args.variant, "against_random": plain(vs.summary())}
+    if args.out:  # the clusters in DIR, the comparison with random draws in DIR/against-random
+        doc["written"] = str(res.save(args.out))
+        doc["against_random"]["written"] = str(vs.save(Path(args.out) / "against-random"))
+    emit(doc, args)
+    return 0
 
 
 
@@ -190,7 +204,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--variant", required=True)
     p.add_argument("--table", default="UR", help="UR, IR, CR_user or CR_item (default UR)")
     p.add_argument("--at", help="event time of the later snapshot (default: the latest)")
-    p.add_argument("--minutes", type=float, default=5.0, help="how far back the earlier snapshot lies")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="how far back the earlier snapshot lies (default: the previous snapshot; the gap is printed)")
     p.add_argument("--tolerance", type=float, default=0.0, help="minutes of slack when finding it")
     p.add_argument("--series", action="store_true", help="every consecutive pair instead of one")
     p.add_argument("--data", "--world", dest="data", type=Path,
@@ -260,6 +275,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--variant", required=True)
     p.add_argument("--table", default="UR")
     p.add_argument("--k", type=int, help="clusters (default: the number of distinct user labels)")
+    p.add_argument("--against-random", type=int, metavar="N",
+                   help="also purity, NMI and label-mix divergence vs N random draws of the same shape")
     p.add_argument("--backend", default=KMeansBackend.AUTO.value, choices=enum_values(KMeansBackend))
     p.add_argument("--seed", type=int, default=0)
     out(p)
