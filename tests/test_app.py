@@ -132,4 +132,4 @@ def test_bad_paths_show_messages_not_tracebacks(app, tmp_path):
     app.text_input(key="src_root").set_value(str(ROOT)).run()
     app.text_input(key="src_world").set_value(str(tmp_path)).run()
     assert not app.exception
-    assert "world" in app.error[0].value.lower()
+    assert "dataset.json: file is missing" in app.error[0].value

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
-from lee.errors import LeeError
+from lee.errors import InputError, LeeError
 from lee.results import RESULT_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def sidebar_sources() -> Sources:
     d = _cli_defaults()
     defaults = {"src_run": str(d.run or ""), "src_world": str(d.world), "src_root": str(d.root),
                 "src_db": str(d.db), "src_sweep": str(d.sweep or "")}
-    labels = {"src_run": "Finished run directory (optional)", "src_world": "World directory",
+    labels = {"src_run": "Finished run directory (optional)", "src_world": "Dataset (or world) directory",
               "src_root": "Snapshot root", "src_db": "LEE results store", "src_sweep": "Layer-sweep CSV (optional)"}
     values = {}
     with st.sidebar:
@@ -142,14 +142,15 @@ def _file_key(path: str) -> float:
     return max((q.stat().st_mtime for q in (p, wal) if q.exists()), default=0.0)
 
 
-@st.cache_resource(show_spinner="Loading the world…")
+@st.cache_resource(show_spinner="Loading the dataset…")
 def _world(path: str):
-    from lee.world.io import load_world
+    from lee.data.dataset import Dataset
 
-    return load_world(path)
+    return Dataset.open(path)
 
 
 def world(src: Sources):
+    """The dataset (a world opens as one) of the sidebar's data directory."""
     return guarded(_world, str(src.world))
 
 
@@ -229,10 +230,10 @@ def sweep(src: Sources) -> pd.DataFrame | None:
 @st.cache_resource(show_spinner="Training the proxy and masking every input…")
 def _importance(world_path: str, root: str, key: tuple, variant: str, mode: str, repeats: int):
     from analysis.importance import importance_for_snapshot
-    from lee.evaluator.data import stream_from_world
+    from lee.evaluator.data import stream_from_dataset
     from lee.snapshot import SnapshotStore
 
-    stream = stream_from_world(_world(world_path))
+    stream = stream_from_dataset(_world(world_path))
     return importance_for_snapshot(stream, SnapshotStore(root).latest(variant), mode=mode, n_repeats=repeats,
                                    n_boot=100)
 
@@ -246,7 +247,10 @@ def _segments(world_path: str, by: str, home_col: str, other_col: str, threshold
     from analysis.segments import segment_lift
     from lee.world.ab_log import generate_ab_log
 
-    log = generate_ab_log(_world(world_path), seed=seed)
+    ds = _world(world_path)
+    if ds.world is None:
+        raise InputError(f"{world_path}: the planted A/B log needs a planted world; load your own A/B log instead")
+    log = generate_ab_log(ds.world, seed=seed)
     return segment_lift(log, by=by, home_col=home_col, other_col=other_col, other_threshold=threshold,
                         n_boot=1000, seed=seed)
 

@@ -9,7 +9,7 @@ from lee.device import Device
 from lee.evaluator.compare import EvalConfig
 from lee.evaluator.inject import Usage
 from lee.evaluator.models import FusionMode
-from lee.jobs.config import JobConfig, JobEval, JobSpec
+from lee.jobs.config import JobConfig, JobEval, JobSpec, StreamSpec
 from lee.jobs.run import run_job
 
 st.title("LEE: representations against the baseline")
@@ -37,6 +37,8 @@ with st.form("lee_form"):
     usage = st.selectbox("Usage", usages, index=usages.index(default.usage), key="lee_usage")
     fusion = st.selectbox("Fusion", fusions, index=fusions.index(default.fusion), key="lee_fusion")
     seeds = st.slider("Seeds", 1, 3, 1, key="lee_seeds")
+    part = st.selectbox("Events the proxy learns from and is scored on", ["downstream", "upstream", "all"],
+                        key="lee_part", help="the dataset's split decides which events are downstream")
     go = st.form_submit_button("Evaluate")
 if go:
     if not chosen:
@@ -45,7 +47,8 @@ if go:
     src.db.parent.mkdir(parents=True, exist_ok=True)
     job = JobConfig(job=JobSpec(name="dashboard", snapshots=src.root, data=src.world, results=src.db,
                                 variants=tuple(chosen), latest_only=True, device=Device.CPU),
-                    eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds))))
+                    eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds))),
+                    stream=StreamSpec(part=part))
     bar = st.progress(0.0, text="starting…")
 
     def on_unit(done: int, total: int, label: str) -> None:

@@ -26,8 +26,13 @@ same = {v: by[table] for v, by in res.volatility.items() if table in by}
 st.plotly_chart(figures.volatility_cdf(same), key="vol_cdf")
 st.plotly_chart(figures.volatility_series({v: by[table] for v, by in res.series.items() if table in by}),
                 key="vol_series")
-w = world(src)
-attrs = w.users if r.kind.entity == "user" else w.items
+ds = world(src)
+attrs = ds.attributes(r.kind.entity)
+if attrs is None:
+    st.info(f"The dataset has no {r.kind.entity}s table to break volatility down by.")
+    st.stop()
+id_col = ds.user_col if r.kind.entity == "user" else ds.item_col
+attrs = attrs.rename(columns={id_col: f"{r.kind.entity}_id"})
 choices = [c for c in attrs.columns if c not in ("user_id", "item_id")]
 by = st.selectbox("Break down by", choices, index=choices.index("activity_level") if "activity_level" in choices else 0,
                   key="vol_by")
