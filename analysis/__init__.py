@@ -23,5 +23,7 @@ for _name, _where in {
     "segments": "analysis.segments:SegmentLift",
     "suite": "analysis.suite:SuiteResult",
     "lee-comparison": "analysis.lee_results:LeeComparison",
+    "variant-compare": "analysis.variant_compare:VariantComparison",
+    "cluster-labels": "analysis.cluster_labels:ClusterLabelResult",
 }.items():
     declare(_name, _where)

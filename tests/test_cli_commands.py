@@ -147,6 +147,8 @@ def test_casestudy_obd_reduced(tmp_path, capsys):
     for policy in POLICIES:
         assert doc["arms"]["ctr"][policy] == pytest.approx(raw_clicks(policy).mean())
     assert out.is_dir() and any(p.suffix == ".csv" for p in out.rglob("*"))
+    assert (out / "data" / "dataset.json").is_file() and doc["written"]["result"] == str(out / "case-study")
+    assert doc["fields"][:2] == ["user", "item"] and set(doc["groups"]) == {"user side", "item side", "context"}
 
 
 def test_casestudy_movielens_reduced(tmp_path, capsys):
@@ -159,6 +161,11 @@ def test_casestudy_movielens_reduced(tmp_path, capsys):
         assert r["ci_low"] <= r["delta_auc_upstream_minus_random"] <= r["ci_high"]
         assert r["verdict"] in {"better", "no different", "worse"}
     assert doc["purity"][0]["variant"] == "upstream"
+    assert {(r["variant"], r["usage"]) for r in doc["coverage"]} == {(v, u) for v in ("upstream", "random")
+                                                                     for u in ("UR", "IR", "CR")}
+    assert all(0.0 < r["coverage_events"] <= 1.0 and 0.0 < r["coverage_ids"] <= 1.0 for r in doc["coverage"])
+    assert "t-interval" in doc["method"]["method"]
+    assert [m["measure"] for m in doc["clusters_vs_random"]] == ["purity", "nmi", "label_mix_divergence"]
     html = Path(doc["report"]).read_text(encoding="utf-8")
     assert Path(doc["report"]).is_relative_to(out) and "id='clusters'" in html
     store = SnapshotStore(out / "snapshots")

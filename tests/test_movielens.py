@@ -9,9 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.variant_compare import compare_variants
 from app.cli.main import main
-from app.workflows.movielens_case import run_movielens_case
+from app.workflows.movielens_case import MovieLensCase, run_movielens_case
+from lee.data.dataset import Dataset
+from lee.data.spec import SplitKind
 from lee.errors import InputError
+from lee.snapshot import SnapshotStore
+from lee.upstream.from_dataset import default_cadence_minutes
 from lee.world.io import load_world, save_world
 from lee.world.movielens import import_movielens, part
 
@@ -93,25 +98,48 @@ def test_real_data_split_facts():
 
 
 def test_case_study_reduced_end_to_end(tmp_path):
-    """The whole pipeline at a reduced size (CI): every step runs and writes what it says."""
-    case = run_movielens_case(DATA, tmp_path / "case", users=120, seeds=(0,), n_boot=30, random_seeds=3,
-                              log=lambda *_: None)
+    """The whole pipeline at a reduced size (CI), through the generic path: every step runs and writes
+    what it says, and what it reports is what the dataset, the snapshots and the results store hold."""
+    out = tmp_path / "case"
+    case = run_movielens_case(DATA, out, users=120, seeds=(0,), n_boot=30, random_seeds=3, log=lambda *_: None)
+    # 1. imported with `lee data import --format movielens`, 120 users kept, the users labelled by genre mix
+    ds = Dataset.open(out / "data")
+    assert ds.spec.source["format"] == "movielens" and ds.spec.split.kind == SplitKind.USER_FRACTION
+    assert ds.events["user_id"].nunique() == 120 == case.world["users"]
+    assert set(ds.users.columns) == {"user_id", "label"}
+    assert case.world["label_rule"] == "label = 1 where rating >= 4, else 0"
+    # 2. upstream events only, at the cadence the upstream time span gives
+    up = ds.events.loc[ds.part_mask("upstream"), "ts"]
+    assert case.upstream["snapshot_every_minutes"] == default_cadence_minutes(up.iloc[-1] - up.iloc[0])
+    assert case.upstream["train_events"] + case.upstream["holdout_events"] == case.world["upstream_events"]
+    store = SnapshotStore(out / "snapshots")
+    assert case.upstream["snapshots"] == len(store.times("upstream")) >= 10 and store.times("random") == \
+        [store.times("upstream")[-1]]
+    # 3. LEE through the job file and results store; the paired interval is compare_variants on that store
+    assert (out / "lee-job.toml").is_file()
     assert set(case.lee["usage"]) == {"UR", "IR", "CR"} and set(case.lee["variant"]) == {"upstream", "random"}
     assert case.lee[["auc", "baseline_auc"]].apply(lambda c: c.between(0.5, 1.0)).all().all()
-    assert (case.upstream_vs_random["ci_low"] <= case.upstream_vs_random["ci_high"]).all()
-    assert case.upstream["snapshots"] >= 10 and case.suite.volatility["upstream"]
-    assert len(case.purity) == 4
+    assert case.lee[["coverage_events", "coverage_ids"]].apply(lambda c: c.between(0.0, 1.0)).all().all()
+    again = compare_variants(out / "results.sqlite", "upstream", "random").table.set_index("usage")
+    got = case.upstream_vs_random.set_index("usage")
+    assert list(got.index) == ["UR", "IR", "CR"]
+    np.testing.assert_allclose(got["delta_auc_upstream_minus_random"], again.loc[got.index, "delta"])
+    assert (got["ci_low"] <= got["ci_high"]).all()
+    # 4-6. clusters against random draws, the suite, the report
+    assert len(case.purity) == 4 and list(case.purity["variant"][:2]) == ["upstream", "random draw 0"]
+    assert case.suite.volatility["upstream"]
     html = case.report.read_text(encoding="utf-8")
     assert "id='lee'" in html and "id='clusters'" in html and "id='importance'" in html
-    doc = json.loads((tmp_path / "case" / "case-study.json").read_text())
-    assert doc["world"]["label_rule"] == "click = rating >= 4"
+    doc = json.loads((out / "case-study" / "result.json").read_text())
+    assert doc["summary"]["world"]["split"] == case.world["split"]
+    assert MovieLensCase.load(out / "case-study").summary() == case.summary()
 
 
 @pytest.mark.slow
 def test_case_study_acceptance_full_data(tmp_path):
-    """On all of MovieLens: the upstream UR beats a random snapshot of its shape under LEE with 95%
-    confidence, and its clusters' genre mix diverges from the population more than for any of 20
-    random embeddings of the same shape."""
+    """On all of MovieLens, through the generic path: the upstream UR beats a random snapshot of its shape
+    under LEE with 95% confidence (paired by seed and window), and its clusters' genre mix diverges from
+    the population more than for any of 20 random embeddings of the same shape."""
     case = run_movielens_case(DATA, tmp_path / "case", seeds=(0, 1, 2), n_boot=100, log=lambda *_: None)
     ur = case.upstream_vs_random.set_index("usage").loc["UR"]
     assert ur["verdict"] == "better" and ur["ci_low"] > 0

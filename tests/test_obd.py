@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.workflows.obd_case import GROUPS, ObdCaseStudy, obd_case_study
+from app.workflows.obd_case import ObdCaseStudy, obd_case_study, obd_dataset, run_obd_case
+from lee.data.dataset import Dataset
+from lee.data.importers import import_dataset
 from lee.errors import InputError
 from lee.world.obd import (
     EXPOSURE_COLUMNS,
@@ -213,9 +215,25 @@ def test_case_study_auc(study: ObdCaseStudy, log: pd.DataFrame) -> None:
     assert set(study.windows.columns) >= {"auc_seed_0", "auc_seed_1", "auc_mean"}
 
 
+def test_in_memory_dataset_equals_the_import(log: pd.DataFrame, tmp_path: Path) -> None:
+    """obd_dataset(read_obd(...)) holds what `lee data import --format obd` writes."""
+    import_dataset("obd", FIXTURE, tmp_path / "obd")
+    imported, mem = Dataset.open(tmp_path / "obd"), obd_dataset(log)
+    for name in ("events", "users", "items"):
+        pd.testing.assert_frame_equal(getattr(mem, name).reset_index(drop=True),
+                                      getattr(imported, name).reset_index(drop=True), check_dtype=False)
+    assert [f.model_dump() for f in mem.spec.fields] == [f.model_dump() for f in imported.spec.fields]
+
+
 def test_case_study_importance_covers_every_field(study: ObdCaseStudy) -> None:
     t = study.importance
-    assert set(OBD_FIELDS) | set(GROUPS) == set(t["target"])
+    # the generic stream: the two ids, then every declared field in the dataset's order
+    assert study.fields == ("user", "item", "position", "arm", "hour", *USER_FEATURES,
+                            *(f"item_feature_{k}" for k in range(4)))
+    assert study.groups == {"user side": ["user", *USER_FEATURES],
+                            "item side": ["item", *(f"item_feature_{k}" for k in range(4))],
+                            "context": ["position", "arm", "hour"]}
+    assert set(study.fields) | set(study.groups) == set(t["target"])
     assert (t["ci_low"] <= t["drop"]).all() and (t["drop"] <= t["ci_high"]).all()
     assert study.importance_events == (16_000, 20_000) and study.importance_clicks > 0
 
@@ -241,3 +259,11 @@ def test_case_study_exports(study: ObdCaseStudy, tmp_path: Path) -> None:
     assert back.summary() == study.summary()
     pd.testing.assert_frame_equal(back.importance, study.importance)
     assert "proxy AUC" in study.text()
+
+
+def test_run_obd_case_imports_then_studies(tmp_path: Path, study: ObdCaseStudy) -> None:
+    """The generic path (import, then the study on the dataset) gives the numbers of the in-memory one."""
+    case = run_obd_case(FIXTURE, tmp_path / "obd", seeds=(0, 1), n_windows=5, n_boot=30, n_repeats=2)
+    assert (tmp_path / "obd" / "data" / "dataset.json").is_file()
+    assert ObdCaseStudy.load(tmp_path / "obd" / "case-study").summary() == case.summary()
+    assert case.summary() == study.summary()

@@ -132,8 +132,22 @@ def cmd_snapshots_export(args: argparse.Namespace) -> int:
 
 
 
+def cmd_snapshots_random_like(args: argparse.Namespace) -> int:
+    """A random snapshot with the source's ids, dims and per-dimension mean and std (lee.snapshot.random_like)."""
+    from lee.snapshot import Snapshot
+    from lee.snapshot.random_like import METHOD, write_random_like
+    from lee.snapshot.store import open_any
+
+    src = open_any(args.path)
+    path = write_random_like(src, args.root, args.variant, seed=args.seed, overwrite=args.overwrite)
+    out = Snapshot.open(path)
+    emit({"snapshot": str(path), "source": str(src.path), "seed": args.seed, "method": METHOD,
+          "tables": {k.value: {"rows": out.info(k).rows, "dim": out.info(k).dim} for k in out.kinds}}, args)
+    return 0
+
+
 def register(sub: Any, common: AddCommon) -> None:
-    """``lee snapshots ls|show|validate|import|export``."""
+    """``lee snapshots ls|show|validate|import|export|random-like``."""
     snaps = sub.add_parser("snapshots", help="list, inspect, validate, import and export snapshots").add_subparsers(
         dest="snapshots_command", required=True, metavar="SUBCOMMAND")
     p = common(snaps.add_parser("ls", help="variants and their snapshot times under a root"))
@@ -169,3 +183,11 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--format", default="csv", choices=("csv", "parquet"))
     p.set_defaults(func=cmd_snapshots_export)
+
+    p = common(snaps.add_parser("random-like", help="a random snapshot with the same ids, dims and per-dim mean/std"))
+    p.add_argument("path", type=Path, metavar="SNAPSHOT", help="the snapshot directory to imitate")
+    p.add_argument("--variant", required=True, help="variant name of the random snapshot")
+    p.add_argument("--root", type=Path, help="snapshot root to write into (default: the source's root)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_snapshots_random_like)

@@ -1,16 +1,33 @@
-"""The MovieLens case study: the whole workbench on real data nobody here wrote.
+"""The MovieLens case study: the whole workbench on real data nobody here wrote, through the generic path.
 
-``run_movielens_case`` imports ``ml-latest-small`` (click = rating ≥ 4; per-user time split),
-trains the upstream model on the upstream part with a snapshot per simulated year of event time,
-writes a random snapshot of the same shape beside the latest one, runs LEE on UR, IR and CR for
-both against the baseline (plus the paired upstream-vs-random interval, the acceptance question),
-runs every analysis of the suite on the downstream part, measures how pure the clusters' top
-genres are against several random snapshots, and writes the HTML report. ``lee casestudy
-movielens`` runs it; ``docs/case-study.md`` discusses its numbers.
+``run_movielens_case`` does what a user with a MovieLens download would do with the documented
+commands, step by step, and records every number:
+
+1. ``lee data import --format movielens`` (click = rating ≥ 4; the later 30% of each user's ratings
+   downstream, or a global time cut) → ``out/data``; users are labelled by genre mix (below);
+2. ``lee upstream train --data out/data``: the upstream model on the upstream events only, a snapshot
+   every interval the upstream time span gives (:func:`lee.upstream.from_dataset.default_cadence_minutes`);
+3. ``lee snapshots random-like``: a random snapshot of the latest one's ids, dims, means and stds;
+4. ``lee evaluate --config out/lee-job.toml``: LEE on UR, IR and CR for both against the baseline
+   on the downstream events, coverage printed; ``lee results compare --db ... upstream random``:
+   the paired upstream-vs-random interval (the acceptance question);
+5. every analysis of the suite on the downstream part, and ``lee analyze clusters --label genres
+   --against-random N``: purity, NMI and genre-mix divergence of the UR clusters against N random
+   draws;
+6. the HTML report.
+
+Users get a ``label`` column in the dataset's users table: the genre whose share in the user's
+genre mix (the items' ``genres`` of their positive upstream ratings, multi-genre films split) most
+exceeds the population's (:func:`analysis.cluster_labels.top_labels`), so the suite's clusters and
+the report are labelled with it. It is an attribute, not a declared field: no model reads it. The
+genre measures of step 5 use the same mixes (the events the representation was trained on).
+
+``lee casestudy movielens`` runs it; ``docs/case-study.md`` discusses its numbers.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,45 +36,56 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import normalized_mutual_info_score
 
-from analysis.clusters import kmeans
-from analysis.lee_results import LeeComparison
+from analysis.cluster_labels import ClusterLabelResult, label_mix, snapshot_cluster_labels, top_labels
+from analysis.lee_results import lee_comparison
 from analysis.report import write_report
 from analysis.suite import SuiteConfig, SuiteResult, run_suite
-from lee.evaluator.compare import EvalConfig, compare_snapshots
-from lee.evaluator.data import stream_from_world
-from lee.evaluator.stats import RankedScores, paired_delta_ci
+from analysis.variant_compare import ASSUMPTION, METHOD, VariantComparison, compare_variants
+from lee.data.dataset import Dataset, write_dataset
+from lee.data.importers import ImportOptions, import_dataset
+from lee.errors import InputError
 from lee.features import encode_world
+from lee.jobs.config import load_job
+from lee.jobs.run import run_job
+from lee.jobs.store import ResultsStore
 from lee.results import SavedResult, plain, register
-from lee.snapshot import EmbeddingTable, Snapshot, SnapshotStore, write_snapshot
+from lee.snapshot import SnapshotStore
+from lee.snapshot.random_like import write_random_like
+from lee.upstream.from_dataset import default_cadence_minutes, upstream_world
 from lee.upstream.model import UpstreamConfig
 from lee.upstream.train import TrainConfig, train_upstream
-from lee.world.io import save_world
-from lee.world.model import World
-from lee.world.movielens import import_movielens, part
 
-YEAR_MINUTES = 365 * 24 * 60
 USAGES = ("UR", "IR", "CR")
+SPLITS = {"per-user": "user:0.3", "global": None}   # global: a time cut at the 70% quantile of the ratings
+LABEL = "genres"                                      # the items column users are labelled and measured by
+JOB = """# LEE job written by `lee casestudy movielens`; run it again with `lee evaluate --config lee-job.toml`
+[job]
+name = "movielens-case"
+snapshots = "snapshots"
+data = "data"
+results = "results.sqlite"
+variants = ["upstream", "random"]
+latest_only = true
+device = "{device}"
 
-
-def write_random_like(snapshot: Snapshot, root: str | Path, variant: str = "random", *, seed: int = 0) -> Path:
-    """A snapshot of ``snapshot``'s shape (same ids, dims, per-dimension mean and std) whose vectors
-    are Gaussian noise: the 'no information' yardstick for real data."""
-    rng = np.random.default_rng(seed)
-    tables = {}
-    for kind in snapshot.kinds:
-        t = snapshot.load(kind)
-        mu, sd = t.vectors.mean(0), t.vectors.std(0) + 1e-6
-        tables[kind] = EmbeddingTable(t.ids, (mu + sd * rng.standard_normal(t.vectors.shape)).astype(np.float32))
-    return write_snapshot(root, variant, snapshot.event_time, tables, source_layer="random-like",
-                          extra={"random_like": str(snapshot.path), "seed": seed}, overwrite=True)
+[eval]
+usages = ["UR", "IR", "CR"]
+fusions = ["concat"]
+seeds = [{seeds}]
+n_boot = {n_boot}
+"""
 
 
 @register("movielens-case-study")
 @dataclass
 class MovieLensCase(SavedResult):
-    """Everything the case study measured; ``summary()`` is what docs/case-study.md quotes."""
+    """Everything the case study measured; ``summary()`` is what docs/case-study.md quotes.
+
+    ``lee``: the LEE ranking from the results store (each variant against the baseline, with
+    coverage); ``upstream_vs_random``: the paired upstream − random interval per usage
+    (:mod:`analysis.variant_compare`); ``purity``: purity, NMI and genre-mix divergence of the
+    UR clusters and of every random draw (:mod:`analysis.cluster_labels`)."""
 
     world: dict[str, Any]
     upstream: dict[str, Any]
@@ -67,150 +95,173 @@ class MovieLensCase(SavedResult):
     suite: SuiteResult
     report: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    clusters: ClusterLabelResult | None = None
+    compare: VariantComparison | None = None
 
     def summary(self) -> dict[str, Any]:
         return plain({"world": self.world, "upstream": self.upstream,
                       "lee": self.lee.to_dict(orient="records"),
                       "upstream_vs_random": self.upstream_vs_random.to_dict(orient="records"),
-                      "purity": self.purity.to_dict(orient="records"), "suite": self.suite.summary(),
-                      "report": str(self.report), "seconds": self.seconds})
+                      "upstream_vs_random_method": {"method": METHOD, "assumption": ASSUMPTION},
+                      "purity": self.purity.to_dict(orient="records"),
+                      "clusters_vs_random": self.clusters.summary() if self.clusters is not None else None,
+                      "suite": self.suite.summary(), "report": str(self.report), "seconds": self.seconds})
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"lee": self.lee, "upstream_vs_random": self.upstream_vs_random, "purity": self.purity}
 
 
-def genre_profiles(world: World, events: pd.DataFrame) -> pd.DataFrame:
-    """Each user's genre mix: share of their positive ratings per genre (multi-genre films split)."""
-    pos = events[events["click"] == 1]
-    genres = world.items.set_index("item_id")["genres"].str.split("|")
-    x = pos.assign(genre=genres.reindex(pos["item_id"].to_numpy()).to_numpy()).explode("genre")
-    x["w"] = 1.0 / x.groupby(level=0)["genre"].transform("size")
-    prof = x.pivot_table(index="user_id", columns="genre", values="w", aggfunc="sum", fill_value=0.0)
-    return prof.div(prof.sum(axis=1), axis=0)
+# ----------------------------------------------------------------------------- the dataset
 
 
-def _js(p: np.ndarray, q: np.ndarray) -> float:
-    m = (p + q) / 2.0
+def _subset_users(ds: Dataset, users: int, seed: int) -> tuple[pd.DataFrame, str]:
+    """The events of a seeded random subset of ``users`` users (a reduced run for CI)."""
+    if users < 1:
+        raise InputError(f"users must be at least 1 (a subset size); got {users}")
+    col = ds.user_col
+    ids = np.sort(pd.unique(ds.events[col].to_numpy()))
+    keep = np.random.default_rng(seed).choice(ids, size=min(users, ids.size), replace=False)
+    events = ds.events[ds.events[col].isin(keep)].reset_index(drop=True)
+    return events, f"reduced run: {len(keep)} of {ids.size} users (seeded random subset, seed {seed})"
 
-    def kl(a: np.ndarray, b: np.ndarray) -> float:
-        nz = a > 0
-        return float((a[nz] * np.log(a[nz] / b[nz])).sum())
 
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+def movielens_dataset(data: str | Path, out: str | Path, *, split: str = "per-user", users: int | None = None,
+                      seed: int = 0) -> Dataset:
+    """``lee data import --format movielens`` into ``out``, then (optionally) a user subset or a global time
+    cut, and a users table whose ``label`` is each user's top genre by excess share (module docstring)."""
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    out = Path(out)
+    import_dataset("movielens", data, out, ImportOptions(split=SPLITS[split]), overwrite=True)
+    ds = Dataset.open(out)
+    notes = list(ds.spec.source.get("notes", []))
+    events = ds.events
+    if users is not None:
+        events, note = _subset_users(ds, users, seed)
+        notes.append(note)
+        ds = Dataset(spec=ds.spec, events=events, users=ds.users, items=ds.items, path=out)
+    if split == "global":
+        cut = int(np.quantile(ds.ts, 0.7))
+        ds = ds.with_split(cut=cut)
+        notes.append("split: global time cut at the 70% quantile of the ratings' times")
+    mix = label_mix(ds, "user", LABEL)
+    user_ids = np.sort(pd.unique(events[ds.user_col].to_numpy()))
+    label = top_labels(mix.mix).reindex(user_ids).fillna("(no positive rating)").astype(str)
+    users_table = pd.DataFrame({ds.user_col: user_ids, "label": label.to_numpy()})
+    notes.append(f"users.label: {mix.source}; the top genre by excess share over the population's mean mix "
+                 "(an attribute for cluster labels, not a field)")
+    spec = ds.spec.model_copy(update={"source": {**ds.spec.source, "notes": notes}})
+    return write_dataset(out, spec, events, users_table, ds.items, overwrite=True)
 
 
-def cluster_genre_measures(vectors: np.ndarray, ids: np.ndarray, labels: pd.Series, profiles: pd.DataFrame, *,
-                           k: int, seed: int = 0) -> dict[str, float]:
-    """How genre-specific K-means clusters of a user table are, three ways:
-
-    * ``genre_mix_divergence`` — size-weighted mean Jensen–Shannon divergence between each cluster's
-      mean genre profile and the overall profile (0: every cluster has the population's mix);
-    * ``purity`` — size-weighted share of each cluster's most common top-genre label;
-    * ``nmi`` — normalised mutual information between cluster and top-genre label.
-    """
-    fit = kmeans(vectors, k, seed=seed, n_init=10)
-    has = np.isin(ids, profiles.index.to_numpy())  # users with no positive rating have no genre mix
-    P = profiles.reindex(ids[has]).to_numpy()
-    cl = fit.labels[has]
-    overall = P.mean(0)
-    div = sum((cl == c).sum() * _js(P[cl == c].mean(0), overall) for c in np.unique(cl)) / has.sum()
-    lab = labels.reindex(ids).astype(str).to_numpy()
-    tab = pd.crosstab(fit.labels, lab)
-    purity = float(tab.max(axis=1).sum() / tab.to_numpy().sum())
-    return {"genre_mix_divergence": float(div), "purity": purity,
-            "nmi": float(normalized_mutual_info_score(lab, fit.labels))}
+# ----------------------------------------------------------------------------- the study
 
 
 def run_movielens_case(data: str | Path, out: str | Path, *, users: int | None = None,
                        seeds: tuple[int, ...] = (0, 1, 2), n_boot: int = 200, random_seeds: int = 20,
                        split: str = "per-user", device: str = "cpu", batch_size: int = 256, epochs: int = 5,
                        log: Callable[[str], Any] = print, progress: bool = False) -> MovieLensCase:
-    """Run the case study on ``data`` (ml-latest-small) into ``out``; ``users`` subsamples (CI)."""
+    """Run the case study on ``data`` (a MovieLens directory) into ``out``; ``users`` subsamples (CI)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("snapshots", "results.sqlite", "results.sqlite-wal", "results.sqlite-shm"):
+        p = out / stale
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
     seconds: dict[str, float] = {}
+
     t = time.perf_counter()
-    world = import_movielens(data, split=split, users=users)
-    save_world(world, out / "world", overwrite=True)
-    up, down = part(world, "upstream"), part(world, "downstream")
-    wsum = {**world.summary(), "upstream_events": len(up.events), "downstream_events": len(down.events),
-            "downstream_positive_rate": float(down.events["click"].mean()),
-            "downstream_users_seen_upstream": float(down.events["user_id"].isin(up.events["user_id"]).mean()),
-            "downstream_items_seen_upstream": float(down.events["item_id"].isin(up.events["item_id"]).mean()),
-            **{k: world.meta[k] for k in ("label_rule", "split", "user_label_rule", "item_category_rule")}}
+    ds = movielens_dataset(data, out / "data", split=split, users=users)
+    info = ds.summary()
+    up_mask, down_mask = ds.part_mask("upstream"), ds.part_mask("downstream")
+    ev = ds.events
+    up_users, up_items = set(ev.loc[up_mask, ds.user_col]), set(ev.loc[up_mask, ds.item_col])
+    wsum = {"users": info["users"], "items": info["items"], "rated_items": int(ev[ds.item_col].nunique()),
+            "events": info["events"], "upstream_events": info["upstream_events"],
+            "downstream_events": info["downstream_events"], "positive_rate": info["label_rate"],
+            "downstream_positive_rate": info["downstream_label_rate"],
+            "downstream_users_seen_upstream": float(ev.loc[down_mask, ds.user_col].isin(up_users).mean()),
+            "downstream_items_seen_upstream": float(ev.loc[down_mask, ds.item_col].isin(up_items).mean()),
+            "time_span": info["time_span"], "label_rule": ds.spec.source.get("label_rule"), "split": info["split"],
+            "fields": [f["name"] for f in info["fields"]], "notes": ds.spec.source.get("notes", [])}
     seconds["import"] = time.perf_counter() - t
-    log(f"[1/5] MovieLens: {wsum['users']} users, {wsum['items']} movies, {wsum['events']:,} ratings "
-        f"({wsum['upstream_events']:,} upstream / {wsum['downstream_events']:,} downstream, {split} split)")
+    log(f"[1/6] MovieLens via `lee data import`: {wsum['users']} users, {wsum['rated_items']} rated movies, "
+        f"{wsum['events']:,} ratings ({wsum['upstream_events']:,} upstream / {wsum['downstream_events']:,} "
+        f"downstream; {wsum['split']})")
 
     t = time.perf_counter()
     root = out / "snapshots"
-    res = train_upstream(encode_world(up), root, model_cfg=UpstreamConfig(),
-                         train_cfg=TrainConfig(snapshot_every_minutes=YEAR_MINUTES, holdout_fraction=0.1,
-                                               tau_seconds=30 * 24 * 3600.0, seed=seeds[0], batch_size=batch_size,
-                                               epochs_per_interval=epochs),
-                         device=device, progress=progress)
+    world, up_info = upstream_world(ds)
+    cadence = default_cadence_minutes(up_info["span_seconds"])
+    tcfg = TrainConfig(snapshot_every_minutes=cadence, holdout_fraction=0.1, tau_seconds=30 * 24 * 3600.0,
+                       seed=seeds[0], batch_size=batch_size, epochs_per_interval=epochs)
+    res = train_upstream(encode_world(world), root, model_cfg=UpstreamConfig(), train_cfg=tcfg, device=device,
+                         progress=progress)
     store = SnapshotStore(root)
     latest = store.latest("upstream")
-    write_random_like(latest, root, "random", seed=0)
+    write_random_like(latest, root, "random", seed=0, overwrite=True)
     upsum = {"holdout_auc": res.holdout_auc_ad, "snapshots": len(res.snapshots), "train_events": res.train_events,
-             "latest": latest.event_time.isoformat()}
+             "holdout_events": res.holdout_events, "latest": latest.event_time.isoformat(),
+             "snapshot_every_minutes": cadence, "snapshot_every_days": cadence / 1440.0,
+             "cadence": "from the upstream events' time span (about 12 snapshots)",
+             "upstream_span_days": up_info["span_seconds"] / 86400.0, "mapping": up_info["mapping"],
+             "epochs_per_interval": epochs, "batch_size": batch_size}
     seconds["upstream"] = time.perf_counter() - t
-    log(f"[2/5] upstream model: {len(res.snapshots)} yearly snapshots, held-out AUC {res.holdout_auc_ad:.4f}")
+    log(f"[2/6] upstream model on the upstream events: a snapshot every {cadence / 1440:g} days over "
+        f"{upsum['upstream_span_days']:.0f} days ({len(res.snapshots)} snapshots), held-out AUC "
+        f"{res.holdout_auc_ad:.4f}; random-like snapshot beside the latest")
 
     t = time.perf_counter()
-    stream = stream_from_world(down)
-    rows, paired = [], []
-    for usage in USAGES:
-        cfg = EvalConfig(usage=usage, seeds=seeds, n_boot=n_boot)
-        cmp = compare_snapshots(stream, {"upstream": latest, "random": store.latest("random")}, cfg, device=device)
-        base = cmp.baseline
-        for v in cmp.variants:
-            assert v.delta is not None, "compare_snapshots pairs every variant with the baseline"
-            rows.append({"variant": v.name, "usage": usage, "fusion": cfg.fusion, "auc": v.auc,
-                         "baseline_auc": base.auc, "delta_auc": v.delta.delta, "ci_low": v.delta.low,
-                         "ci_high": v.delta.high, "rela_impr": v.rela_impr, "verdict": v.verdict})
-        u, r = cmp.get("upstream"), cmp.get("random")
-        y = stream.y[u.runs[0].test_lo:].numpy()
-        d = paired_delta_ci([RankedScores(y, x.scores) for x in r.runs], [RankedScores(y, x.scores) for x in u.runs],
-                            stream.user_row[u.runs[0].test_lo:], n_boot=n_boot, level=cfg.level)
-        paired.append({"usage": usage, "delta_auc_upstream_minus_random": d.delta, "ci_low": d.low, "ci_high": d.high,
-                       "level": d.level, "verdict": d.verdict})
-    lee_table = pd.DataFrame(rows)
-    vs_random = pd.DataFrame(paired)
+    job_file = out / "lee-job.toml"
+    job_file.write_text(JOB.format(device=device, seeds=", ".join(map(str, seeds)), n_boot=n_boot),
+                        encoding="utf-8")
+    job = load_job(job_file)
+    run_job(job, progress=progress, log=lambda *_: None)
+    db = job.job.results
+    ranking = ResultsStore(db).compare()
+    cols = ["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high", "rela_impr",
+            "verdict", "coverage_events", "coverage_ids", "run_id"]
+    lee_table = ranking[cols].reset_index(drop=True)
+    cmp = compare_variants(db, "upstream", "random")
+    c = cmp.table.set_index("usage").reindex(list(USAGES)).reset_index()
+    vs_random = pd.DataFrame({"usage": c["usage"], "delta_auc_upstream_minus_random": c["delta"],
+                              "ci_low": c["ci_low"], "ci_high": c["ci_high"], "level": cmp.level,
+                              "verdict": c["verdict"], "windows": c["windows"], "seeds": c["seeds"],
+                              "pooled_delta": c["pooled_delta"], "lag1_autocorr": c["lag1_autocorr"]})
     seconds["lee"] = time.perf_counter() - t
-    log("[3/5] LEE on the downstream part: " + "; ".join(
-        f"{p['usage']} upstream−random {p['delta_auc_upstream_minus_random']:+.4f} "
-        f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] {p['verdict']}" for p in paired))
+    for r in lee_table.itertuples():
+        log(f"      {r.variant} {r.usage}: ΔAUC {r.delta_auc:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] {r.verdict}; "
+            f"coverage {r.coverage_events:.1%} of downstream events, {r.coverage_ids:.1%} of ids")
+    log("[3/6] LEE job on the downstream part; upstream − random (paired by seed and window): " + "; ".join(
+        f"{p.usage} {p.delta_auc_upstream_minus_random:+.4f} [{p.ci_low:+.4f}, {p.ci_high:+.4f}] {p.verdict}"
+        for p in vs_random.itertuples()))
 
     t = time.perf_counter()
-    variants = ("upstream", "random")
-    suite = run_suite(world, root, config=SuiteConfig(variants=variants, map_methods=("pca", "tsne"),
-                                                      importance_variants=("upstream",), n_boot=n_boot,
-                                                      segments=False, device=device),
-                      out=out / "analyses", events=down.events, stream=stream, log=log, progress=progress)
-    labels = world.user_labels()
-    k = world.default_k()
-    profiles = genre_profiles(world, up.events)
-    ur = latest.load("UR")
-    mu, sd = ur.vectors.mean(0), ur.vectors.std(0)
-    pur = [{"variant": "upstream", **cluster_genre_measures(ur.vectors, ur.ids, labels, profiles, k=k)}]
-    rng = np.random.default_rng(1)
-    for draw in range(random_seeds):  # random embeddings of the same shape, drawn in memory
-        noise = (mu + sd * rng.standard_normal(ur.vectors.shape)).astype(np.float32)
-        pur.append({"variant": f"random draw {draw}", **cluster_genre_measures(noise, ur.ids, labels, profiles, k=k)})
-    purity = pd.DataFrame(pur)
+    clusters = snapshot_cluster_labels(latest, "UR", ds, LABEL, draws=random_seeds, seed=0)
+    purity = clusters.measures.rename(columns={"label_mix_divergence": "genre_mix_divergence"})
+    purity["variant"] = purity["variant"].replace({"snapshot": "upstream"})
+    seconds["clusters"] = time.perf_counter() - t
+    comp = clusters.comparison().set_index("measure")
+    log(f"[4/6] UR clusters (k = {clusters.k}) vs {random_seeds} random draws: " + "; ".join(
+        f"{m} {comp.loc[m, 'snapshot']:.4f} vs {comp.loc[m, 'random_mean']:.4f} (max {comp.loc[m, 'random_max']:.4f})"
+        for m in comp.index))
+
+    t = time.perf_counter()
+    suite = run_suite(ds, root, config=SuiteConfig(variants=("upstream", "random"), map_methods=("pca", "tsne"),
+                                                   importance_variants=("upstream",), n_boot=n_boot, k=clusters.k,
+                                                   segments=False, device=device),
+                      out=out / "analyses", log=log, progress=progress)
     seconds["analyses"] = time.perf_counter() - t
-    rnd = purity[purity["variant"] != "upstream"]
-    log("[4/5] analyses; UR clusters vs " + f"{len(rnd)} random draws: " + "; ".join(
-        f"{m} {purity[m].iloc[0]:.4f} vs {rnd[m].mean():.4f} (max {rnd[m].max():.4f})"
-        for m in ("genre_mix_divergence", "purity", "nmi")))
+    log("[5/6] analyses of the suite on the downstream part")
 
     t = time.perf_counter()
-    lee = LeeComparison(source="MovieLens case study (in memory)", ranking=lee_table, windows=pd.DataFrame())
-    report = write_report(out / "report", suite, lee=lee, title="LEE Workbench · MovieLens case study",
-                          meta={"data": str(data), "label rule": world.meta["label_rule"], "split": split})
+    report = write_report(out / "report", suite, lee=lee_comparison(db), title="LEE Workbench · MovieLens case study",
+                          meta={"data": str(data), "label rule": str(wsum["label_rule"]), "split": wsum["split"]})
     seconds["report"] = time.perf_counter() - t
-    log(f"[5/5] report -> {report}")
-    case = MovieLensCase(wsum, upsum, lee_table, vs_random, purity, suite, report, seconds)
+    log(f"[6/6] report -> {report}")
+    case = MovieLensCase(wsum, upsum, lee_table, vs_random, purity, suite, report, seconds, clusters, cmp)
     case.save(out / "case-study")
     return case
+

@@ -1,7 +1,14 @@
-"""A case study on real logs: the Open Bandit Dataset through the workbench's proxy and analyses.
+"""A case study on real logs: the Open Bandit Dataset through the workbench's generic path.
 
-Three questions, each answered with its uncertainty, on an exposure log from
-:func:`lee.world.obd.read_obd` (both behaviour policies of one campaign):
+The log is a dataset as ``lee data import --format obd`` writes it (:func:`run_obd_case` runs that
+import; :func:`obd_dataset` builds the same tables in memory from a :func:`lee.world.obd.read_obd`
+log): both behaviour policies of one campaign, ``user_key`` as the user id, the declared fields
+(position, arm, hour; four user and four item features) encoded by the generic downstream stream
+(:func:`lee.evaluator.data.stream_from_dataset`) and importance groups from their declared roles.
+OBD has no upstream/downstream split and no representation to inject (every event is downstream),
+so there is no upstream model here: 80 clicks could not train one.
+
+Three questions, each answered with its uncertainty:
 
 1. **How well does the light proxy CTR model rank clicks?** The baseline proxy (fields only, no
    injected representation) is trained by streaming test-then-train (:func:`run_stream`) once per
@@ -13,7 +20,8 @@ Three questions, each answered with its uncertainty, on an exposure log from
    with one seed. ``user_key`` lumps together users who share the four hashed features, so the
    clusters are unions of real users: conservative, never too narrow on that account.
 2. **Which inputs does it rely on?** Feature-masking importance
-   (:func:`analysis.importance.masking_importance`) of each seed's final model on the last window —
+   (:func:`analysis.importance.masking_importance`; every field, and the groups user side / item
+   side / context from the declared roles) of each seed's final model on the last window —
    events that model scored but never trained on. When that window holds fewer than
    ``importance_min_clicks`` clicks, earlier windows are added (and the summary says that the
    model trained on them). Per target: the mean drop over seeds, each seed's drop, and the union
@@ -31,30 +39,32 @@ intervals are wide, and the report says how many clicks every number rests on.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from analysis.importance import mask_targets, masking_importance
+from analysis.importance import default_groups, mask_targets, masking_importance
 from analysis.segments import SegmentLift, segment_lift
+from lee.data.dataset import Dataset, check_dataset, complete_spec
+from lee.data.importers import ImportOptions, import_dataset
+from lee.data.importers.obd import ObdImporter
 from lee.errors import InputError, SmallSampleWarning
-from lee.evaluator.data import DownstreamStream
+from lee.evaluator.data import DownstreamStream, stream_from_dataset
 from lee.evaluator.models import ProxyConfig
 from lee.evaluator.stats import RankedScores
 from lee.evaluator.stream import StreamRun, run_stream
 from lee.results import SavedResult, register
-from lee.world.obd import ITEM_CATEGORICAL, POLICIES, USER_FEATURES, _validate_log, stream_from_exposures
+from lee.world.obd import POLICIES, _validate_log
 
-GROUPS: dict[str, tuple[str, ...]] = {
-    "user features": USER_FEATURES,
-    "item features": ("item", "item_feature_0_bin", *ITEM_CATEGORICAL),
-    "context": ("position", "hour", "arm"),
-}
+# the events columns `lee data import --format obd` keeps (lee.data.importers.obd.ObdImporter.events)
+EVENT_COLUMNS = ("ts", "user_key", "item_id", "click", "position", "arm", "campaign", "propensity_score")
 CONTROL, TREATMENT = POLICIES          # random -> control, bts -> treatment
 AUC_METHOD = ("user_key-cluster bootstrap of the test events (Poisson(1) weight per key, shared by all seeds) "
               "combined with the seed spread: mean ± t·sqrt(V_boot + var(seed AUCs)/S), Welch–Satterthwaite df; "
@@ -89,6 +99,8 @@ class ObdCaseStudy(SavedResult):
     item_distribution_tv: float        # total-variation distance between the arms' item mixes
     mask_mode: str
     n_repeats: int
+    fields: tuple[str, ...] = ()        # the proxy's fields (generic stream of the dataset)
+    groups: dict[str, list[str]] = field(default_factory=dict)   # importance groups from the declared roles
     runs: list[StreamRun] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -97,6 +109,7 @@ class ObdCaseStudy(SavedResult):
         return {
             "rows": int(self.arms["impressions"].sum()), "clicks": int(self.arms["clicks"].sum()),
             "seeds": list(self.seeds), "n_windows": self.n_windows, "level": self.level, "n_boot": self.n_boot,
+            "fields": list(self.fields), "groups": self.groups,
             "auc": {
                 "mean": self.auc, "ci_low": self.auc_ci[0], "ci_high": self.auc_ci[1],
                 "per_seed": [float(a) for a in self.auc_seeds["auc"]],
@@ -280,14 +293,57 @@ def _lift_ci_by_key(log: pd.DataFrame, *, n_boot: int, level: float, seed: int) 
 # ----------------------------------------------------------------------------- the study
 
 
-def obd_case_study(log: pd.DataFrame, *, seeds: Sequence[int] = (0, 1, 2), n_windows: int = 5, n_boot: int = 200,
-                   mask_mode: str = "permutation", n_repeats: int = 5, level: float = 0.95,
+def obd_dataset(log: pd.DataFrame) -> Dataset:
+    """An OBD exposure log (:func:`lee.world.obd.read_obd`) as the dataset ``lee data import --format obd``
+    writes: the importer's description, users and items tables, and its events columns, in memory."""
+    _validate_log(log, "log")
+    campaigns = sorted(pd.unique(log["campaign"].astype(str)))
+    importer = ObdImporter(Path("read_obd log"), ImportOptions(campaign=campaigns[0]))
+    importer.log = log
+    tables = importer.result()
+    ds = Dataset(spec=tables.spec, events=log[list(EVENT_COLUMNS)].reset_index(drop=True), users=tables.users,
+                 items=tables.items)
+    ds.spec = complete_spec(ds)
+    check_dataset(ds, where="OBD log")
+    return ds
+
+
+def _check_arms(ds: Dataset) -> None:
+    need = ["arm", "position", "propensity_score", ds.item_col, ds.user_col, ds.spec.roles.label]
+    missing = [c for c in need if c not in ds.events.columns]
+    if missing:
+        raise InputError(f"{ds.path or 'dataset'}: events lack column(s) {', '.join(missing)}; an OBD dataset "
+                         "(lee data import --format obd) has them")
+    arms_present = set(ds.events["arm"].astype(str).unique())
+    if arms_present != set(POLICIES):
+        raise InputError(f"{ds.path or 'dataset'}: both arms ({', '.join(POLICIES)}) are needed; "
+                         f"present: {', '.join(sorted(arms_present))}")
+
+
+def run_obd_case(data: str | Path, out: str | Path | None = None, *, campaign: str = "all",
+                 **kwargs: Any) -> ObdCaseStudy:
+    """``lee data import --format obd DATA`` (into ``out/data``, or a temporary directory without ``out``),
+    then :func:`obd_case_study` on the dataset; with ``out`` the result is saved to ``out/case-study``."""
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="lee-obd-") as tmp:
+            import_dataset("obd", data, Path(tmp) / "data", ImportOptions(campaign=campaign))
+            return obd_case_study(Dataset.open(Path(tmp) / "data"), **kwargs)
+    out = Path(out)
+    import_dataset("obd", data, out / "data", ImportOptions(campaign=campaign), overwrite=True)
+    case = obd_case_study(Dataset.open(out / "data"), **kwargs)
+    case.save(out / "case-study")
+    return case
+
+
+def obd_case_study(data: Dataset | pd.DataFrame, *, seeds: Sequence[int] = (0, 1, 2), n_windows: int = 5,
+                   n_boot: int = 200, mask_mode: str = "permutation", n_repeats: int = 5, level: float = 0.95,
                    importance_min_clicks: int = 10, proxy: ProxyConfig | None = None,
                    progress: bool = False) -> ObdCaseStudy:
-    """Run the three parts of the case study (see the module docstring) on an OBD exposure log.
+    """Run the three parts of the case study (see the module docstring) on an OBD dataset (or a
+    :func:`lee.world.obd.read_obd` log, converted by :func:`obd_dataset`).
 
     ``seeds`` seed the proxy runs (and, with ``seeds[0]``, every bootstrap and permutation), so a
-    call is reproducible. Expect about a second per seed on the 20,000-row fixture.
+    call is reproducible. Expect a few seconds per seed on the 20,000-row fixture.
     """
     seeds = tuple(int(s) for s in seeds)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -296,12 +352,14 @@ def obd_case_study(log: pd.DataFrame, *, seeds: Sequence[int] = (0, 1, 2), n_win
         raise InputError(f"n_boot: expected an integer of at least 10; got {n_boot!r}")
     if not 0.0 < level < 1.0:
         raise InputError(f"level: expected a number strictly between 0 and 1; got {level!r}")
-    _validate_log(log, "log")
-    arms_present = set(log["arm"].unique())
-    if arms_present != set(POLICIES):
-        raise InputError(f"log: both arms ({', '.join(POLICIES)}) are needed; "
-                         f"present: {', '.join(sorted(arms_present))}")
-    stream = stream_from_exposures(log)
+    ds = data if isinstance(data, Dataset) else obd_dataset(data)
+    _check_arms(ds)
+    log = ds.events.loc[ds.part_mask("downstream")].reset_index(drop=True)
+    if ds.user_col != "user_key":
+        log = log.assign(user_key=log[ds.user_col])
+    if ds.spec.roles.label != "click":
+        log = log.assign(click=log[ds.spec.roles.label])
+    stream = stream_from_dataset(ds)
     boot_seed = seeds[0]
 
     # 1. the proxy's AUC
@@ -314,14 +372,16 @@ def obd_case_study(log: pd.DataFrame, *, seeds: Sequence[int] = (0, 1, 2), n_win
         raise InputError(f"the test windows hold {test_clicks} clicks in {y_test.size} events; AUC is undefined")
     ranked = [RankedScores(y_test, r.scores) for r in runs]
     auc, lo, hi = auc_interval(ranked, stream.user_row[test_lo:], n_boot=n_boot, level=level, seed=boot_seed)
-    auc_seeds = pd.DataFrame({"seed": [r.seed for r in runs], "auc": [r.auc for r in runs],
-                              "gauc": [r.gauc for r in runs], "logloss": [r.logloss for r in runs],
-                              "seconds": [r.seconds for r in runs]})
+    # "auc": over every test event pooled, the quantity the interval is about; "auc_windows": the proxy run's
+    # own headline (per-window AUCs averaged)
+    auc_seeds = pd.DataFrame({"seed": [r.seed for r in runs], "auc": [x.auc() for x in ranked],
+                              "auc_windows": [r.auc for r in runs], "gauc": [r.gauc for r in runs],
+                              "logloss": [r.logloss for r in runs], "seconds": [r.seconds for r in runs]})
 
-    # 2. feature-masking importance of each seed's final model
+    # 2. feature-masking importance of each seed's final model (every field; groups by declared role)
     ev_lo, ev_hi, note = _importance_events(stream, runs[0].window_edges, importance_min_clicks)
-    targets = mask_targets(stream, None, groups={g: tuple(m for m in members if m in stream.fields)
-                                                 for g, members in GROUPS.items()})
+    groups = default_groups(stream)
+    targets = mask_targets(stream, None, groups=groups)
     results = [masking_importance(r.model, stream, None, mode=mask_mode, targets=targets, events=(ev_lo, ev_hi),
                                   n_repeats=n_repeats, n_boot=n_boot, level=level, seed=boot_seed, progress=progress)
                for r in runs]
@@ -343,5 +403,5 @@ def obd_case_study(log: pd.DataFrame, *, seeds: Sequence[int] = (0, 1, 2), n_win
         importance=importance, importance_events=(ev_lo, ev_hi),
         importance_clicks=int(stream.y[ev_lo:ev_hi].sum().item()), importance_note=note, arms=arms, lift=lift,
         lift_ci_user_key=key_ci, item_distribution_tv=tv, mask_mode=mask_mode, n_repeats=results[0].n_repeats,
-        runs=runs,
+        fields=tuple(stream.fields), groups={g: list(m) for g, m in groups.items()}, runs=runs,
     )
