@@ -8,6 +8,16 @@ in float64 (exact, bounded memory whatever the row count). Two summaries of it:
 * information abundance (Guo et al., 2023, "On the Embedding Collapse When Scaling Up
   Recommendation Models"): ``Σσ / max σ``.
 
+Three label-free quality scores sit beside them:
+
+* RankMe (Garrido et al., 2023): the entropy effective rank of the *uncentred* embedding matrix,
+  ``exp(-Σ p_k log p_k)`` with ``p_k = σ_k / Σσ + 1e-7``, computed on a stated seeded uniform sample
+  of rows (default :data:`RANKME_SAMPLE`; all rows when fewer), as its authors define it;
+* α-ReQ (Agrawal et al., 2022): the decay exponent α of the covariance eigenspectrum
+  ``λ_i ∝ i^-α``, the least-squares slope of ``log λ_i`` on ``log i`` over every eigenvalue above
+  ``1e-12 λ_1`` — small α: variance spread over many directions; large α: a few dominate;
+* stable rank: ``Σσ² / σ_1²`` of the centred matrix, a rank that small directions cannot inflate.
+
 A table is judged collapsed relative to others of the same kind (variants compared side by side):
 an effective rank far below theirs means most of its dimensions carry nothing.
 """
@@ -26,16 +36,24 @@ from lee.errors import InputError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, TableKind
 
+RANKME_SAMPLE = 25_600
+"""Rows RankMe is computed on (a seeded uniform sample; every row when the table has fewer)."""
+
 
 @register("collapse")
 @dataclass
 class CollapseResult(SavedResult):
-    """Singular values (descending) of the centred table and the measures derived from them."""
+    """Singular values (descending) of the centred table and the measures derived from them.
+
+    ``rankme`` is computed on ``rankme_rows`` sampled rows (NaN for results saved before it existed).
+    """
 
     kind: TableKind | None
     rows: int
     dim: int
     singular_values: np.ndarray
+    rankme: float = float("nan")
+    rankme_rows: int = 0
 
     @property
     def effective_rank(self) -> float:
@@ -44,6 +62,14 @@ class CollapseResult(SavedResult):
     @property
     def information_abundance(self) -> float:
         return information_abundance(self.singular_values)
+
+    @property
+    def alpha_req(self) -> float:
+        return alpha_req(self.singular_values)
+
+    @property
+    def stable_rank(self) -> float:
+        return stable_rank(self.singular_values)
 
     def dims_for_variance(self, share: float) -> int:
         """Fewest leading directions holding ``share`` of the variance."""
@@ -69,7 +95,8 @@ class CollapseResult(SavedResult):
     def summary(self) -> dict[str, Any]:
         return {"table": self.kind.value if self.kind else None, "rows": self.rows, "dim": self.dim,
                 "effective_rank": self.effective_rank, "information_abundance": self.information_abundance,
-                "effective_rank_ratio": self.effective_rank / self.dim,
+                "rankme": self.rankme, "rankme_rows": self.rankme_rows, "alpha_req": self.alpha_req,
+                "stable_rank": self.stable_rank, "effective_rank_ratio": self.effective_rank / self.dim,
                 "dims_90pct_variance": self.dims_for_variance(0.90),
                 "dims_99pct_variance": self.dims_for_variance(0.99)}
 
@@ -90,22 +117,69 @@ def information_abundance(singular_values: np.ndarray) -> float:
     return float(s.sum() / s.max()) if s.size and s.max() > 0 else 0.0
 
 
+def rankme(sample: np.ndarray, *, eps: float = 1e-7) -> float:
+    """RankMe of a sample of rows: ``exp`` of the entropy of ``σ_k / Σσ + eps`` (uncentred σ)."""
+    s = np.linalg.svd(np.asarray(sample, dtype=np.float64), compute_uv=False)
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total + eps
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def alpha_req(singular_values: np.ndarray, *, floor: float = 1e-12) -> float:
+    """The power-law decay exponent α of the eigenspectrum ``λ_i = σ_i²``: minus the least-squares slope of
+    ``log λ_i`` on ``log i`` over the eigenvalues above ``floor × λ_1`` (NaN with fewer than 2 of them)."""
+    lam = np.asarray(singular_values, dtype=np.float64) ** 2
+    if lam.size < 2 or lam[0] <= 0:
+        return float("nan")
+    keep = lam > floor * lam[0]
+    if keep.sum() < 2:
+        return float("nan")
+    x = np.log(np.arange(1, lam.size + 1)[keep])
+    y = np.log(lam[keep])
+    slope = np.polyfit(x, y, 1)[0]
+    return float(-slope)
+
+
+def stable_rank(singular_values: np.ndarray) -> float:
+    """``Σσ² / σ_1²`` (0 for an all-zero table)."""
+    s = np.asarray(singular_values, dtype=np.float64)
+    return float((s**2).sum() / s[0] ** 2) if s.size and s[0] > 0 else 0.0
+
+
+def _sample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    if n <= size:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False)).astype(np.int64)
+
+
 def _from_gram(gram: np.ndarray, col_sum: np.ndarray, n: int) -> np.ndarray:
     cov = gram - np.outer(col_sum, col_sum) / n          # centred X^T X
     eig = np.linalg.eigvalsh((cov + cov.T) / 2.0)[::-1]
     return np.sqrt(np.clip(eig, 0.0, None))
 
 
-def collapse_of_matrix(vectors: np.ndarray, *, kind: TableKind | None = None) -> CollapseResult:
-    """The spectrum of an in-memory matrix (rows × dims)."""
+def collapse_of_matrix(vectors: np.ndarray, *, kind: TableKind | None = None, rankme_sample: int = RANKME_SAMPLE,
+                       seed: int = 0) -> CollapseResult:
+    """The spectrum of an in-memory matrix (rows × dims); RankMe on ``rankme_sample`` seeded rows."""
     x = as_matrix(vectors, name="vectors", min_rows=2).astype(np.float64)
-    return CollapseResult(kind, x.shape[0], x.shape[1], _from_gram(x.T @ x, x.sum(0), x.shape[0]))
+    rows = _sample_positions(x.shape[0], rankme_sample, seed)
+    return CollapseResult(kind, x.shape[0], x.shape[1], _from_gram(x.T @ x, x.sum(0), x.shape[0]),
+                          rankme=rankme(x[rows]), rankme_rows=int(rows.size))
 
 
-def collapse_of_table(snapshot: Snapshot, kind: TableKind | str, *, chunk_rows: int = 131_072) -> CollapseResult:
-    """The spectrum of one snapshot table, streamed in chunks (memory O(d²), not O(rows))."""
+def collapse_of_table(snapshot: Snapshot, kind: TableKind | str, *, chunk_rows: int = 131_072,
+                      rankme_sample: int = RANKME_SAMPLE, seed: int = 0) -> CollapseResult:
+    """The spectrum of one snapshot table, streamed in chunks (memory O(d²), not O(rows)); RankMe on a
+    seeded uniform sample of ``rankme_sample`` rows picked during the same pass."""
     kind = TableKind.parse(kind)
-    d = snapshot.info(kind).dim
+    info = snapshot.info(kind)
+    d = info.dim
+    if rankme_sample < 1:
+        raise InputError(f"rankme_sample must be at least 1; got {rankme_sample}")
+    wanted = _sample_positions(info.rows, rankme_sample, seed)
+    picked: list[np.ndarray] = []
     gram = np.zeros((d, d))
     col_sum = np.zeros(d)
     n = 0
@@ -113,10 +187,14 @@ def collapse_of_table(snapshot: Snapshot, kind: TableKind | str, *, chunk_rows: 
         x = chunk.vectors.astype(np.float64)
         gram += x.T @ x
         col_sum += x.sum(0)
+        lo, hi = np.searchsorted(wanted, [n, n + len(x)])
+        picked.append(x[wanted[lo:hi] - n])
         n += len(x)
     if n < 2:
         raise InputError(f"{snapshot.table_path(kind)}: {n} row(s); a spectrum needs at least 2")
-    return CollapseResult(kind, n, d, _from_gram(gram, col_sum, n))
+    sample = np.concatenate(picked)
+    return CollapseResult(kind, n, d, _from_gram(gram, col_sum, n), rankme=rankme(sample),
+                          rankme_rows=int(sample.shape[0]))
 
 
 def compare_collapse(results: Mapping[str, CollapseResult], *, ratio: float = 0.5) -> pd.DataFrame:
@@ -152,7 +230,8 @@ class CollapseComparison(SavedResult):
         return {"collapse": self.frame, **spectra}
 
     def summary(self) -> dict[str, Any]:
-        cols = ["variant", "rows", "dim", "effective_rank", "information_abundance", "effective_rank_ratio",
+        cols = ["variant", "rows", "dim", "effective_rank", "information_abundance", "rankme", "alpha_req",
+                "stable_rank", "effective_rank_ratio",
                 "dims_90pct_variance", "dims_99pct_variance", "collapsed"]
         return {"table": self.table, "ratio": self.ratio, "collapsed": self.collapsed,
                 "variants": self.frame[[c for c in cols if c in self.frame.columns]].to_dict(orient="records")}

@@ -67,3 +67,7 @@ class FewerClustersWarning(LeeWarning):
 
 class SmallSampleWarning(LeeWarning):
     """Too few events or users for an interval to mean much (e.g. a cluster with a handful of clicks)."""
+
+
+class VersionSkewWarning(LeeWarning):
+    """Tables written by different model checkpoints are combined (e.g. UR of one, IR of another)."""

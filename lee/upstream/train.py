@@ -8,9 +8,11 @@ time) is never trained on and gives an honest held-out AUC.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,7 @@ def train_upstream(
             for name in tap_layers if name != mcfg.cr_layer}
 
     snapshots: list[Path] = []
+    run_id = model_run_id(enc, mcfg, tcfg, custom_towers=user_tower is not None or item_tower is not None)
     t0 = time.perf_counter()
     bar = tqdm(total=cut, desc="upstream", unit="ev", unit_scale=True, disable=not progress)
     model.train()
@@ -154,7 +157,8 @@ def train_upstream(
             bar.update(b.user.numel())
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if out_root is not None and bool(cr_user.seen.any()):
-            snapshots.append(_write(model, enc, out_root, tcfg.variant, stamp, mcfg.cr_layer, cr_user, cr_item))
+            snapshots.append(_write(model, enc, out_root, tcfg.variant, stamp, mcfg.cr_layer, cr_user, cr_item,
+                                    checkpoint=f"{run_id}@{hi}"))
     bar.close()
     train_seconds = time.perf_counter() - t0
 
@@ -199,12 +203,27 @@ def _holdout_auc(model: TripleTower, enc: EncodedWorld, cut: int, device: torch.
     return res[0], res[1]
 
 
+def model_run_id(enc: EncodedWorld, mcfg: UpstreamConfig, tcfg: TrainConfig, *, custom_towers: bool = False) -> str:
+    """A short id of one training run: its model and training settings (seed included, variant name
+    excluded) and a fingerprint of the stream. Snapshots of one run share it (and a basis); a retrain
+    with another seed or other data gets another. Recorded in every manifest as ``model_run``, and
+    with the events trained so far as the ``checkpoint`` id (``<model_run>@<events>``)."""
+    ts = enc.ts
+    doc = {"model": asdict(mcfg), "train": {k: v for k, v in asdict(tcfg).items() if k != "variant"},
+           "custom_towers": custom_towers, "events": enc.n_events, "cardinalities": enc.cardinalities,
+           "span": [int(ts[0]), int(ts[-1])] if ts.numel() else [], "clicks": float(enc.click.sum())}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 @torch.no_grad()
 def _write(model: TripleTower, enc: EncodedWorld, root: str | Path, variant: str, stamp: int, layer: str,
-           cr_user: CRAverager, cr_item: CRAverager) -> Path:
+           cr_user: CRAverager, cr_item: CRAverager, *, checkpoint: str) -> Path:
     """Snapshot of every id seen so far: UR/IR from the towers, CR_user/CR_item from the averages.
 
     The averagers know which ids have had an event and when the last one was, for both tables.
+    ``checkpoint`` (``<model_run>@<events trained>``) goes into the manifest, so comparisons and
+    jobs can tell a retrain from the next snapshot of one run, and catch tables of different
+    checkpoints combined (:mod:`lee.versions`).
     """
     model.eval()
     tables: dict[TableKind, EmbeddingTable] = {}
@@ -220,4 +239,5 @@ def _write(model: TripleTower, enc: EncodedWorld, root: str | Path, variant: str
         tables[cr_kind] = EmbeddingTable(ids=row_ids, vectors=state.cpu().numpy(), updated_at=updated)
     model.train()
     return write_snapshot(root, variant, stamp, tables, source_layer=layer, overwrite=True,
-                          extra={"producer": "lee.upstream", "cr_layer": layer})
+                          extra={"producer": "lee.upstream", "cr_layer": layer,
+                                 "model_run": checkpoint.split("@", 1)[0], "checkpoint": checkpoint})

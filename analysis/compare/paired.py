@@ -1,0 +1,348 @@
+"""Paired, rotation-invariant similarity of two versions of one table, on the ids both hold.
+
+Same-id cosine (:mod:`analysis.volatility`) assumes both versions share a basis. Across a retrain,
+a new model version or a new dimension they do not, and two measures that do not care are
+computed here in one streamed pass over the later table:
+
+* **aligned cosine** per id: the later version is mapped into the earlier one's space by the
+  orthogonal map ``W`` that best fits a stated seeded sample of shared ids (orthogonal Procrustes,
+  ``scipy.linalg.orthogonal_procrustes``, on unit-normalised rows so that every id weighs as much
+  in the fit as it does in the cosine it is judged by), then ``cos(b W, a)`` for every shared id.
+  With different dims ``W`` is the ``d_b × d_a`` partial isometry ``U Vᵀ`` of the SVD of the
+  sample's cross-product ``Bᵀ A``: the alignment goes through the shared subspace of
+  ``min(d_a, d_b)`` dims, and the result says so;
+* **linear CKA** (Kornblith et al., 2019): ``‖ÃᵀB̃‖²_F / (‖ÃᵀÃ‖_F ‖B̃ᵀB̃‖_F)`` of the centred
+  matrices, exact: it needs only the ``d×d`` cross-products and column sums, accumulated in float64
+  batch by batch (shifted by the first batch's means, so that a large offset costs no precision),
+  never the ``n×n`` Gram matrices. Its interval is a delete-a-group jackknife over 20 groups of
+  ids (a fixed hash of the row number), accumulated in the same pass.
+
+Rows are read by mapping the files' PLAIN float pages (the reader's ``row_gather``; any other
+layout is read through ``vector_batches`` into memory), ids are joined with a pandas index over
+the id columns only, and checksums are verified on a second core while the pass runs — the same
+reading path as the volatility join, so the two cost about the same per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import orthogonal_procrustes
+from scipy.stats import t as student_t
+from tqdm.auto import tqdm
+
+from lee.errors import InputError
+from lee.snapshot import Snapshot, TableKind
+
+FIT_SAMPLE = 100_000
+"""Shared ids the orthogonal alignment is fitted on (a seeded uniform sample; all when fewer)."""
+JACKKNIFE_GROUPS = 20
+_BATCH_ROWS = 65_536
+_HASH = np.uint64(0x9E3779B97F4A7C15)
+
+
+# --------------------------------------------------------------------------- reading rows
+
+
+class TableRows:
+    """Random and sequential access to one table's vectors: the mapped file when the reader can map
+    it (every value checked once, nothing held in the process), else the matrix read into memory."""
+
+    def __init__(self, snapshot: Snapshot, kind: TableKind) -> None:
+        self.snapshot, self.kind = snapshot, kind
+        self.dim = snapshot.info(kind).dim
+        self.n = snapshot.info(kind).rows
+        self._gather = snapshot.row_gather(kind)
+        self._matrix: np.ndarray | None = None
+        if self._gather is None:  # not the writer's layout: decode it once
+            parts = list(snapshot.vector_batches(kind))
+            self._matrix = np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros((0, self.dim), np.float32)
+
+    @property
+    def mapped(self) -> bool:
+        return self._gather is not None
+
+    def take(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``rows`` (row numbers in file order) as a float32 ``(len(rows), dim)`` matrix."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if out is None:
+            out = np.empty((rows.size, self.dim), np.float32)
+        if self._gather is not None:
+            return self._gather.take(rows, out)
+        assert self._matrix is not None
+        return np.take(self._matrix, rows, axis=0, out=out[: rows.size])
+
+
+def join_ids(a: Snapshot, b: Snapshot, kind: TableKind) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids_a, ids_b, pos)``: both id columns and, for each row of ``b``, its row in ``a`` (-1: only in b).
+
+    Only the id columns are read; the reader has checked each for nulls and duplicates."""
+    ia, ib = a.info(kind), b.info(kind)
+    if ia.id_type != ib.id_type:
+        raise InputError(f"cannot compare {kind.value}: ids are {ia.id_type} in {a.path} but {ib.id_type} in "
+                         f"{b.path}; the two versions must name ids the same way")
+    ids_a, ids_b = a.load_ids(kind), b.load_ids(kind)
+    pos = pd.Index(ids_a).get_indexer(ids_b)
+    return ids_a, ids_b, pos.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The orthogonal map taking the later version into the earlier one's space: ``b @ matrix``."""
+
+    matrix: np.ndarray        # (d_b, d_a); orthogonal when the dims are equal
+    fit_rows: int             # shared ids it was fitted on
+    method: str               # how (Procrustes, or through the shared subspace)
+    fit_cosine: float         # mean aligned cosine on the fit sample
+
+    @property
+    def shared_dims(self) -> int:
+        return int(min(self.matrix.shape))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float32) @ self.matrix.astype(np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def fit_alignment(a: np.ndarray, b: np.ndarray) -> Alignment:
+    """The orthogonal ``W`` minimising ``‖B̂ W − Â‖_F`` over unit-normalised rows ``Â``, ``B̂`` of one sample
+    of shared ids (row ``k`` of ``a`` and of ``b`` belong to one id).
+
+    Equal dims: ``scipy.linalg.orthogonal_procrustes``. Different dims: ``W = U Vᵀ`` from the SVD
+    of ``B̂ᵀ Â`` — the same solution over partial isometries, aligning the ``min(d_a, d_b)``-dim
+    subspace the two spaces can share.
+    """
+    if a.shape[0] != b.shape[0] or a.shape[0] < 2:
+        raise InputError(f"an alignment needs the same ids in both versions, at least 2; got {a.shape[0]} and "
+                         f"{b.shape[0]} rows")
+    ua, ub = _unit_rows(a), _unit_rows(b)
+    d_a, d_b = ua.shape[1], ub.shape[1]
+    if d_a == d_b:
+        w, _ = orthogonal_procrustes(ub, ua)
+        method = f"orthogonal Procrustes (scipy.linalg.orthogonal_procrustes), {d_a} dims"
+    else:
+        u, _, vt = np.linalg.svd(ub.T @ ua, full_matrices=False)
+        w = u @ vt
+        method = (f"dims differ ({d_a} vs {d_b}): aligned through the shared subspace of {min(d_a, d_b)} dims "
+                  "(partial-isometry Procrustes, U Vᵀ of the SVD of Bᵀ A)")
+    fitted = ub @ w
+    cos = np.einsum("ij,ij->i", fitted, ua) / np.maximum(np.linalg.norm(fitted, axis=1), 1e-300)
+    cos[np.linalg.norm(ua, axis=1) == 0] = 0.0
+    return Alignment(matrix=w.astype(np.float64), fit_rows=int(a.shape[0]), method=method,
+                     fit_cosine=float(np.clip(cos, -1, 1).mean()))
+
+
+def sample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded uniform sample of ``min(n, size)`` of ``n`` items (all when n <= size)."""
+    if size < 1:
+        raise InputError(f"a sample size must be at least 1; got {size}")
+    if n <= size:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- CKA
+
+
+def linear_cka(a: np.ndarray, b: np.ndarray) -> float:
+    """Linear CKA of two in-memory matrices with the same rows (feature-space form, float64)."""
+    acc = _CkaAccumulator(a.shape[1], b.shape[1], groups=1)
+    acc.add(np.asarray(a), np.asarray(b), np.zeros(a.shape[0], np.int64))
+    return acc.cka()
+
+
+def cka_from_moments(n: float, sa: np.ndarray, sb: np.ndarray, gaa: np.ndarray, gbb: np.ndarray,
+                     gab: np.ndarray) -> float:
+    """Linear CKA from shifted moments: row count, column sums and cross-products of ``A − c_a``, ``B − c_b``."""
+    caa = gaa - np.outer(sa, sa) / n
+    cbb = gbb - np.outer(sb, sb) / n
+    cab = gab - np.outer(sa, sb) / n
+    den = np.linalg.norm(caa) * np.linalg.norm(cbb)
+    return float(np.linalg.norm(cab) ** 2 / den) if den > 0 else float("nan")
+
+
+class _CkaAccumulator:
+    """Per-group float64 moments of two matrices, for linear CKA and its delete-a-group jackknife."""
+
+    def __init__(self, d_a: int, d_b: int, groups: int) -> None:
+        self.groups = groups
+        self.n = np.zeros(groups)
+        self.sa, self.sb = np.zeros((groups, d_a)), np.zeros((groups, d_b))
+        self.gaa, self.gbb = np.zeros((groups, d_a, d_a)), np.zeros((groups, d_b, d_b))
+        self.gab = np.zeros((groups, d_a, d_b))
+        self.shift_a: np.ndarray | None = None
+        self.shift_b: np.ndarray | None = None
+
+    def add(self, xa: np.ndarray, xb: np.ndarray, group: np.ndarray, chunk: int = 16_384) -> None:
+        if xa.shape[0] == 0:
+            return
+        if self.shift_a is None or self.shift_b is None:
+            self.shift_a = xa.mean(0, dtype=np.float64)
+            self.shift_b = xb.mean(0, dtype=np.float64)
+        order = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[order], np.arange(self.groups + 1))
+        for g in range(self.groups):
+            rows = order[bounds[g]:bounds[g + 1]]
+            for lo in range(0, rows.size, chunk):
+                r = rows[lo:lo + chunk]
+                ca = xa[r].astype(np.float64) - self.shift_a
+                cb = xb[r].astype(np.float64) - self.shift_b
+                self.n[g] += r.size
+                self.sa[g] += ca.sum(0)
+                self.sb[g] += cb.sum(0)
+                self.gaa[g] += ca.T @ ca
+                self.gbb[g] += cb.T @ cb
+                self.gab[g] += ca.T @ cb
+
+    def cka(self, drop: int | None = None) -> float:
+        keep = np.ones(self.groups, bool)
+        if drop is not None:
+            keep[drop] = False
+        n = self.n[keep].sum()
+        if n < 2:
+            return float("nan")
+        return cka_from_moments(n, self.sa[keep].sum(0), self.sb[keep].sum(0), self.gaa[keep].sum(0),
+                                self.gbb[keep].sum(0), self.gab[keep].sum(0))
+
+    def jackknife(self, level: float = 0.95) -> tuple[float, float]:
+        """Delete-a-group jackknife interval (t with groups − 1 df); NaN with fewer than 2 filled groups."""
+        filled = [g for g in range(self.groups) if self.n[g] > 0]
+        if len(filled) < 2:
+            return float("nan"), float("nan")
+        loo = np.array([self.cka(drop=g) for g in filled])
+        m = len(filled)
+        se = float(np.sqrt((m - 1) / m * ((loo - loo.mean()) ** 2).sum()))
+        half = float(student_t.ppf(0.5 + level / 2, m - 1)) * se
+        point = self.cka()
+        return point - half, point + half
+
+
+def _groups_of(rows: np.ndarray, groups: int) -> np.ndarray:
+    """A fixed pseudo-random group per row number (Fibonacci hashing): the jackknife's id groups."""
+    h = (rows.astype(np.uint64) + np.uint64(1)) * _HASH
+    return ((h >> np.uint64(40)) % np.uint64(groups)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- the streamed pass
+
+
+@dataclass
+class PairedSimilarity:
+    """Per-id raw and aligned cosine of the shared ids (in the later table's row order) and linear CKA.
+
+    ``raw_cosine`` is None when the dims differ (same-id cosine is undefined there)."""
+
+    ids: np.ndarray
+    pos_a: np.ndarray            # row of each shared id in the earlier table
+    pos_b: np.ndarray            # ... and in the later one
+    raw_cosine: np.ndarray | None
+    aligned_cosine: np.ndarray
+    cka: float
+    cka_low: float
+    cka_high: float
+    alignment: Alignment
+    n_a: int
+    n_b: int
+    n_zero_norm: int
+
+    @property
+    def n_shared(self) -> int:
+        return int(self.ids.size)
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise cosine (0 where a row has no direction) and the mask of rows where it is defined."""
+    dots = np.einsum("ij,ij->i", x, y)
+    den = np.sqrt(np.einsum("ij,ij->i", x, x)) * np.sqrt(np.einsum("ij,ij->i", y, y))
+    ok = den > 0
+    out = np.zeros(dots.shape, np.float32)
+    np.divide(dots, den, out=out, where=ok)
+    np.clip(out, -1.0, 1.0, out=out)
+    return out, ok
+
+
+def _batches(rows: TableRows, snapshot: Snapshot, kind: TableKind, batch_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, vectors)`` of the table in file order: mapped ranges, else the reader's batches."""
+    if rows.mapped:
+        scratch = np.empty((min(batch_rows, rows.n), rows.dim), np.float32)
+        for lo in range(0, rows.n, batch_rows):
+            hi = min(lo + batch_rows, rows.n)
+            yield lo, rows.take(np.arange(lo, hi), scratch)
+        return
+    lo = 0
+    for batch in snapshot.vector_batches(kind, rows=batch_rows):
+        yield lo, batch
+        lo += batch.shape[0]
+
+
+def paired_similarity(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind.UR, *,
+                      fit_sample: int = FIT_SAMPLE, seed: int = 0, batch_rows: int = _BATCH_ROWS,
+                      verify: bool = True, progress: bool = False,
+                      rows_a: TableRows | None = None, rows_b: TableRows | None = None,
+                      joined: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> PairedSimilarity:
+    """Aligned and raw cosine of every id in both versions' ``kind`` tables, and linear CKA, in one pass.
+
+    ``a`` is the earlier (incumbent) version, ``b`` the later (candidate) one; ``b`` is aligned into
+    ``a``'s space. ``verify`` checks both files' sha256 on a second core while the pass runs.
+    ``rows_a``/``rows_b`` reuse already opened :class:`TableRows`, ``joined`` the result of :func:`join_ids`.
+    """
+    kind = TableKind.parse(kind)
+    if batch_rows <= 0:
+        raise InputError(f"batch_rows must be positive; got {batch_rows}")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checks: list[Future[None]] = [pool.submit(s.verify_checksum, kind) for s in (a, b)] if verify else []
+        ids_a, ids_b, pos = joined if joined is not None else join_ids(a, b, kind)
+        shared = pos >= 0
+        if not shared.any():
+            raise InputError(
+                f"no id of the {kind.value} table in {b.path} is present in {a.path} (first ids: {ids_b[0]!r} vs "
+                f"{ids_a[0]!r}); paired measures need shared ids — the unpaired drift tests do not")
+        pos_b = np.flatnonzero(shared).astype(np.int64)
+        pos_a = pos[shared]
+        rows_a = rows_a or TableRows(a, kind)
+        rows_b = rows_b or TableRows(b, kind)
+        fit = sample_positions(pos_b.size, fit_sample, seed)
+        alignment = fit_alignment(rows_a.take(pos_a[fit]), rows_b.take(pos_b[fit]))
+        w = alignment.matrix.astype(np.float32)
+        same_dim = rows_a.dim == rows_b.dim
+        raw = np.zeros(pos_b.size, np.float32) if same_dim else None
+        aligned = np.zeros(pos_b.size, np.float32)
+        zero = 0
+        acc = _CkaAccumulator(rows_a.dim, rows_b.dim, JACKKNIFE_GROUPS)
+        scratch = np.empty((batch_rows, rows_a.dim), np.float32)
+        bar = tqdm(total=rows_b.n, desc=f"compare {kind.value}", unit="row", unit_scale=True, disable=not progress,
+                   leave=False)
+        k0 = 0  # shared ids before this batch
+        for lo, xb_all in _batches(rows_b, b, kind, batch_rows):
+            hi = lo + xb_all.shape[0]
+            k1 = int(np.searchsorted(pos_b, hi))
+            if k1 > k0:
+                local = pos_b[k0:k1] - lo
+                xb = xb_all if local.size == xb_all.shape[0] else xb_all[local]
+                xa = rows_a.take(pos_a[k0:k1], scratch)
+                if raw is not None:
+                    raw[k0:k1], ok = _cosine(xb, xa)
+                    zero += int((~ok).sum())
+                aligned[k0:k1], _ = _cosine(xb @ w, xa)
+                acc.add(xa, xb, _groups_of(pos_b[k0:k1], JACKKNIFE_GROUPS))
+            k0 = k1
+            bar.update(hi - lo)
+        bar.close()
+        for check in checks:
+            check.result()  # the reader's checksum-mismatch error, if any
+    low, high = acc.jackknife()
+    return PairedSimilarity(ids=ids_b[pos_b], pos_a=pos_a, pos_b=pos_b, raw_cosine=raw, aligned_cosine=aligned,
+                            cka=acc.cka(), cka_low=low, cka_high=high, alignment=alignment, n_a=int(ids_a.size),
+                            n_b=int(ids_b.size), n_zero_norm=zero)

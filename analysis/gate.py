@@ -1,0 +1,435 @@
+"""The release gate: "can this snapshot go out tonight?" — ship, hold or roll back, with the reasons.
+
+A candidate snapshot is judged against the incumbent (what consumers use today) by rules, each
+reading one analysis; thresholds live in a typed TOML file (:class:`GateRules`, loaded with
+:func:`lee.config.load_config`), every one with a documented default:
+
+========== ============================================================ ==============
+rule       fires when                                                   default action
+========== ============================================================ ==============
+health     the candidate is flagged by the health monitor against its   roll back
+           own recent history (NaN/Inf rows, rescaling, mean shift,
+           extreme values, dead dimensions), or the reader refuses it
+skew       the candidate's injected tables come from different model    hold
+           checkpoints (:mod:`lee.versions`)
+lee        LEE ΔAUC of candidate vs incumbent (paired seeds, user       hold
+           bootstrap) has its interval's upper end below ``-max_loss``
+           (0.001: confidently worse by more than that);
+           or the candidate's event coverage is below ``min_coverage``;
+           or, with ``require_better``, the interval does not lie above 0
+similarity the mean cosine to the incumbent is below                     hold
+           ``min_mean_cosine``: same-id cosine (volatility) when both
+           come from one training run, else the Procrustes-aligned one
+collapse   a table's effective rank is below ``min_rank_ratio`` × the   hold
+           incumbent's
+compat     swapping the candidate into consumers trained on the         hold
+           incumbent (no retraining) loses AUC against retraining: the
+           interval's upper end below ``-max_loss`` (0.002; ``swap`` =
+           raw or aligned)
+========== ============================================================ ==============
+
+The decision is the most severe action among the rules that fired (roll back > hold > ship);
+``ship`` when none did. Exit codes of ``lee gate``: 0 ship, 1 hold, 2 roll back. The decision,
+each rule's measure, threshold and outcome are recorded in the results store
+(:meth:`lee.jobs.store.ResultsStore.add_gate_decision`) and can be saved as a result directory.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+
+from analysis._data import as_dataset
+from analysis.collapse import collapse_of_table
+from analysis.compare import VersionComparison, compare_versions, open_version, version_label
+from analysis.compat import CompatResult, backward_compatibility
+from analysis.health import HealthThresholds, snapshot_health
+from lee.config import ConfigModel, load_config
+from lee.data.dataset import Dataset
+from lee.errors import InputError, LeeWarning, SnapshotError
+from lee.evaluator.compare import EvalConfig, VariantResult, evaluate_variant
+from lee.evaluator.data import DownstreamStream, stream_from_dataset
+from lee.evaluator.inject import PAIRS, Usage, inject
+from lee.evaluator.models import FusionMode, ProxyConfig
+from lee.evaluator.stream import run_stream
+from lee.jobs.store import ResultsStore
+from lee.results import SavedResult, plain, register
+from lee.snapshot import Snapshot, SnapshotStore, TableKind
+from lee.timeutil import iso, time_dirname
+from lee.versions import same_basis, skew_warnings
+from lee.world.model import World
+
+
+class Decision(StrEnum):
+    """What the gate says, from least to most severe."""
+
+    SHIP = "ship"
+    HOLD = "hold"
+    ROLL_BACK = "roll back"
+
+
+EXIT_CODES = {Decision.SHIP: 0, Decision.HOLD: 1, Decision.ROLL_BACK: 2}
+_SEVERITY = {Decision.SHIP: 0, Decision.HOLD: 1, Decision.ROLL_BACK: 2}
+
+
+class _Rule(ConfigModel):
+    enabled: bool = True
+    action: Decision = Decision.HOLD
+
+
+class LeeRule(_Rule):
+    """``[lee]``: the candidate against the incumbent under the LEE proxy (paired seeds, user bootstrap)."""
+
+    usage: Usage = Usage.UR_IR
+    fusion: FusionMode = FusionMode.CONCAT
+    seeds: tuple[int, ...] = Field((0,), min_length=1)
+    windows: int = Field(10, ge=2)
+    n_boot: int = Field(100, ge=2)
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    max_loss: float = Field(0.001, ge=0)        # hold when the ΔAUC interval's upper end is below -max_loss
+    min_coverage: float = Field(0.5, ge=0, le=1)  # hold below this share of downstream events with a vector
+    require_better: bool = False                # hold unless the interval lies above 0
+
+
+class HealthRule(_Rule):
+    """``[health]``: the candidate against the median of its variant's recent healthy snapshots."""
+
+    action: Decision = Decision.ROLL_BACK
+    history: int = Field(6, ge=1)                # snapshots of the candidate's variant up to it that are read
+    thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
+
+
+class SimilarityRule(_Rule):
+    """``[similarity]``: how far the candidate moved from the incumbent (volatility or aligned cosine)."""
+
+    table: str = "UR"
+    min_mean_cosine: float = Field(0.5, ge=-1, le=1)
+    k: int = Field(10, ge=1)                     # kNN overlap@k, reported with the decision
+    drift_sample: int = Field(500, ge=5)         # per side, for the drift tests reported with the decision
+
+
+class CollapseRule(_Rule):
+    """``[collapse]``: effective rank of each injected table against the incumbent's."""
+
+    min_rank_ratio: float = Field(0.5, gt=0, le=1)
+
+
+class CompatRule(_Rule):
+    """``[compat]``: consumers trained on the incumbent, served the candidate without retraining."""
+
+    swap: str = Field("raw", pattern="^(raw|aligned)$")  # judge the swap as is, or after Procrustes alignment
+    max_loss: float = Field(0.002, ge=0)        # hold when the swap's ΔAUC interval's upper end is below -max_loss
+    test_windows: int = Field(3, ge=1)
+
+
+class SkewRule(_Rule):
+    """``[skew]``: the candidate's injected tables written by different model checkpoints."""
+
+
+class GateRules(ConfigModel):
+    """Every rule of the release gate; ``lee gate --rules gate.toml`` reads them (sections as below)."""
+
+    config_name: ClassVar[str] = "gate rules"
+
+    lee: LeeRule = Field(default_factory=LeeRule)
+    health: HealthRule = Field(default_factory=HealthRule)
+    similarity: SimilarityRule = Field(default_factory=SimilarityRule)
+    collapse: CollapseRule = Field(default_factory=CollapseRule)
+    compat: CompatRule = Field(default_factory=CompatRule)
+    skew: SkewRule = Field(default_factory=SkewRule)
+
+
+def load_rules(path: str | Path | None) -> GateRules:
+    """The rules of a TOML file (strictly typed, unknown keys refused), or the defaults without one."""
+    return GateRules() if path is None else load_config(GateRules, path, what="gate rules file")
+
+
+register("gate-rules")(GateRules)
+
+
+@register("gate-decision")
+@dataclass
+class GateDecision(SavedResult):
+    """One decision: the candidate, the incumbent, what each rule measured and whether it fired."""
+
+    decision_id: str
+    decided_at: str
+    candidate: str
+    incumbent: str
+    decision: Decision
+    rules: pd.DataFrame                # rule, measured, threshold, fired, action, reason
+    details: dict[str, Any]            # each analysis's summary, as plain JSON
+    config: GateRules
+    rollback_target: str | None = None
+    comparison: VersionComparison | None = None
+    compat: CompatResult | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[Decision(self.decision)]
+
+    @property
+    def reasons(self) -> list[str]:
+        fired = self.rules.loc[self.rules["fired"]]
+        return [f"{r.rule} ({r.action}): {r.reason}" for r in fired.itertuples()]
+
+    def summary(self) -> dict[str, Any]:
+        return {"decision": str(self.decision), "exit_code": self.exit_code, "candidate": self.candidate,
+                "incumbent": self.incumbent, "reasons": self.reasons, "rollback_target": self.rollback_target,
+                "decided_at": self.decided_at, "decision_id": self.decision_id,
+                "rules": self.rules.to_dict(orient="records"), "details": self.details}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"rules": self.rules}
+
+
+# --------------------------------------------------------------------------- the parts
+
+
+def lee_versus(stream: DownstreamStream, candidate: Snapshot, incumbent: Snapshot, cfg: EvalConfig, *,
+               device: torch.device | str = "cpu") -> VariantResult:
+    """LEE ΔAUC of ``candidate`` against ``incumbent`` (the incumbent plays the baseline's part: seed s of one
+    is paired with seed s of the other, same batches, one user bootstrap), with the candidate's coverage."""
+    device = torch.device(device)
+    inj = inject(incumbent, cfg.usage, stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
+    runs = [run_stream(stream, inj, fusion=cfg.fusion, cfg=cfg.proxy, seed=s, n_windows=cfg.windows, device=device)
+            for s in cfg.seeds]
+    inc = VariantResult("incumbent", str(incumbent.path), runs, missing=inj.counts)
+    return evaluate_variant(stream, "candidate", candidate, cfg, inc, device=device)
+
+
+@dataclass
+class _Outcome:
+    rule: str
+    measured: Any
+    threshold: Any
+    fired: bool
+    action: Decision
+    reason: str
+
+    def row(self) -> dict[str, Any]:
+        return {"rule": self.rule, "measured": _text(self.measured), "threshold": _text(self.threshold),
+                "fired": self.fired, "action": str(self.action), "reason": self.reason}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if not np.isfinite(value) else f"{value + 0.0:.4g}"  # + 0.0: no "-0"
+    return str(value)
+
+
+def _stream_of(data: Dataset | World | DownstreamStream) -> DownstreamStream:
+    if isinstance(data, DownstreamStream):
+        return data
+    return stream_from_dataset(as_dataset(data))
+
+
+def _health(store: SnapshotStore, candidate: Snapshot, kinds: list[TableKind], rule: HealthRule,
+            ) -> tuple[_Outcome, bool, datetime | None, dict[str, Any]]:
+    """The health outcome, whether the candidate is broken (cannot be analysed further), the rollback target."""
+    times = [t for t in store.times(candidate.variant) if t <= candidate.event_time][-rule.history:]
+    report = snapshot_health(store, candidate.variant, thresholds=rule.thresholds, kinds=list(kinds), times=times)
+    rows = report.table.loc[report.table["time"] == pd.Timestamp(candidate.event_time)]
+    flagged = rows.loc[~rows["healthy"]]
+    broken = bool(rows["broken"].any())
+    target = report.rollback_target
+    reason = "; ".join(f"{r.table}: {r.reasons}" for r in flagged.itertuples()) or "healthy"
+    detail = {"snapshots_read": len(times), "flags": reason, "rollback_target": iso(target) if target else None}
+    return (_Outcome("health", "flagged" if len(flagged) else "healthy", "no flag", bool(len(flagged)), rule.action,
+                     reason), broken, target, detail)
+
+
+def decide(outcomes: list[_Outcome]) -> Decision:
+    """The most severe action among the rules that fired (ship when none did)."""
+    fired = [Decision(o.action) for o in outcomes if o.fired]
+    return max(fired, key=lambda d: _SEVERITY[d]) if fired else Decision.SHIP
+
+
+def run_gate(root: str | Path, candidate: str, incumbent: str, data: Dataset | World | DownstreamStream, *,
+             rules: GateRules | None = None, db: str | Path | None = None, device: torch.device | str = "cpu",
+             progress: bool = False, log: Callable[[str], Any] = lambda *_: None) -> GateDecision:
+    """Judge ``candidate`` against ``incumbent`` (both ``VARIANT[@TIME]`` under ``root``) on ``data``'s
+    downstream stream; record the decision in the results store ``db`` when given."""
+    rules = rules or GateRules()
+    store = SnapshotStore(root)
+    cand, inc = open_version(candidate, root), open_version(incumbent, root)
+    if cand.path == inc.path:
+        raise InputError(f"candidate and incumbent are the same snapshot ({cand.path}); name two versions")
+    usage_kinds = list(PAIRS[rules.lee.usage])
+    sim_kind = TableKind.parse(rules.similarity.table)
+    for snap in (cand, inc):
+        missing = [k.value for k in usage_kinds + [sim_kind] if k not in snap.kinds]
+        if missing:
+            raise InputError(f"{snap.path}: has no {', '.join(missing)} table; the gate's rules read "
+                             f"{rules.lee.usage} and {sim_kind.value} (set [lee] usage / [similarity] table)")
+    outcomes: list[_Outcome] = []
+    details: dict[str, Any] = {}
+    target = None
+    broken = False
+
+    # --- health (and whether the candidate can be read at all)
+    if rules.health.enabled:
+        log("gate: health")
+        try:
+            out, broken, target, details["health"] = _health(store, cand, sorted(set(usage_kinds + [sim_kind]),
+                                                                                 key=list(TableKind).index),
+                                                             rules.health)
+        except SnapshotError as exc:  # the reader refuses the candidate: it cannot go out
+            out, broken = _Outcome("health", "refused by the reader", "readable", True, rules.health.action,
+                                   str(exc)), True
+        outcomes.append(out)
+
+    # --- version skew among the injected tables
+    if rules.skew.enabled:
+        msgs = skew_warnings([(cand, k) for k in usage_kinds], what=f"candidate {version_label(cand)}")
+        outcomes.append(_Outcome("skew", "skewed" if msgs else "one checkpoint", "one checkpoint", bool(msgs),
+                                 rules.skew.action, msgs[0] if msgs else "all injected tables from one checkpoint "
+                                 "(or none recorded)"))
+
+    skipped = "not evaluated: the candidate is broken (see health)"
+    comparison = compat = None
+    # --- similarity to the incumbent
+    if rules.similarity.enabled:
+        if broken:
+            outcomes.append(_Outcome("similarity", "–", rules.similarity.min_mean_cosine, False,
+                                     rules.similarity.action, skipped))
+        else:
+            log("gate: similarity")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LeeWarning)  # skew is its own rule
+                comparison = compare_versions(inc, cand, sim_kind, k=rules.similarity.k,
+                                              drift_sample=rules.similarity.drift_sample, mmd_permutations=200,
+                                              classifier_permutations=100, progress=progress)
+            s = comparison.summary()
+            raw = same_basis(inc, cand) is True and np.isfinite(s["raw_cosine_mean"])
+            value = s["raw_cosine_mean"] if raw else s["aligned_cosine_mean"]
+            name = "same-id cosine (volatility; one training run)" if raw else "Procrustes-aligned cosine"
+            fired = bool(np.isfinite(value) and value < rules.similarity.min_mean_cosine)
+            outcomes.append(_Outcome("similarity", value, rules.similarity.min_mean_cosine, fired,
+                                     rules.similarity.action,
+                                     f"mean {name} to the incumbent {value:.3f} "
+                                     f"{'<' if fired else '≥'} {rules.similarity.min_mean_cosine:g}"))
+            details["similarity"] = s
+
+    # --- collapse
+    if rules.collapse.enabled:
+        if broken:
+            outcomes.append(_Outcome("collapse", "–", rules.collapse.min_rank_ratio, False, rules.collapse.action,
+                                     skipped))
+        else:
+            log("gate: collapse")
+            ratios = {}
+            for k in usage_kinds:
+                rc, ri = collapse_of_table(cand, k), collapse_of_table(inc, k)
+                ratios[k.value] = rc.effective_rank / ri.effective_rank if ri.effective_rank > 0 else float("nan")
+            worst = min(ratios, key=lambda t: ratios[t])
+            fired = bool(ratios[worst] < rules.collapse.min_rank_ratio)
+            outcomes.append(_Outcome("collapse", ratios[worst], rules.collapse.min_rank_ratio, fired,
+                                     rules.collapse.action,
+                                     f"effective rank of {worst} is {ratios[worst]:.2f}× the incumbent's"))
+            details["collapse"] = {"effective_rank_ratio": ratios}
+
+    # --- LEE and backward compatibility: the downstream stream
+    stream = None
+    if (rules.lee.enabled or rules.compat.enabled) and not broken:
+        stream = _stream_of(data)
+    r = rules.lee
+    if r.enabled:
+        if broken or stream is None:
+            outcomes.append(_Outcome("lee", "–", -r.max_loss, False, r.action, skipped))
+        else:
+            log("gate: LEE candidate vs incumbent")
+            cfg = EvalConfig(usage=r.usage, fusion=r.fusion, seeds=r.seeds, windows=r.windows, n_boot=r.n_boot,
+                             level=r.level, proxy=ProxyConfig())
+            res = lee_versus(stream, cand, inc, cfg, device=device)
+            row = res.row()
+            assert res.delta is not None
+            d = res.delta
+            reasons = []
+            if d.high < -r.max_loss:
+                reasons.append(f"ΔAUC {d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}] vs the incumbent: worse")
+            if row["coverage_events"] < r.min_coverage:
+                reasons.append(f"only {row['coverage_events']:.0%} of downstream events have a candidate vector "
+                               f"(< {r.min_coverage:.0%})")
+            if r.require_better and not d.low > 0:
+                reasons.append(f"ΔAUC {d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}] is not significantly better")
+            outcomes.append(_Outcome("lee", d.delta, -r.max_loss, bool(reasons), r.action, "; ".join(reasons) or
+                                     f"ΔAUC {d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}] vs the incumbent, "
+                                     f"coverage {row['coverage_events']:.0%}"))
+            details["lee"] = {"delta_auc": d.delta, "ci_low": d.low, "ci_high": d.high, "level": d.level,
+                              "verdict": d.verdict, "auc_candidate": row["auc"],
+                              "auc_incumbent": float(np.mean([x.auc for x in res.runs])) - d.delta,
+                              "coverage_events": row["coverage_events"], "coverage_ids": row["coverage_ids"],
+                              "seeds": list(r.seeds), "usage": str(r.usage), "fusion": str(r.fusion)}
+    c = rules.compat
+    if c.enabled:
+        if broken or stream is None:
+            outcomes.append(_Outcome("compat", "–", -c.max_loss, False, c.action, skipped))
+        else:
+            log("gate: backward compatibility")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LeeWarning)
+                compat = backward_compatibility(stream, inc, cand, usage=r.usage, fusion=r.fusion, seeds=r.seeds,
+                                                windows=r.windows, test_windows=c.test_windows, n_boot=r.n_boot,
+                                                level=r.level, device=device, progress=progress)
+            delta, low, high = ((compat.delta_raw, compat.raw_low, compat.raw_high) if c.swap == "raw" else
+                                (compat.delta_aligned, compat.aligned_low, compat.aligned_high))
+            fired = bool(np.isfinite(high) and high < -c.max_loss) or not np.isfinite(delta)
+            what = "swapped in as is" if c.swap == "raw" else "swapped in after Procrustes alignment"
+            outcomes.append(_Outcome("compat", delta, -c.max_loss, fired, c.action,
+                                     f"candidate {what} into consumers trained on the incumbent: ΔAUC {delta:+.4f} "
+                                     f"[{low:+.4f}, {high:+.4f}] against retraining"
+                                     + (" — consumers must be retrained" if fired else "")))
+            details["compat"] = compat.summary()
+
+    decision = decide(outcomes)
+    now = datetime.now(UTC)
+    rollback = None
+    if decision == Decision.ROLL_BACK:  # the latest healthy snapshot of the variant, else the incumbent
+        same_variant = target is not None and cand.variant == inc.variant and target != cand.event_time
+        rollback = f"{cand.variant}@{time_dirname(target)}" if same_variant and target else version_label(inc)
+    result = GateDecision(
+        decision_id=uuid.uuid4().hex[:16], decided_at=now.isoformat(timespec="seconds"),
+        candidate=version_label(cand), incumbent=version_label(inc), decision=decision,
+        rules=pd.DataFrame([o.row() for o in outcomes], columns=["rule", "measured", "threshold", "fired", "action",
+                                                                 "reason"]),
+        details=plain(details), config=rules,
+        rollback_target=rollback,
+        comparison=comparison, compat=compat)
+    if db is not None:
+        record(result, db)
+    return result
+
+
+def record(decision: GateDecision, db: str | Path) -> None:
+    """Write the decision into the results store's ``gate_decisions`` table."""
+    ResultsStore(db).add_gate_decision(
+        decision_id=decision.decision_id, decided_at=decision.decided_at, candidate=decision.candidate,
+        candidate_variant=decision.candidate.rpartition("@")[0], incumbent=decision.incumbent,
+        decision=str(decision.decision), reasons=decision.reasons,
+        detail={"rules": decision.rules.to_dict(orient="records"), "rollback_target": decision.rollback_target,
+                "details": decision.details})
+
+
+def latest_decisions(db: str | Path) -> pd.DataFrame:
+    """The newest gate decision per candidate variant in a results store (empty when none or no store)."""
+    cols = ["candidate_variant", "decision", "candidate", "incumbent", "decided_at", "reasons"]
+    if not Path(db).is_file():
+        return pd.DataFrame(columns=cols)
+    frame = ResultsStore(db).gate_decisions(latest_per_variant=True)
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    frame["reasons"] = ["; ".join(r) if r else "every rule passed" for r in frame["reasons"]]
+    return frame[cols].rename(columns={"candidate_variant": "variant"}).reset_index(drop=True)
+
