@@ -23,6 +23,11 @@ for _name, _where in {
     "segments": "analysis.segments:SegmentLift",
     "suite": "analysis.suite:SuiteResult",
     "lee-comparison": "analysis.lee_results:LeeComparison",
+    "version-comparison": "analysis.compare:VersionComparison",
+    "backward-compat": "analysis.compat:CompatResult",
+    "gate-decision": "analysis.gate:GateDecision",
+    "gate-rules": "analysis.gate:GateRules",
+    "release-review": "analysis.compare.review:ReleaseReview",
     "variant-compare": "analysis.variant_compare:VariantComparison",
     "cluster-labels": "analysis.cluster_labels:ClusterLabelResult",
 }.items():

@@ -8,8 +8,9 @@ reading one analysis; thresholds live in a typed TOML file (:class:`GateRules`, 
 rule       fires when                                                   default action
 ========== ============================================================ ==============
 health     the candidate is flagged by the health monitor against its   roll back
-           own recent history (NaN/Inf rows, rescaling, mean shift,
-           extreme values, dead dimensions), or the reader refuses it
+           own recent history: broken (NaN/Inf rows, dead dimensions),
+           rescaled, or refused by the reader; only drifted (means
+           shifted, more extreme values): ``drift_action``              (drift: hold)
 skew       the candidate's injected tables come from different model    hold
            checkpoints (:mod:`lee.versions`)
 lee        LEE ΔAUC of candidate vs incumbent (paired seeds, user       hold
@@ -103,9 +104,15 @@ class LeeRule(_Rule):
 
 
 class HealthRule(_Rule):
-    """``[health]``: the candidate against the median of its variant's recent healthy snapshots."""
+    """``[health]``: the candidate against the median of its variant's recent healthy snapshots.
+
+    ``action`` applies to a broken (NaN/Inf rows, dead dimensions) or rescaled candidate;
+    ``drift_action`` to one flagged only for drift (means shifted, more extreme values), which a
+    model that is still learning produces and which is worth a look rather than a rollback.
+    """
 
     action: Decision = Decision.ROLL_BACK
+    drift_action: Decision = Decision.HOLD
     history: int = Field(6, ge=1)                # snapshots of the candidate's variant up to it that are read
     thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
 
@@ -243,11 +250,16 @@ def _health(store: SnapshotStore, candidate: Snapshot, kinds: list[TableKind], r
     rows = report.table.loc[report.table["time"] == pd.Timestamp(candidate.event_time)]
     flagged = rows.loc[~rows["healthy"]]
     broken = bool(rows["broken"].any())
+    ratio = flagged["scale_ratio"].astype(float) if "scale_ratio" in flagged else pd.Series(dtype=float)
+    limit = rule.thresholds.max_scale_ratio
+    rescaled = bool(((ratio > limit) | (ratio < 1.0 / limit)).any())
     target = report.rollback_target
     reason = "; ".join(f"{r.table}: {r.reasons}" for r in flagged.itertuples()) or "healthy"
-    detail = {"snapshots_read": len(times), "flags": reason, "rollback_target": iso(target) if target else None}
-    return (_Outcome("health", "flagged" if len(flagged) else "healthy", "no flag", bool(len(flagged)), rule.action,
-                     reason), broken, target, detail)
+    state = "broken" if broken else "rescaled" if rescaled else "drifted" if len(flagged) else "healthy"
+    detail = {"snapshots_read": len(times), "state": state, "flags": reason,
+              "rollback_target": iso(target) if target else None}
+    action = rule.action if broken or rescaled else rule.drift_action
+    return _Outcome("health", state, "healthy", bool(len(flagged)), action, reason), broken, target, detail
 
 
 def decide(outcomes: list[_Outcome]) -> Decision:

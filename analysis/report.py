@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from analysis import figures
+from analysis.compare.review import ReleaseReview, cosine_histogram, similarity_figure
 from analysis.lee_results import LeeComparison
 from analysis.suite import SuiteResult
 from lee.fileio import atomic_write_text
@@ -44,7 +45,29 @@ def _figure(fig: go.Figure) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
-def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None,
+def release_sections(review: ReleaseReview | None) -> list[tuple[str, str, str]]:
+    """The report's lead when there is a release review: the gate's decisions with every rule's measure,
+    threshold and outcome, then the version comparisons — as (anchor, heading, HTML body)."""
+    if review is None:
+        return []
+    e = html.escape
+    out = []
+    if review.gates:
+        body = _table(review.gate_table())
+        for name, g in review.gates.items():
+            body += f"<h3>{e(name)}: {e(str(g.decision))}</h3>" + _table(g.rules)
+        out.append(("gate", "Release gate: ship, hold or roll back", body))
+    if review.comparisons:
+        body = _figure(similarity_figure(review)) + _table(review.comparison_table())
+        for name, c in review.comparisons.items():
+            body += (f"<h3>{e(name)}</h3><p class='note'>{e(c.alignment)}; neighbours: {e(c.knn_method)}; "
+                     f"drift tests in the {e(c.drift_space)} space.</p>" + _figure(cosine_histogram(c))
+                     + _table(c.measures()))
+        out.append(("compare", "Version comparisons (rotation-invariant similarity, neighbours, drift)", body))
+    return out
+
+
+def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review: ReleaseReview | None = None,
                  title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> str:
     """The report as one HTML string (Plotly's JavaScript included)."""
     e = html.escape
@@ -54,6 +77,10 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None,
     def section(anchor: str, heading: str, body: str) -> None:
         sections.append((anchor, heading))
         parts.append(f"<h2 id='{anchor}'>{e(heading)}</h2>{body}")
+
+    # --- the release gate's decisions lead, then the version comparisons
+    for anchor, heading, body in release_sections(review):
+        section(anchor, heading, body)
 
     # --- LEE
     lee_table = lee.ranking if lee is not None else None
@@ -157,6 +184,7 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None,
 
 
 def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | None = None,
+                 review: ReleaseReview | None = None,
                  title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> Path:
     """Write ``out/report.html`` and ``out/data/`` (``suite/`` and ``lee/``: saved results, JSON and
     CSV of every number shown); returns the HTML path. Each part is replaced whole, never half-written."""
@@ -167,5 +195,7 @@ def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | No
     if lee is not None:
         lee.save(data / "lee")
     path = out / "report.html"
-    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta))
+    if review is not None:
+        review.save(data / "release")
+    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta, review=review))
     return path

@@ -389,3 +389,85 @@ def test_lee_compare_by_segment_on_the_tiny_fixture(capsys: pytest.CaptureFixtur
     assert {r["activity_level"] for r in doc["by"]} >= {"low", "high"} or len(doc["by"]) >= 2
     assert sum(r["n"] for r in doc["by"]) == doc["knn_ids"]
     assert "stratified" in " ".join(doc["notes"])
+
+
+# --------------------------------------------------------------------------- dashboard and report
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run with a saved release review (one gate decision, two comparisons) and its record."""
+    import shutil
+
+    from analysis.compare.review import ReleaseReview
+    from analysis.gate import GateRules, run_gate
+    from lee.data.dataset import Dataset
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "tiny"
+    run = tmp_path_factory.mktemp("finished")
+    shutil.copytree(fixtures / "snapshots", run / "snapshots")
+    shutil.copytree(fixtures / "world", run / "world")
+    rules = GateRules.from_dict({"lee": {"enabled": False}, "compat": {"enabled": False}})
+    review = ReleaseReview()
+    gate = run_gate(run / "snapshots", "noise_high", "oracle", Dataset.open(run / "world"), rules=rules,
+                    db=run / "results.sqlite")
+    review.gates["noise_high vs oracle"] = gate
+    assert gate.comparison is not None
+    review.comparisons["oracle vs noise_high"] = gate.comparison
+    store = SnapshotStore(run / "snapshots")
+    review.comparisons["oracle vs random"] = compare_versions(store.latest("oracle"), store.latest("random"), "UR",
+                                                             drift_sample=100, mmd_permutations=50,
+                                                             classifier_permutations=50)
+    review.save(run / "compare")
+    return run
+
+
+def test_dashboard_opens_with_the_gate_and_shows_saved_comparisons(finished_run: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from analysis.compare.review import ReleaseReview
+
+    monkeypatch.setenv("LEE_DASHBOARD_ROOTS", str(finished_run))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "dashboard" / "main.py"),
+                           default_timeout=300)
+    at.run()
+    for key, value in (("src_run", finished_run), ("src_world", finished_run / "world"),
+                       ("src_root", finished_run / "snapshots"), ("src_db", finished_run / "results.sqlite")):
+        at.text_input(key=key).set_value(str(value)).run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    first = at.dataframe[0].value                                       # the overview opens with the decision
+    assert first["variant"].tolist() == ["noise_high"] and first["decision"].tolist() == ["hold"]
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    assert at.title[0].value == "Compare versions"
+    saved = ReleaseReview.load(finished_run / "compare")
+    shown = {m.label: m.value for m in at.metric}
+    expect = saved.comparisons["oracle vs noise_high"].summary()
+    assert shown["aligned cosine"] == f"{expect['aligned_cosine_mean']:.3f}"
+    assert shown["linear CKA"] == f"{expect['cka']:.3f}"
+    by = at.dataframe[-1].value                                        # the churn-by-segment table
+    assert by["n"].sum() == expect["knn_ids"]
+    at.radio(key="cmp_mode").set_value("Choose two snapshots").run()      # a live comparison of two snapshots
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    store = SnapshotStore(finished_run / "snapshots")
+    live = compare_versions(store.nearest("oracle", "2026-01-01T00:25:00Z"), store.latest("oracle"), "UR",
+                            drift_sample=500, mmd_permutations=200, classifier_permutations=200)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["aligned cosine"] == f"{live.summary()['aligned_cosine_mean']:.3f}"
+
+
+def test_report_leads_with_the_gate(finished_run: Path, tmp_path: Path) -> None:
+    from analysis.compare.review import ReleaseReview
+    from analysis.report import build_report
+    from analysis.suite import SuiteConfig, run_suite
+    from lee.world.io import load_world
+
+    review = ReleaseReview.load(finished_run / "compare")
+    suite = run_suite(load_world(finished_run / "world"), finished_run / "snapshots",
+                      config=SuiteConfig(variants=("oracle",), segments=False, n_boot=20), log=lambda *_: None)
+    html = build_report(suite, review=review)
+    gate, compare, health = (html.index(f"<h2 id='{a}'>") for a in ("gate", "compare", "health"))
+    assert gate < compare < health                                       # the gate leads the report
+    assert "noise_high vs oracle: hold" in html and "oracle vs random" in html
+    assert "<h2 id='gate'>" not in build_report(suite)

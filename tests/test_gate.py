@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,8 @@ def test_a_rescaled_candidate_is_rolled_back(root: Path, world: Path, rules_file
     doc = json.loads(capsys.readouterr().out)
     assert doc["decision"] == "roll back" and doc["rollback_target"] == HEALTHY
     health = next(r for r in doc["rules"] if r["rule"] == "health")
-    assert health["fired"] and "mean row norm is 3× the reference's" in health["reason"]
+    assert health["fired"] and health["measured"] == "rescaled" and "mean row norm is 3× the reference's" in \
+        health["reason"]
     # LEE z-scores every column, so a rescaled table looks as good as the incumbent there: only health catches it
     assert not next(r for r in doc["rules"] if r["rule"] == "lee")["fired"]
 
@@ -125,6 +127,30 @@ def test_a_nan_candidate_is_rolled_back_without_reading_it_further(root: Path, w
     assert dec.rollback_target == DRIFTED                            # the latest healthy snapshot before it
     skipped = dec.rules.set_index("rule").loc[["similarity", "collapse", "lee", "compat"], "reason"]
     assert skipped.str.startswith("not evaluated").all()
+
+
+def test_a_drifted_candidate_is_held_not_rolled_back(root: Path, world: Path) -> None:
+    oracle = SnapshotStore(root).latest("oracle")
+    tables = {k: oracle.load(k) for k in oracle.kinds}
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        out = {}
+        for k, t in tables.items():
+            std = t.vectors.std(0)
+            v = t.vectors + 0.02 * std * rng.standard_normal(t.vectors.shape)
+            if step == 3:
+                v = v + 0.8 * std                  # every dimension's mean moves by 0.8 std; the norm by ~1.3x
+            out[k] = EmbeddingTable(t.ids, v.astype(np.float32))
+        write_snapshot(root, "shifted", oracle.event_time + timedelta(minutes=5 * step), out)
+    only_health = {r: {"enabled": False} for r in ("lee", "compat", "similarity", "collapse", "skew")}
+    dec = run_gate(root, "shifted", "shifted@20260101T004000Z", Dataset.open(world),
+                   rules=GateRules.from_dict(only_health))
+    assert dec.decision == Decision.HOLD and _fired(dec) == {"health"}
+    assert dec.rules.set_index("rule").loc["health", "measured"] == "drifted"
+    assert "means shifted" in dec.rules.set_index("rule").loc["health", "reason"]
+    harsh = run_gate(root, "shifted", "shifted@20260101T004000Z", Dataset.open(world),
+                     rules=GateRules.from_dict({**only_health, "health": {"drift_action": "roll back"}}))
+    assert harsh.decision == Decision.ROLL_BACK
 
 
 def test_a_collapsed_candidate_is_held(root: Path, world: Path) -> None:

@@ -24,6 +24,7 @@ PAGES = [
     st.Page("pages/segments.py", title="Segments"),
     st.Page("pages/clusters.py", title="Clusters"),
     st.Page("pages/collapse.py", title="Collapse"),
+    st.Page("pages/compare.py", title="Compare"),
     st.Page("pages/reports.py", title="Reports"),
 ]
 st.navigation(PAGES).run()

@@ -228,10 +228,17 @@ def run_demo(
     for v, imp in suite.importance.items():
         log(f"      importance ({v}): {' > '.join(imp.ranking()[:3])}")
 
+    t = time.perf_counter()  # release review: a retrain, the gate and version comparisons (report leads with it)
+    from app.workflows.release_step import release_step
+
+    review, steps["release"] = release_step(world, paths.snapshots, paths.results, paths.out / "compare", seed=seed,
+                                            monitored=MONITORED, device=dev, progress=progress, log=log)
+    steps["release"]["seconds"] = time.perf_counter() - t
+
     t = time.perf_counter()
     lee = lee_comparison(paths.results, sweep=sweep.figure_data())
     lee.save(paths.lee)
-    html_path = write_report(paths.report, suite, lee=lee, title="LEE Workbench demo report",
+    html_path = write_report(paths.report, suite, lee=lee, review=review, title="LEE Workbench demo report",
                              meta={"scale": scale, "seed": seed})
     steps["report"] = {"html": str(html_path), "data": str(html_path.parent / "data"),
                        "seconds": time.perf_counter() - t}
