@@ -21,6 +21,7 @@ for _name, _where in {
     "map-2d": "analysis.maps:Map2D",
     "importance": "analysis.importance:ImportanceResult",
     "segments": "analysis.segments:SegmentLift",
+    "gains": "analysis.gains:GainsResult",
     "suite": "analysis.suite:SuiteResult",
     "lee-comparison": "analysis.lee_results:LeeComparison",
     "version-comparison": "analysis.compare:VersionComparison",

@@ -19,6 +19,7 @@ import plotly.offline
 
 from analysis import figures
 from analysis.compare.review import ReleaseReview, cosine_histogram, similarity_figure
+from analysis.gains import GainsResult, gains_figure
 from analysis.lee_results import LeeComparison
 from analysis.suite import SuiteResult
 from lee.fileio import atomic_write_text
@@ -45,6 +46,37 @@ def _figure(fig: go.Figure) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
+def multiplicity_note(m: dict[str, Any], level: float) -> str:
+    """One sentence stating a segment table's multiplicity control (``Adjusted.describe()``)."""
+    if not m:
+        return ""
+    return (f"{m['method_text']} over a family of {m['family_size']} tested segment(s) at alpha {m['alpha']:g}; "
+            f"significant = adjusted p &lt; alpha ({m['significant']} segment(s)). ci_low/ci_high: unadjusted "
+            f"{level:.0%} intervals; ci_low_adj/ci_high_adj: {html.escape(m['interval_kind'])} at "
+            f"{m['interval_level']:.2%}.")
+
+
+def gains_section(g: GainsResult) -> str:
+    """The report section of a who-gains result: figure, segment table and how to read it."""
+    e = html.escape
+    m = g.multiplicity.get("auc", {})
+    lee = g.lee_overall
+    head = (f"<p class='note'>{e(g.variant)} ({e(g.usage)}, {e(g.fusion)}) against the baseline on "
+            f"{g.test_events:,} held-out events, seeds {', '.join(map(str, g.seeds))}, split by the {e(g.entity)} "
+            f"attribute {e(g.by)}{' (quantile bins)' if g.binned else ''}; segments below {g.min_users} users or "
+            f"{g.min_positives} positives are pooled into (other).")
+    if lee:
+        head += f" LEE overall: ΔAUC {lee['delta_auc']:+.4f} [{lee['ci_low']:+.4f}, {lee['ci_high']:+.4f}]."
+    head += "</p>"
+    cols = ["segment", "users", "events", "positives", "auc_baseline", "delta_auc", "ci_low", "ci_high", "ci_low_adj",
+            "ci_high_adj", "p_value", "p_adjusted", "significant", "delta_logloss", "logloss_p_adjusted",
+            "value_delta_auc", "value_p_adjusted", "contribution", "share_of_lift", "note"]
+    notes = "".join(f"<li>{e(x)}</li>" for x in g.notes)
+    return (head + _figure(gains_figure(g)) + _table(g.table, cols)
+            + f"<p class='note'>{multiplicity_note(m, g.level)} {e(g.interval_method)}. "
+            f"share_of_lift: {e(g.share_definition)}.</p>" + (f"<ul class='note'>{notes}</ul>" if notes else ""))
+
+
 def release_sections(review: ReleaseReview | None) -> list[tuple[str, str, str]]:
     """The report's lead when there is a release review: the gate's decisions with every rule's measure,
     threshold and outcome, then the version comparisons — as (anchor, heading, HTML body)."""
@@ -68,7 +100,8 @@ def release_sections(review: ReleaseReview | None) -> list[tuple[str, str, str]]
 
 
 def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review: ReleaseReview | None = None,
-                 title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> str:
+                 title: str = "LEE Workbench report", meta: dict[str, Any] | None = None,
+                 gains: GainsResult | None = None) -> str:
     """The report as one HTML string (Plotly's JavaScript included)."""
     e = html.escape
     parts: list[str] = []
@@ -166,9 +199,16 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review
         s = suite.segments
         body = _figure(figures.segment_lift(s)) + _table(
             s.table, ["segment", "users_control", "users_treatment", "metric_per_user_control",
-                      "metric_per_user_treatment", "lift", "ci_low", "ci_high", "p_value", "significant", "note"])
-        body += f"<p class='note'>{e(s.interval_method)}; {e(s.p_value_method)}</p>"
+                      "metric_per_user_treatment", "lift", "ci_low", "ci_high", "ci_low_adj", "ci_high_adj",
+                      "p_value", "p_adjusted", "significant", "note"])
+        body += (f"<p class='note'>{multiplicity_note(s.multiplicity, s.level)} {e(s.interval_method)}; "
+                 f"{e(s.p_value_method)}</p>")
         section("segments", "User-segment GMV lift", body)
+
+    # --- who gains
+    if gains is not None:
+        section("gains", f"Who gains from {gains.variant}: ΔAUC per {gains.entity} segment of {gains.by}",
+                gains_section(gains))
 
     if suite.skipped:
         section("notes", "Notes", "<ul>" + "".join(f"<li>{e(x)}</li>" for x in suite.skipped) + "</ul>")
@@ -185,8 +225,9 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review
 
 def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | None = None,
                  review: ReleaseReview | None = None,
-                 title: str = "LEE Workbench report", meta: dict[str, Any] | None = None) -> Path:
-    """Write ``out/report.html`` and ``out/data/`` (``suite/`` and ``lee/``: saved results, JSON and
+                 title: str = "LEE Workbench report", meta: dict[str, Any] | None = None,
+                 gains: GainsResult | None = None) -> Path:
+    """Write ``out/report.html`` and ``out/data/`` (``suite/``, ``lee/``, ``gains/``: saved results, JSON and
     CSV of every number shown); returns the HTML path. Each part is replaced whole, never half-written."""
     out = Path(out)
     data = out / "data"
@@ -194,8 +235,10 @@ def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | No
     suite.save(data / "suite")
     if lee is not None:
         lee.save(data / "lee")
+    if gains is not None:
+        gains.save(data / "gains")
     path = out / "report.html"
     if review is not None:
         review.save(data / "release")
-    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta, review=review))
+    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta, review=review, gains=gains))
     return path

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.segments import MISSING, SegmentLift, quadrants, segment_lift
+from analysis.segments import MISSING, OTHER, SegmentLift, quadrants, segment_lift
 from lee.errors import InputError, SmallSampleWarning
 from lee.world.ab_log import HOME_ACTIVE_IN_DOMAIN as A_IN
 from lee.world.ab_log import HOME_ACTIVE_OUT_OF_DOMAIN as A_OOD
@@ -62,7 +62,7 @@ def test_micro_case_exact_means_lifts_and_quadrants():
     assert list(q) == [I_IN, I_IN, I_OOD, I_OOD, A_IN, A_IN, A_OOD, A_OOD]  # other == 10 is NOT above 10
 
     with pytest.warns(SmallSampleWarning, match="fewer than"):
-        res = segment_lift(log, n_boot=200)
+        res = segment_lift(log, n_boot=200, min_users=0, min_nonzero=0)  # no pooling: one user per arm and quadrant
     assert isinstance(res, SegmentLift)
     t = res.table.set_index("segment")
     assert list(t.index) == [*QUADRANTS, "all"]
@@ -291,13 +291,14 @@ def test_split_by_categorical_numeric_and_combined(big_world, planted_log, plant
 def test_segment_missing_an_arm_gets_nan_and_note():
     log = _micro_log().assign(tier=["a", "b"] * 4)  # every 'a' is control, every 'b' treatment
     with pytest.warns(SmallSampleWarning):
-        tab = segment_lift(log, by="tier", n_boot=50).table.set_index("segment")
+        tab = segment_lift(log, by="tier", n_boot=50, min_users=0, min_nonzero=0).table.set_index("segment")
     assert np.isnan(tab.loc["a", "lift"]) and "no treatment users" in tab.loc["a", "note"]
     assert np.isnan(tab.loc["b", "lift"]) and "no control users" in tab.loc["b", "note"]
     assert not tab.loc["a", "significant"] and np.isfinite(tab.loc["all", "lift"])
     # a missing attribute becomes its own segment
     with pytest.warns(SmallSampleWarning):
-        tab = segment_lift(log.assign(tier=["a", None] * 4), by="tier", n_boot=50).table
+        tab = segment_lift(log.assign(tier=["a", None] * 4), by="tier", n_boot=50, min_users=0,
+                           min_nonzero=0).table
     assert MISSING in set(tab["segment"])
 
 
@@ -333,7 +334,7 @@ def test_configurable_thresholds_and_windows(planted_log):
         (lambda d: d.drop(columns=["gmv"]), {}, "missing column.*gmv"),
         (lambda d: d.drop(columns=["other_ad_actions_60d"]), {}, "missing column.*other_ad_actions_60d"),
         (lambda d: d.assign(arm=["control", "tretment"] * 4), {}, "arm.*'tretment'.*control.*treatment"),
-        (lambda d: d.assign(arm=["control", None] * 4), {}, "arm.*unexpected value"),
+        (lambda d: d.assign(arm=["control", None] * 4), {}, "arm holds a missing arm at row 1"),
         (lambda d: d.assign(arm="control"), {}, "only one arm.*control"),
         (lambda d: d.assign(gmv=[1.0, -2.0] * 4), {}, "gmv.*non-negative.*-2"),
         (lambda d: d.assign(gmv=[1.0, np.nan] * 4), {}, "gmv.*finite"),
@@ -355,3 +356,193 @@ def test_bad_input_raises(mutate, kwargs, match):
         warnings.simplefilter("ignore", SmallSampleWarning)
         with pytest.raises(InputError, match=match):
             segment_lift(mutate(_micro_log()), **kwargs)
+
+
+# ----------------------------------------------------------------------------- the user's own log
+
+
+@pytest.fixture(scope="module")
+def own_users():
+    from lee.world.gains_log import generate_gains_log
+
+    # 20,000 users in 8 uniform segments, plus a numeric age; the events are not used here
+    return generate_gains_log(n_users=20_000, n_items=20, n_events=10, n_segments=8, seed=0).users
+
+
+def test_own_log_any_arms_any_metric_and_no_quadrant(own_users, tmp_path):
+    from analysis.segments import available_splits
+    from lee.errors import LeeWarning
+    from lee.world.gains_log import generate_user_ab_log
+
+    log = generate_user_ab_log(own_users, arms=("old", "new"), seed=1)
+    res = segment_lift(log, by="segment", metric="revenue", control="old", treatment="new", n_boot=100)
+    t = res.table.set_index("segment")
+    assert list(t.index) == [f"s0{k}" for k in range(8)] + ["all"]
+    sel = (log["segment"].astype(str) == "s02").to_numpy()
+    new, old = log.loc[sel & (log["arm"] == "new"), "revenue"], log.loc[sel & (log["arm"] == "old"), "revenue"]
+    assert t.loc["s02", "lift"] == pytest.approx(new.mean() / old.mean() - 1, rel=1e-12)
+    assert res.summary()["arms"] == {"column": "arm", "control": "old", "treatment": "new"}
+    # the default arm names are not in this log: the error names what is there and how to choose
+    with pytest.raises(InputError, match="arm holds 'old', 'new'.*no 'control' and no 'treatment'.*--control"):
+        segment_lift(log, by="segment", metric="clicks")
+    # the quadrant split needs two columns this log lacks: not offered, and the error names them
+    splits = available_splits(log, metric="clicks")
+    assert not splits["quadrant"] and splits["quadrant_missing"] == ["home_ad_actions_10d", "other_ad_actions_60d"]
+    assert "segment" in splits["columns"] and "arm" not in splits["columns"] and "clicks" not in splits["columns"]
+    with pytest.raises(InputError, match="missing column 'home_ad_actions_10d'.*quadrant split is not available"):
+        segment_lift(log, metric="clicks", control="old", treatment="new")
+    # a third arm is left out, with a warning, and counted
+    three = log.assign(arm=np.where(np.arange(len(log)) % 10 == 0, "holdout", log["arm"]))
+    with pytest.warns(LeeWarning, match="2000 row.*'holdout'.*left out"):
+        r3 = segment_lift(three, by="segment", metric="clicks", control="old", treatment="new", n_boot=20)
+    assert r3.rows_other_arms == 2000 and r3.summary()["users"] == 18_000
+    # any arm column name and user id column name
+    renamed = log.rename(columns={"arm": "variant", "user_id": "uid"})
+    r4 = segment_lift(renamed, by="segment", metric="revenue", arm_col="variant", user_col="uid", control="old",
+                      treatment="new", n_boot=100)
+    pd.testing.assert_frame_equal(r4.table, res.table)
+
+
+@pytest.mark.parametrize(("values", "match"),
+                         [(0.0, "gmv is all zero"), (3.0, r"gmv is constant \(every row holds 3.0\)")])
+def test_constant_metric_is_an_error_naming_the_column(values, match):
+    log = _micro_log().assign(gmv=values, clicks=[1, 2, 3, 4, 5, 6, 7, 8])
+    others = "numeric columns: home_ad_actions_10d, other_ad_actions_60d, clicks"
+    with pytest.raises(InputError, match=match + ".*" + others):
+        segment_lift(log)
+
+
+def test_small_segments_are_pooled_into_other(own_users):
+    from lee.world.gains_log import generate_user_ab_log
+
+    users = own_users.assign(segment=np.where(np.arange(len(own_users)) < 40, "tiny",
+                                              np.where(np.arange(len(own_users)) < 100, "small", "big")))
+    log = generate_user_ab_log(users, seed=2)
+    res = segment_lift(log, by="segment", metric="clicks", n_boot=50)   # default: 30 users per arm
+    t = res.table.set_index("segment")
+    assert list(t.index) == ["big", OTHER, "all"] and res.pooled == ("small", "tiny")
+    assert t.loc[OTHER, "members"] == "small, tiny" and "pooled: small, tiny" in t.loc[OTHER, "note"]
+    assert t.loc[OTHER, "users_control"] + t.loc[OTHER, "users_treatment"] == 100
+    assert res.summary()["pooled_into_other"] == ["small", "tiny"]
+    with pytest.warns(SmallSampleWarning):
+        unpooled = segment_lift(log, by="segment", metric="clicks", n_boot=50, min_users=0, min_nonzero=0)
+    assert set(unpooled.table["segment"]) == {"big", "small", "tiny", "all"}
+    assert unpooled.row("all")["lift"] == res.row("all")["lift"]
+
+
+def test_multiplicity_columns_holm_and_bh(own_users):
+    from analysis.multiplicity import adjust_pvalues
+    from lee.world.gains_log import generate_user_ab_log
+
+    log = generate_user_ab_log(own_users, gaining=("s03",), lift=0.15, seed=3)
+    res = segment_lift(log, by="segment", metric="clicks", n_boot=400)
+    segs = res.table.loc[res.table["segment"] != "all"].set_index("segment")
+    np.testing.assert_allclose(segs["p_adjusted"], adjust_pvalues(segs["p_value"], "holm").p_adjusted)
+    assert (segs["significant"] == (segs["p_adjusted"] < 0.05)).all()
+    m = res.multiplicity
+    assert m["family_size"] == 8 and m["method"] == "holm" and m["interval_level"] == pytest.approx(1 - 0.05 / 8)
+    # Bonferroni-level percentile intervals contain the unadjusted ones
+    assert ((segs["ci_low_adj"] <= segs["ci_low"]) & (segs["ci_high"] <= segs["ci_high_adj"])).all()
+    s = res.summary()
+    assert s["intervals"]["ci_low/ci_high"].startswith("unadjusted")
+    assert "simultaneous" in s["intervals"]["ci_low_adj/ci_high_adj"]
+    bh = segment_lift(log, by="segment", metric="clicks", n_boot=400, adjust="bh").table
+    bh = bh.loc[bh["segment"] != "all"].set_index("segment")
+    np.testing.assert_allclose(bh["p_value"], segs["p_value"])
+    np.testing.assert_allclose(bh["p_adjusted"], adjust_pvalues(segs["p_value"], "bh").p_adjusted)
+
+
+def test_planted_segment_effect_found_and_no_other(own_users):
+    from lee.world.gains_log import generate_user_ab_log
+
+    # treatment raises clicks by 15% for segment s03 only; 8 segments of ~2,500 users
+    log = generate_user_ab_log(own_users, gaining=("s03",), lift=0.15, seed=3)
+    res = segment_lift(log, by="segment", metric="clicks", n_boot=400)
+    t = res.table.set_index("segment")
+    assert t.loc["s03", "significant"] and t.loc["s03", "p_adjusted"] < 0.05
+    assert t.loc["s03", "ci_low_adj"] < 0.15 < t.loc["s03", "ci_high_adj"]
+    others = [f"s0{k}" for k in range(8) if k != 3]
+    assert not t.loc[others, "significant"].any(), t.loc[others, ["lift", "p_value", "p_adjusted"]]
+    assert res.summary()["significant_segments"] == ["s03"]
+
+
+def test_random_arm_placebo_rarely_flags_a_segment():
+    """200 placebo runs (random arms, clicks) over 20 segments: the share of runs with any
+    adjusted-significant segment stays near 5%, where unadjusted p < 0.05 flags most runs."""
+    from lee.world.gains_log import generate_gains_log, generate_user_ab_log
+
+    users = generate_gains_log(n_users=8_000, n_items=20, n_events=10, n_segments=20, seed=4).users
+    runs, hits, raw = 200, 0, 0
+    for r in range(runs):
+        res = segment_lift(generate_user_ab_log(users, seed=1000 + r), by="segment", metric="clicks", n_boot=10)
+        segs = res.table.loc[res.table["segment"] != "all"]
+        assert len(segs) == 20
+        hits += bool(segs["significant"].any())
+        raw += bool((segs["p_value"] < 0.05).any())
+    assert hits / runs <= 0.075, hits       # Holm: at most 5% in expectation (Binomial(200, 0.05) sd 1.5%)
+    assert raw / runs >= 0.5, raw           # unadjusted: 1 - 0.95^20 = 64%
+
+
+def test_dashboard_segments_page_reads_the_users_own_log(own_users, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from lee.world.gains_log import generate_user_ab_log
+
+    log = generate_user_ab_log(own_users, arms=("old", "new"), seed=5)
+    log.to_csv(tmp_path / "ab.csv", index=False)
+    monkeypatch.setenv("LEE_DASHBOARD_ROOTS", str(tmp_path))   # the sidebar reads only allowed directories
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "dashboard" / "main.py"),
+                           default_timeout=180)
+    at.run()
+    at.text_input(key="src_db").set_value(str(tmp_path / "results.sqlite")).run()
+    at.switch_page("pages/segments.py").run()
+    at.radio(key="seg_source").set_value("Your own A/B log (a file)").run()
+    assert "Upload a log" in at.info[0].value
+    at.text_input(key="seg_path").set_value("/etc/passwd").run()     # never opened: outside the allowed roots
+    assert "outside the directories this dashboard may read" in at.error[0].value
+    at.text_input(key="seg_path").set_value(str(tmp_path / "ab.csv")).run()
+    at.selectbox(key="seg_control").set_value("old").run()
+    at.selectbox(key="seg_treatment").set_value("new").run()
+    at.selectbox(key="seg_metric").set_value("clicks").run()
+    at.selectbox(key="seg_own_by").set_value("segment").run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert "quadrant split is not offered" in " ".join(c.value for c in at.caption)
+    assert QUADRANTS[0] not in at.selectbox(key="seg_own_by").options
+    shown = at.dataframe[0].value
+    ref = segment_lift(pd.read_csv(tmp_path / "ab.csv"), by="segment", metric="clicks", control="old",
+                       treatment="new", n_boot=1000).table
+    assert list(shown["segment"]) == list(ref["segment"])
+    np.testing.assert_allclose(shown["lift"].to_numpy(), ref["lift"].to_numpy())
+    np.testing.assert_allclose(shown["p_adjusted"].to_numpy(), ref["p_adjusted"].to_numpy())
+    assert "Holm step-down" in " ".join(c.value for c in at.caption)
+
+
+def test_cli_segments_on_the_users_own_log(own_users, tmp_path, capsys):
+    import json
+
+    from app.cli.main import main
+    from lee.world.gains_log import generate_user_ab_log
+
+    log = generate_user_ab_log(own_users, arms=("old", "new"), seed=6).assign(zero=0.0)
+    log.to_csv(tmp_path / "ab.csv", index=False)
+    capsys.readouterr()
+    assert main(["analyze", "segments", "--log", str(tmp_path / "ab.csv"), "--control", "old", "--treatment", "new",
+                 "--metric", "clicks", "--by", "segment", "--adjust", "bh", "--boot", "50", "--json",
+                 "--out", str(tmp_path / "out")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["segment"] for r in doc["rows"]] == [f"s0{k}" for k in range(8)] + ["all"]
+    assert doc["multiplicity"]["method"] == "bh" and doc["multiplicity"]["family_size"] == 8
+    assert {"p_value", "p_adjusted", "ci_low_adj", "ci_high_adj"} <= set(doc["rows"][0])
+    assert SegmentLift.load(tmp_path / "out").adjust == "bh"
+    # no --by: the quadrant split is not offered for this log, and the message names the missing columns
+    assert main(["analyze", "segments", "--log", str(tmp_path / "ab.csv"), "--control", "old", "--treatment", "new",
+                 "--metric", "clicks"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "quadrant split is not offered" in err and "home_ad_actions_10d, other_ad_actions_60d" in err
+    assert "--by COLUMN" in err and "segment" in err
+    # an all-zero metric is an error naming the column
+    assert main(["analyze", "segments", "--log", str(tmp_path / "ab.csv"), "--control", "old", "--treatment", "new",
+                 "--metric", "zero", "--by", "segment"]) == 2
+    assert "metric column zero is all zero" in " ".join(capsys.readouterr().err.split())

@@ -124,37 +124,61 @@ def _groups(specs: list[str], fields: tuple[str, ...]) -> dict[str, tuple[str, .
     return out
 
 
-def _read_log(path: Path) -> Any:
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: exposure log not found (write one with `lee world ab-log`)")
-    try:
-        if path.suffix == ".csv":
-            return pd.read_csv(path)
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
-        kind = "CSV" if path.suffix == ".csv" else "Parquet"
-        raise InputError(f"{path}: not a readable {kind} file ({exc})") from None
-
-
 def cmd_segments(args: argparse.Namespace) -> int:
-    from analysis.segments import segment_lift
+    from analysis.segments import QUADRANT, available_splits, read_log, segment_lift
 
     users = None
-    if args.world:
-        from lee.world.io import load_world
+    if args.data:
+        from lee.data.dataset import Dataset
 
-        users = load_world(args.world).users
-    by = args.by.split(",") if args.by and "," in args.by else args.by
-    res = segment_lift(_read_log(args.log), by=by, users=users, bins=args.bins, home_col=args.home_col,
+        users = Dataset.open(args.data).users
+        if users is None:
+            raise InputError(f"--data {args.data}: the dataset has no users table to join attributes from")
+    log = read_log(args.log)
+    if args.by is None:  # the quadrant split when the log has its columns, else the user must choose (a log
+        # lacking the arm, user or metric column gets segment_lift's message about those first)
+        splits = available_splits(log, users, metric=args.metric, arm_col=args.arm_col, user_col=args.user_col,
+                                  home_col=args.home_col, other_col=args.other_col)
+        if not splits["quadrant"] and {args.arm_col, args.user_col, args.metric} <= set(log.columns):
+            raise InputError(f"{args.log}: {splits['quadrant_message']} with --by COLUMN (columns: "
+                             f"{', '.join(splits['columns']) or 'none'})")
+        by: Any = QUADRANT
+    else:
+        by = args.by.split(",") if "," in args.by else args.by
+    res = segment_lift(log, by=by, users=users, bins=args.bins, home_col=args.home_col,
                        other_col=args.other_col, home_min=args.home_min, other_threshold=args.other_threshold,
-                       metric=args.metric, n_boot=args.boot, level=args.level, seed=args.seed)
-    cols = ["segment", "users_control", "users_treatment", "lift", "ci_low", "ci_high", "p_value", "significant"]
+                       metric=args.metric, n_boot=args.boot, level=args.level, seed=args.seed, arm_col=args.arm_col,
+                       control=args.control, treatment=args.treatment, user_col=args.user_col,
+                       min_users=args.min_users, min_nonzero=args.min_nonzero, adjust=args.adjust)
+    cols = ["segment", "users_control", "users_treatment", "lift", "ci_low", "ci_high", "ci_low_adj", "ci_high_adj",
+            "p_value", "p_adjusted", "significant", "members"]
     return _finish(res, args, {"rows": res.table[cols].to_dict(orient="records")})
+
+
+def cmd_gains(args: argparse.Namespace) -> int:
+    from analysis.gains import gains_for_snapshot
+    from lee.data.dataset import Dataset
+    from lee.device import resolve_device
+    from lee.snapshot import SnapshotStore
+
+    try:
+        seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--seeds expects comma-separated integers; got {args.seeds!r}") from None
+    if not seeds:
+        raise InputError("--seeds needs at least one value")
+    store = SnapshotStore(args.root)
+    snap = store.nearest(args.variant, args.at, at_or_before=True) if args.at else store.latest(args.variant)
+    res = gains_for_snapshot(Dataset.open(args.data), snap, by=args.by, usage=args.usage, fusion=args.fusion,
+                             seeds=seeds, windows=args.windows, bins=args.bins, min_users=args.min_users,
+                             min_positives=args.min_positives, n_boot=args.boot, level=args.level,
+                             adjust=args.adjust, bootstrap_seed=args.seed, device=resolve_device(args.device),
+                             variant=args.variant)
+    cols = ["segment", "users", "events", "positives", "delta_auc", "ci_low", "ci_high", "ci_low_adj", "ci_high_adj",
+            "p_value", "p_adjusted", "significant", "delta_logloss", "logloss_p_adjusted", "contribution",
+            "share_of_lift", "members"]
+    return _finish(res, args, {"rows": res.table[[c for c in cols if c in res.table]].to_dict(orient="records")})
+
 
 def cmd_clusters(args: argparse.Namespace) -> int:
     from analysis._data import id_labels, interactions, planted_truth
@@ -192,8 +216,8 @@ def cmd_clusters(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, common: AddCommon) -> None:
-    """``lee analyze volatility|health|collapse|importance|segments|clusters``."""
-    analyze = sub.add_parser("analyze", help="volatility, health, collapse, importance, clusters, segments"
+    """``lee analyze volatility|health|collapse|importance|segments|gains|clusters``."""
+    analyze = sub.add_parser("analyze", help="volatility, health, collapse, importance, clusters, segments, gains"
                              ).add_subparsers(dest="analyze_command", required=True, metavar="ANALYSIS")
 
     def out(p: argparse.ArgumentParser) -> None:
@@ -251,21 +275,55 @@ def register(sub: Any, common: AddCommon) -> None:
     out(p)
     p.set_defaults(func=cmd_importance)
 
-    p = common(analyze.add_parser("segments", help="GMV lift of treatment over control per user segment"))
-    p.add_argument("--log", required=True, type=Path, help="A/B exposure log (Parquet or CSV), one row per user")
-    p.add_argument("--by", default="quadrant", help="quadrant (default), a column, or comma-separated columns")
-    p.add_argument("--world", type=Path, help="join the world's user attributes for --by")
+    p = common(analyze.add_parser("segments", help="lift of a metric, treatment over control, per user segment"))
+    p.add_argument("--log", required=True, type=Path,
+                   help="A/B log (Parquet or CSV): one row per user, an arm column, a metric column, attributes")
+    p.add_argument("--by", help="a column or comma-separated columns (default: quadrant, when the log has its columns)")
+    p.add_argument("--data", "--world", dest="data", type=Path,
+                   help="join the users table of this dataset (or world) for --by")
     p.add_argument("--bins", type=int, help="quantile bins for a numeric --by column")
+    p.add_argument("--arm-col", default="arm", help="the arm column (default arm)")
+    p.add_argument("--control", default="control", help="the control arm's value (default control)")
+    p.add_argument("--treatment", default="treatment", help="the treatment arm's value (default treatment)")
+    p.add_argument("--user-col", default="user_id", help="the user id column (default user_id)")
+    p.add_argument("--metric", default="gmv", help="any non-negative metric column (default gmv)")
     p.add_argument("--home-col", default="home_ad_actions_10d", help="home-scenario actions column (window)")
     p.add_argument("--other-col", default="other_ad_actions_60d", help="other-scenario actions column (window)")
     p.add_argument("--home-min", type=int, default=1, help="home-active at this many actions or more")
     p.add_argument("--other-threshold", type=int, default=10, help="out-of-domain above this many actions")
-    p.add_argument("--metric", default="gmv")
+    p.add_argument("--min-users", type=int, default=30, help="pool segments with fewer users per arm into (other)")
+    p.add_argument("--min-nonzero", type=int, default=5,
+                   help="pool segments with fewer users with a non-zero metric per arm into (other)")
+    p.add_argument("--adjust", default="holm", choices=["holm", "bh"],
+                   help="multiplicity: holm (family-wise, default) or bh (Benjamini-Hochberg false discovery rate)")
     p.add_argument("--boot", type=int, default=1000)
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     out(p)
     p.set_defaults(func=cmd_segments)
+
+    p = common(analyze.add_parser("gains", help="who gains: per-segment ΔAUC of a representation over the baseline"))
+    p.add_argument("--data", "--world", dest="data", required=True, type=Path, help="dataset (or world) directory")
+    p.add_argument("--root", required=True, type=Path, help="snapshot root")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--at", help="event time of the snapshot (default: the latest)")
+    p.add_argument("--by", required=True, help="a user or item attribute column (user:COL / item:COL if both)")
+    p.add_argument("--bins", type=int, default=4, help="quantile bins for a numeric attribute (default 4)")
+    p.add_argument("--usage", default=Usage.UR_IR.value, choices=enum_values(Usage))
+    p.add_argument("--fusion", default=FusionMode.CONCAT.value, choices=[f.value for f in FUSIONS])
+    p.add_argument("--seeds", default="0,1,2", help="proxy seeds, comma-separated (default 0,1,2)")
+    p.add_argument("--windows", type=int, default=10, help="streaming windows (default 10)")
+    p.add_argument("--min-users", type=int, default=50, help="pool segments with fewer users into (other)")
+    p.add_argument("--min-positives", type=int, default=20,
+                   help="pool segments with fewer positives (or negatives) into (other)")
+    p.add_argument("--adjust", default="holm", choices=["holm", "bh"],
+                   help="multiplicity: holm (family-wise, default) or bh (Benjamini-Hochberg false discovery rate)")
+    p.add_argument("--boot", type=int, default=200, help="paired user-bootstrap resamples (default 200)")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
+    out(p)
+    p.set_defaults(func=cmd_gains)
 
     p = common(analyze.add_parser("clusters", help="K-means clusters with labels, per-cluster CTR and ARI"))
     p.add_argument("--data", "--world", dest="data", required=True, type=Path,
