@@ -1,13 +1,17 @@
 """Interactive Plotly figures built from result objects — never recomputing a number.
 
 The dashboard and the HTML report draw the same figures from the same results. Every text that
-comes from data (ids, labels, variant names) goes through :func:`safe` first, so a label such as
-``<script>`` is shown as text by Plotly's SVG renderer and never interpreted.
+comes from data (ids, labels, variant names) goes through :func:`safe` exactly once: Plotly's text
+renderer interprets a few HTML-like tags (``<b>``, ``<br>``, ``<a href>``...) and decodes the
+entities ``&amp;`` ``&lt;`` ``&gt;`` (and numeric ones), so :func:`safe` writes exactly ``&``,
+``<`` and ``>`` as those entities and nothing else: a label such as ``"><script>`` is shown as
+those very characters, never interpreted and never as ``&quot;&gt;``. Long texts are clipped to
+:data:`LABEL_CHARS` characters with an ellipsis (distinct labels stay distinct on an axis); tables
+and data files keep the full text.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,21 +27,46 @@ from analysis.volatility import VolatilityResult, VolatilitySeries
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), height=420)
 
+LABEL_CHARS = 48
+"""Longest data text (id, label, variant) a figure shows; hover boxes and legends stay readable."""
+TITLE_CHARS = 160
 
-def safe(values: object) -> object:
-    """HTML-escape a string or every string of a list/array/Series (Plotly renders some tags)."""
+
+def clip(text: object, limit: int = LABEL_CHARS) -> str:
+    """``text`` on one line, at most ``limit`` characters (an ellipsis marks a cut)."""
+    one = " ".join(str(text).split())
+    return one if len(one) <= limit else one[: max(limit - 1, 1)] + "…"
+
+
+def _literal(text: str) -> str:
+    """Plotly shows this as ``text`` itself: ``&``, ``<``, ``>`` as the entities it decodes once."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe(values: object, *, limit: int = LABEL_CHARS) -> object:
+    """Data text for a Plotly figure, escaped exactly once and clipped to ``limit`` characters:
+    a string, or every element of a list/array/Series/Index (a list comes back for those but a
+    Series, which keeps its index). Distinct values that clip to the same text get a ``#k``
+    suffix, so two long labels never merge into one axis category."""
     if isinstance(values, str):
-        return html.escape(values)
-    if isinstance(values, pd.Series):
-        return values.astype(str).map(html.escape)
-    if isinstance(values, (list, tuple, np.ndarray, pd.Index)):
-        return [html.escape(str(v)) for v in values]
+        return _literal(clip(values, limit))
+    if isinstance(values, (pd.Series, list, tuple, np.ndarray, pd.Index)):
+        items = [str(v) for v in values]
+        shown: dict[str, str] = {}
+        taken: dict[str, int] = {}
+        for text in dict.fromkeys(items):  # distinct values, first-seen order
+            short = clip(text, limit)
+            n = taken.get(short, 0)
+            taken[short] = n + 1
+            shown[text] = short if n == 0 else f"{short} #{n + 1}"
+        out = [_literal(shown[t]) for t in items]
+        return pd.Series(out, index=values.index) if isinstance(values, pd.Series) else out
     return values
 
 
 def _fig(title: str, **layout: object) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(title=safe(title), **{**_LAYOUT, **layout})
+    fig.update_layout(title=safe(title, limit=TITLE_CHARS), **{**_LAYOUT, **layout})
     return fig
 
 
@@ -53,7 +82,7 @@ def lee_ranking(table: pd.DataFrame, *, title: str = "ΔAUC against the baseline
             name=safe(str(usage) or "ΔAUC"),
             error_x=dict(type="data", symmetric=False, array=part["ci_high"] - part["delta_auc"],
                          arrayminus=part["delta_auc"] - part["ci_low"]),
-            customdata=np.c_[part["verdict"].map(html.escape)],
+            customdata=np.c_[safe(part["verdict"])],
             hovertemplate="%{y}: ΔAUC %{x:.4f} (%{customdata[0]})<extra></extra>"))
     fig.add_vline(x=0, line_dash="dot", line_color="grey")
     return fig

@@ -24,7 +24,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from lee.config import ConfigModel
-from lee.errors import InputError
+from lee.errors import InputError, SnapshotError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.timeutil import iso
@@ -275,7 +275,12 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
     previous: dict[TableKind, TableStats] = {}
     rows = []
     for when in tqdm(times, desc=f"health {variant}", disable=not progress):
-        snap = store.open(variant, when)
+        try:
+            snap = store.open(variant, when)
+        except SnapshotError as exc:  # unreadable: flagged as broken (never the rollback target), not a crash
+            rows.append({"time": pd.Timestamp(when), "table": "manifest", "healthy": False, "broken": True,
+                         "reasons": f"unreadable snapshot: {exc}"})
+            continue
         wanted = [TableKind.parse(k) for k in kinds] if kinds is not None else snap.kinds
         for kind in wanted:
             if kind not in snap.kinds:  # a table that vanished is an anomaly, not a crash
@@ -284,7 +289,12 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
                 continue
             healthy_hist = history.setdefault(kind, [])
             ref = _reference(healthy_hist, th)
-            stats = table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z)
+            try:
+                stats = table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z)
+            except SnapshotError as exc:  # duplicate ids, wrong id type, absurd values, checksum...: broken
+                rows.append({"time": pd.Timestamp(when), "table": kind.value, "healthy": False, "broken": True,
+                             "reasons": f"unreadable table: {exc}"})
+                continue
             measures, reasons = judge(stats, ref, th)
             prev = previous.get(kind)
             rates = {f"rate_{k}": (getattr(stats, k) / getattr(prev, k) - 1.0) if prev is not None and getattr(prev, k)

@@ -56,7 +56,7 @@ def lee_comparison(db: str | Path, *, usage: str | None = None, fusion: str | No
     db = Path(db)
     if not db.is_file():
         raise InputError(f"{db}: no results store here (run `lee evaluate --config JOB.toml` first)")
-    store = ResultsStore(db)
+    store = ResultsStore(db, readonly=True)  # reading never creates or alters the store
     ranking = store.compare(usage=usage, fusion=fusion, job=job)
     windows = store.windows(ranking["run_id"].tolist() if len(ranking) else [])
     return LeeComparison(source=str(db), ranking=ranking, windows=windows, sweep=sweep)

@@ -22,7 +22,7 @@ from analysis.compare.review import ReleaseReview, cosine_histogram, similarity_
 from analysis.gains import GainsResult, gains_figure
 from analysis.lee_results import LeeComparison
 from analysis.suite import SuiteResult
-from lee.fileio import atomic_write_text
+from lee.fileio import atomic_dir, atomic_write_text, check_output_target
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:0 24px;
@@ -229,16 +229,18 @@ def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | No
                  gains: GainsResult | None = None) -> Path:
     """Write ``out/report.html`` and ``out/data/`` (``suite/``, ``lee/``, ``gains/``: saved results, JSON and
     CSV of every number shown); returns the HTML path. Each part is replaced whole, never half-written."""
-    out = Path(out)
-    data = out / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    suite.save(data / "suite")
-    if lee is not None:
-        lee.save(data / "lee")
-    if gains is not None:
-        gains.save(data / "gains")
+    # a symlinked or device out, data/ or report.html is refused before anything is written; data/ is
+    # built beside and replaces the old one in one rename, so no stale part of an earlier report survives
+    out = check_output_target(out, directory=True)
+    check_output_target(out / "report.html")
+    with atomic_dir(check_output_target(out / "data", directory=True), overwrite=True) as data:
+        suite.save(data / "suite")
+        if lee is not None:
+            lee.save(data / "lee")
+        if gains is not None:
+            gains.save(data / "gains")
+        if review is not None:
+            review.save(data / "release")
     path = out / "report.html"
-    if review is not None:
-        review.save(data / "release")
-    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta, review=review, gains=gains))
+    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta, gains=gains, review=review))
     return path

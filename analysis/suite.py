@@ -166,6 +166,7 @@ def run_suite(data: Dataset | World, root: str | Path, *, config: SuiteConfig | 
     if missing:
         raise InputError(f"{root}: no variant(s) {', '.join(missing)}; present: {', '.join(store.variants())}")
     res = SuiteResult(variants=variants)
+    res.skipped += [p.skipped() for p in store.problems()]  # unreadable directories are named, never dropped
 
     # --- health first: every later analysis reads each variant's latest snapshot that is not broken
     current = {}
@@ -173,12 +174,17 @@ def run_suite(data: Dataset | World, root: str | Path, *, config: SuiteConfig | 
         kinds = [t for t in cfg.tables if TableKind.parse(t) in store.latest(v).kinds]
         res.health[v] = snapshot_health(store, v, thresholds=cfg.health, kinds=kinds)
         target = res.health[v].latest_usable
+        table = res.health[v].table
+        broken = table[table["broken"] & ((table["time"] > pd.Timestamp(target)) if target is not None else True)]
+        why = "; ".join(dict.fromkeys(r for r in broken["reasons"] if r))  # each names its file
         if target is None:
-            res.skipped.append(f"{v}: every snapshot is broken (NaN rows or dead dimensions); only health is reported")
+            res.skipped.append(f"{v}: every snapshot is broken (NaN rows or dead dimensions); only health is reported"
+                               + (f" ({why})" if why else ""))
             continue
         current[v] = store.open(v, target)
         if target != store.times(v)[-1]:
-            res.skipped.append(f"{v}: latest snapshot is broken; analyses use {target.isoformat()}")
+            res.skipped.append(f"{v}: latest snapshot is broken; analyses use {target.isoformat()}"
+                               + (f" ({why})" if why else ""))
 
     # --- volatility, per variant and table: the current snapshot against the one before it
     for v, snap in current.items():

@@ -141,12 +141,12 @@ class VolatilityResult(SavedResult):
 
 def _check_pair(before: Snapshot, after: Snapshot, kind: TableKind) -> None:
     ib, ia = before.info(kind), after.info(kind)
+    pb, pa_ = before.table_path(kind), after.table_path(kind)
     if ib.dim != ia.dim:
-        raise InputError(f"cannot compare {kind.value}: {before.path} has dim {ib.dim} but {after.path} has dim "
+        raise InputError(f"cannot compare {kind.value}: {pb} has dim {ib.dim} but {pa_} has dim "
                          f"{ia.dim}; volatility needs two snapshots of the same representation")
     if ib.id_type != ia.id_type:
-        raise InputError(f"cannot compare {kind.value}: ids are {ib.id_type} in {before.path} but {ia.id_type} "
-                         f"in {after.path}")
+        raise InputError(f"cannot compare {kind.value}: ids are {ib.id_type} in {pb} but {ia.id_type} in {pa_}")
 
 
 def _unique_index(ids: np.ndarray, snap: Snapshot, kind: TableKind) -> pd.Index:

@@ -14,6 +14,15 @@ from lee.world.model import World
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dashboard_may_read_test_directories(tmp_path_factory):
+    """The dashboard opens typed paths only under its configured roots (LEE_DASHBOARD_ROOTS): the
+    tests' temporary directories are one."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEE_DASHBOARD_ROOTS", str(tmp_path_factory.getbasetemp()))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_world() -> World:
     return generate_world(config_for_scale("tiny", seed=7))

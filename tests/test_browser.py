@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,58 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 EVIL = "<script>alert(1)</script>"
+HOSTILE = '"><b>b</b> & <script>alert(2)</script> \'q\''   # quotes, a tag Plotly renders, one it does not
+LONG = "L" * 300
+ENTITIES = ("&quot;", "&lt;", "&gt;", "&amp;", "&#")
+
+
+def _hostile_world(tmp_path: Path):
+    """A tiny planted world whose user labels include EVIL, HOSTILE and a 300-character label."""
+    from lee.world.config import config_for_scale
+    from lee.world.generate import generate_world
+
+    world = generate_world(config_for_scale("tiny", seed=5))
+    cats = world.users["label"].cat.categories
+    world.users["label"] = world.users["label"].cat.rename_categories({cats[0]: EVIL, cats[1]: HOSTILE,
+                                                                       cats[2]: LONG})
+    return world
+
+
+def _svg_texts(driver) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('.main-svg text')).map(e => e.textContent)")
+
+
+def _assert_literal_labels(driver) -> None:
+    """Legends show HOSTILE as its very characters and the long label clipped; no entity is ever
+    shown as text (escaped exactly once); hovering a hostile point shows it literally too."""
+    from analysis.figures import LABEL_CHARS
+
+    texts = _svg_texts(driver)
+    assert HOSTILE in texts and EVIL in texts, texts
+    assert not [t for t in texts if any(e in t for e in ENTITIES)], [t for t in texts if "&" in t]
+    clipped = [t for t in texts if t.startswith("LLLL")]
+    assert clipped and all(len(t) == LABEL_CHARS and t.endswith("…") for t in clipped), clipped
+    hovers = _bar_hover_texts(driver)
+    assert any(HOSTILE in h for h in hovers), hovers
+    assert not [h for h in hovers if any(e in h for e in ENTITIES)], hovers
+
+
+def _bar_hover_texts(driver) -> list[str]:
+    """Move the mouse over every bar of every chart and collect the hover label each one shows."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    texts = []
+    for bar in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .barlayer .point path"):
+        try:
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", bar)
+            ActionChains(driver).move_to_element(bar).perform()
+            time.sleep(0.2)
+        except Exception:  # noqa: BLE001 - a bar too thin to point at
+            continue
+        texts += driver.execute_script(
+            "return Array.from(document.querySelectorAll('.hoverlayer')).map(e => e.textContent)")
+    return [t for t in texts if t]
 
 if not (CHROMIUM and DRIVER):
     if os.environ.get("LEE_REQUIRE_BROWSER") == "1":
@@ -55,12 +108,9 @@ def test_report_renders_offline(tmp_path, driver):
     from analysis.lee_results import LeeComparison
     from analysis.report import write_report
     from analysis.suite import SuiteConfig, run_suite
-    from lee.world.config import config_for_scale
-    from lee.world.generate import generate_world
     from lee.world.planted import write_planted_variants
 
-    world = generate_world(config_for_scale("tiny", seed=5))
-    world.users["label"] = world.users["label"].cat.rename_categories({world.users["label"].cat.categories[0]: EVIL})
+    world = _hostile_world(tmp_path)
     write_planted_variants(world, tmp_path / "s", variants=["oracle", "random"], n_snapshots=2)
     suite = run_suite(world, tmp_path / "s", config=SuiteConfig(n_boot=50), log=lambda *_: None)
     lee = pd.DataFrame({"variant": [EVIL], "usage": ["UR+IR"], "fusion": ["concat"], "auc": [0.8],
@@ -86,6 +136,9 @@ def test_report_renders_offline(tmp_path, driver):
     # the hostile label is text in the table and never ran
     cells = driver.find_elements(By.XPATH, "//td[text()='<script>alert(1)</script>']")
     assert cells, "the escaped label should appear as text"
+    cell_texts = driver.execute_script("return Array.from(document.querySelectorAll('td')).map(e => e.textContent)")
+    assert HOSTILE in cell_texts and LONG in cell_texts  # tables keep the full text
+    _assert_literal_labels(driver)
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018
     driver.save_screenshot(str(tmp_path / "report.png"))
@@ -109,14 +162,15 @@ def _sources(tmp_path: Path) -> list[str]:
             "--sweep", str(d / "sweep.csv")]
 
 
-@pytest.fixture()
-def dashboard(tmp_path):
+@contextmanager
+def _serve(tmp_path: Path, sources: list[str]):
+    """``streamlit run app/dashboard/main.py -- SOURCES`` on a free port; yields its URL."""
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "dashboard" / "main.py"),
          "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--", *_sources(tmp_path)],
+         "--browser.gatherUsageStats", "false", "--", *sources],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -128,10 +182,18 @@ def dashboard(tmp_path):
     else:
         proc.kill()
         raise RuntimeError("streamlit did not start: " + (tmp_path / "streamlit.log").read_text())
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture()
+def dashboard(tmp_path):
+    with _serve(tmp_path, _sources(tmp_path)) as url:
+        yield url
 
 
 def _wait_text(driver, text: str, timeout: float = 120) -> None:
@@ -183,3 +245,32 @@ def test_dashboard_pages_and_interaction(dashboard, driver, tmp_path):
         _wait_idle(driver)
         driver.save_screenshot(str(shots / f"dashboard-{page.lower()}.png"))
     assert all((shots / f).stat().st_size > 10_000 for f in ("dashboard-overview.png", "dashboard-clusters.png"))
+
+
+def test_dashboard_opens_a_page_url_first_and_shows_hostile_labels_literally(tmp_path, driver):
+    """A freshly started dashboard whose first request is a page's URL (/clusters) shows that page
+    with the dashboard's own navigation (no ModuleNotFoundError, no traceback); hostile labels
+    appear as their literal text in the cluster map's legend and hover."""
+    from lee.world.io import save_world
+    from lee.world.planted import write_planted_variants
+
+    world = _hostile_world(tmp_path)
+    save_world(world, tmp_path / "world")
+    write_planted_variants(world, tmp_path / "snapshots", variants=["oracle", "random"], n_snapshots=2)
+    sources = ["--world", str(tmp_path / "world"), "--root", str(tmp_path / "snapshots"),
+               "--db", str(tmp_path / "results.sqlite")]
+    with _serve(tmp_path, sources) as url:
+        driver.get(f"{url}/clusters")
+        _wait_text(driver, "Ad CTR per cluster")
+        _wait_idle(driver)
+        body = driver.execute_script("return document.body.innerText")
+        assert "ModuleNotFoundError" not in body and "Traceback" not in driver.page_source
+        nav = [a.text.strip() for a in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')]
+        assert "Clusters" in nav and "Overview" in nav and "main" not in nav, nav
+        option = next(el for el in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label')
+                      if el.text.strip() == "label")
+        option.click()
+        WebDriverWait(driver, 60).until(lambda d: HOSTILE in _svg_texts(d))
+        _wait_idle(driver)
+        _assert_literal_labels(driver)
+        assert not (tmp_path / "results.sqlite").exists()  # reading pages never create the store

@@ -142,14 +142,10 @@ def test_failed_swap_restores_old_directory(tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    real_rename = type(out).rename
+    def rename(src, dst):
+        raise OSError("rename failed (injected)")
 
-    def rename(self, target):
-        if self.name.startswith(".tmp-"):
-            raise OSError("rename failed (injected)")
-        return real_rename(self, target)
-
-    monkeypatch.setattr(type(out), "rename", rename)
+    monkeypatch.setattr(fileio, "rename_noreplace", rename)
     with pytest.raises(OSError, match="injected"):
         with atomic_dir(out, overwrite=True) as tmp:
             (tmp / "new.txt").write_text("new")

@@ -36,6 +36,15 @@ from lee.snapshot.importers import (
 
 T0 = datetime(2026, 1, 1, 0, 5, 0, tzinfo=UTC)
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _every_finite_float32_is_plausible():
+    """These round trips cover every finite float32 (3.4e38 included): lift the reader's
+    plausibility bound (default ±1e6, tested in test_hostile_inputs.py) for this module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEE_MAX_ABS_VALUE", "inf")
+        yield
+
 # Awkward but finite float32 values: -0.0, the smallest subnormal, the largest finite, 1/3, 0.1.
 AWKWARD = np.array([-0.0, 1e-45, 3.4028235e38, 1 / 3, 0.1, -1.1754944e-38, 16777216.0, -7.5],
                    dtype=np.float32)
@@ -534,7 +543,7 @@ def test_importer_for_missing_file(tmp_path, fmt):
 def test_importer_for_directory_is_not_a_file(tmp_path):
     path = tmp_path / "dir.npz"
     path.mkdir()
-    with pytest.raises(InputError, match=r"dir\.npz: no such file"):
+    with pytest.raises(InputError, match=r"dir\.npz: (no such file|is a directory, not a regular file)"):
         importer_for(path)
 
 

@@ -12,7 +12,7 @@ import pytest
 from analysis.volatility import cosine_by_id
 from lee.errors import SnapshotError
 from lee.snapshot import EmbeddingTable, Snapshot, SnapshotStore, write_snapshot
-from lee.snapshot.store import find_snapshot_dirs
+from lee.snapshot.store import SkippedSnapshotWarning, find_snapshot_dirs, scan_snapshot_dirs
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
@@ -150,16 +150,18 @@ def test_find_snapshot_dirs_skips_hidden_temporaries(root):
     assert len(find_snapshot_dirs(root)) == 4 and len(find_snapshot_dirs(root / "a")) == 2
 
 
-def test_store_lists_only_its_layout_of_what_discovery_finds(root):
-    """Discovery finds every snapshot (so `lee snapshots validate` checks them all); the store lists
-    only ``<variant>/<event-time>/`` ones: not a snapshot under an odd name, nor one nested deeper."""
+def test_discovery_reports_what_is_not_its_layout(root):
+    """Only ``<variant>/<event-time>/`` directories are snapshots; a snapshot renamed to an odd name
+    or nested deeper is not listed but reported, with its path and why, never silently skipped."""
     write_snapshot(root / "a", "sub", "2026-01-01T00:10:00Z", {"UR": _table(5, 2)})  # a/sub/<time>/
     write_snapshot(root / "a", "odd", T0, {"UR": _table(5, 2)})
     (root / "a" / "odd" / "20260101T000000Z").rename(root / "a" / "not-a-time")
-    in_a = find_snapshot_dirs(root / "a")
-    assert root / "a" / "not-a-time" in in_a and root / "a" / "sub" / "20260101T001000Z" in in_a
+    in_a, problems = scan_snapshot_dirs(root / "a")
+    assert in_a == [root / "a" / "20260101T000000Z", root / "a" / "20260101T000500Z"]
+    assert {p.path.name: p.reason.split(" (")[0] for p in problems} == {
+        name: "directory name is not an event time in the writer's form" for name in ("not-a-time", "odd", "sub")}
     store = SnapshotStore(root)
-    assert store.variants() == ["a", "b"]
-    times = [t.strftime("%Y%m%dT%H%M%SZ") for t in store.times("a")]
-    assert times == ["20260101T000000Z", "20260101T000500Z"]
-    assert [root / "a" / t for t in times] == [p for p in in_a if p.parent == root / "a" and p.name.startswith("2026")]
+    with pytest.warns(SkippedSnapshotWarning, match="not-a-time: directory name is not an event time"):
+        assert store.variants() == ["a", "b"]
+    assert [t.strftime("%Y%m%dT%H%M%SZ") for t in store.times("a")] == ["20260101T000000Z", "20260101T000500Z"]
+    assert sorted(p.path.name for p in store.problems()) == ["not-a-time", "odd", "sub"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from lee.snapshot import (
     validate_snapshot,
     write_snapshot,
 )
+from lee.snapshot.store import SkippedSnapshotWarning
 from lee.timeutil import time_dirname
 
 T0 = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
@@ -109,6 +111,15 @@ variant_names = st.text(
 event_times = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 12, 31), timezones=st.just(UTC)
 ).map(lambda d: d.replace(microsecond=0))
+
+@pytest.fixture(autouse=True, scope="module")
+def _every_finite_float32_is_plausible():
+    """These round trips cover every finite float32 bit pattern (3.4e38 included), so the reader's
+    plausibility bound (default ±1e6, tested in test_hostile_inputs.py) is lifted for this module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEE_MAX_ABS_VALUE", "inf")
+        yield
+
 
 ROUNDTRIP_SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -298,15 +309,27 @@ def test_store_variants_and_times(store_root):
     assert minute_of(store.latest("alpha")) == 20
 
 
-def test_store_ignores_non_snapshot_entries(store_root):
+def test_store_lists_non_snapshot_entries_as_problems(store_root):
+    """Entries that are not snapshots are left out of the listings, but never silently: each is a
+    problem with its path and reason, and listing warns about it once."""
     (store_root / "alpha" / "notes").mkdir()  # no manifest
     (store_root / "alpha" / "20990101T000000Z").mkdir()  # time-shaped but no manifest
     (store_root / "alpha" / "README.txt").write_text("hi")
     (store_root / "empty_variant").mkdir()
     (store_root / "stray.txt").write_text("x")
     store = SnapshotStore(store_root)
-    assert store.variants() == ["alpha", "beta", "gamma@2"]
-    assert store.times("alpha") == [T0 + timedelta(minutes=m) for m in MINUTES]
+    with pytest.warns(SkippedSnapshotWarning) as caught:
+        assert store.variants() == ["alpha", "beta", "gamma@2"]
+    assert len(caught) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # each problem is warned about once per store
+        assert store.times("alpha") == [T0 + timedelta(minutes=m) for m in MINUTES]
+    got = {p.path.relative_to(store_root).as_posix(): p.reason for p in store.problems()}
+    assert sorted(got) == ["alpha/20990101T000000Z", "alpha/README.txt", "alpha/notes", "stray.txt"]
+    assert got["alpha/20990101T000000Z"].startswith("holds no manifest.json")
+    assert got["alpha/notes"].startswith("directory name is not an event time")
+    assert got["alpha/README.txt"].startswith("is a regular file, not a snapshot directory")
+    assert got["stray.txt"].startswith("is a regular file, not a variant directory")
 
 
 @pytest.mark.parametrize(
@@ -465,8 +488,8 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert calls[0] == 2
     final = tmp_path / "v" / time_dirname(T0)
     assert not final.exists()
-    # nothing at all under the variant directory: no final dir, no .tmp-*, no .old-*
-    assert list((tmp_path / "v").iterdir()) == []
+    # nothing at all: no final dir, no .tmp-*, no .old-*, not even the variant directory it created
+    assert list(tmp_path.iterdir()) == []
     assert SnapshotStore(tmp_path).variants() == []
     # and a retry then succeeds
     monkeypatch.undo()

@@ -90,7 +90,7 @@ def _results_store(args: argparse.Namespace):
 
     if not Path(args.db).is_file():
         raise InputError(f"{args.db}: no results store here (run `lee evaluate --config JOB.toml` first)")
-    return ResultsStore(args.db)
+    return ResultsStore(args.db, readonly=True)  # reading never creates or alters the store
 
 
 def cmd_results_ls(args: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 
 Every user-facing error is a :class:`~lee.errors.LeeError`; :func:`main` prints it as one paragraph
 on stderr and exits with status 2 (1 for other operating-system errors such as a full disk),
-never with a traceback. Commands that report numbers print JSON with ``--json``.
+never with a traceback. Anything else is a bug: one paragraph names the command and the file under
+the system's temporary directory that holds the full traceback, and the exit status is 3.
+Commands that report numbers print JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ import warnings
 from collections.abc import Sequence
 
 from app.cli import analyze, casestudy, compare, data, demo, evaluate, gate, report, snapshots, upstream, world
-from app.cli.output import EXIT_OS, EXIT_USAGE_OR_INPUT, add_common, print_error, show_warning
+from app.cli.output import (
+    EXIT_BUG,
+    EXIT_OS,
+    EXIT_USAGE_OR_INPUT,
+    add_common,
+    command_name,
+    print_error,
+    report_crash,
+    show_warning,
+)
 from lee import __version__
 from lee.errors import LeeError
 
@@ -46,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one paragraph here, the traceback in a file
+        report_crash(command_name(args), exc, argv=sys.argv if argv is None else ["lee", *map(str, argv)])
+        return EXIT_BUG
 
 
 if __name__ == "__main__":  # pragma: no cover

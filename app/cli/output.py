@@ -10,16 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
 import sys
+import tempfile
 import textwrap
+import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from lee.errors import LeeWarning
 
 EXIT_USAGE_OR_INPUT = 2
 EXIT_OS = 1
+EXIT_BUG = 3
 
 AddCommon = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 
@@ -66,6 +72,44 @@ def print_error(exc: BaseException | str, *, prefix: str = "error") -> None:
     text = " ".join(str(exc).split())
     print(textwrap.fill(f"{prefix}: {text}", width=100, break_long_words=False, break_on_hyphens=False),
           file=sys.stderr)
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``lee analyze health``: the command and subcommand that ``args`` selected."""
+    words = ["lee"]
+    command = getattr(args, "command", None)
+    if command:
+        words.append(str(command))
+        sub = getattr(args, f"{command}_command", None)
+        if sub:
+            words.append(str(sub))
+    return " ".join(words)
+
+
+def report_crash(command: str, exc: BaseException, *, argv: Sequence[str] = ()) -> str | None:
+    """An unexpected exception (a bug, not bad input): write the full traceback to a file under the
+    system's temporary directory and print one paragraph naming the command and that file.
+
+    Returns the file's path (None when it could not be written; the paragraph then says why).
+    """
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(what) > 300:
+        what = what[:297] + "..."
+    body = "".join(traceback.format_exception(exc))
+    where: str | None
+    try:
+        fd, where = tempfile.mkstemp(prefix="lee-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{command} failed at {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+                     f"command line: {' '.join(map(str, argv))}\n"
+                     f"python {platform.python_version()} on {platform.platform()}\n\n{body}")
+        saved = f"the full traceback is in {where}"
+    except OSError as write_error:
+        where = None
+        saved = f"the traceback could not be saved ({write_error.strerror or write_error})"
+    print_error(f"{command} failed unexpectedly ({what}). This is a bug in LEE Workbench, not a problem the "
+                f"checks found in your input; {saved}. Please include that file when reporting it.")
+    return where
 
 
 def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

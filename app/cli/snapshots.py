@@ -49,17 +49,29 @@ def cmd_snapshots_show(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots_validate(args: argparse.Namespace) -> int:
+    """Validate every snapshot at each path; every directory that is not a readable snapshot
+    (no manifest, a dangling or odd manifest, a name that is not an event time, a link out of the
+    root, a stray file) is listed as invalid too, so nothing under a root is ever silently skipped."""
     from lee.snapshot import validate_snapshot
-    from lee.snapshot.store import find_snapshot_dirs
+    from lee.snapshot.store import scan_snapshot_dirs
 
     failures = 0
     checked = 0
-    for root in args.paths:
-        # nothing found: validate ``root`` itself, so the validator says why it is not a snapshot
-        for snap_dir in find_snapshot_dirs(root) or [Path(root)]:
+    for given in args.paths:
+        snap_dirs, problems = scan_snapshot_dirs(given)
+        for problem in problems:
             checked += 1
+            failures += 1
+            print_error(str(problem), prefix="invalid")
+        if not snap_dirs and not problems:
+            snap_dirs = [Path(given)]  # nothing found: validate the path itself, so it says why it is not one
+        for snap_dir in snap_dirs:
+            checked += 1
+            # snapshots found under a root or variant directory are confined to it and must sit where
+            # their manifest says; a snapshot directory given on its own is checked as it stands
+            root = Path(given) if snap_dir != Path(given) else None
             try:
-                reports = validate_snapshot(snap_dir)
+                reports = validate_snapshot(snap_dir, root=root, max_abs=args.max_abs)
             except LeeError as exc:
                 failures += 1
                 print_error(exc, prefix="invalid")
@@ -123,13 +135,23 @@ def _kind_pairs(pairs: Sequence[str] | None, flag: str) -> list[tuple[Any, Path]
 
 
 def cmd_snapshots_export(args: argparse.Namespace) -> int:
+    """Write one table as CSV or Parquet to ``--out FILE`` (replaced atomically), or to standard
+    output with ``--out -``; a symbolic link or device (``/dev/stdout`` included) is refused."""
+    from lee.fileio import check_output_target
     from lee.snapshot.importers import export_table
     from lee.snapshot.store import open_any
 
-    path = export_table(open_any(args.path), args.kind, args.out, args.format)
+    to_stdout = str(args.out) == "-"
+    if not to_stdout:
+        check_output_target(args.out, stdout_hint=True)  # before the table is even read
+    snap = open_any(args.path)
+    if to_stdout:
+        export_table(snap, args.kind, sys.stdout.buffer, args.format)
+        sys.stdout.flush()
+        return 0
+    path = export_table(snap, args.kind, args.out, args.format)
     emit({"exported": str(path)}, args)
     return 0
-
 
 
 def cmd_snapshots_random_like(args: argparse.Namespace) -> int:
@@ -161,6 +183,8 @@ def register(sub: Any, common: AddCommon) -> None:
 
     p = common(snaps.add_parser("validate", help="fully check snapshots (a snapshot, variant or root directory)"))
     p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--max-abs", type=float, default=None, metavar="X",
+                   help="refuse vector values beyond ±X (default: $LEE_MAX_ABS_VALUE or 1e6)")
     p.set_defaults(func=cmd_snapshots_validate)
 
     p = common(snaps.add_parser("import", help="write a snapshot from .npz/.npy/safetensors files"))
@@ -180,7 +204,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p = common(snaps.add_parser("export", help="write one table as CSV or Parquet (id, v0..v{d-1})"))
     p.add_argument("path", type=Path)
     p.add_argument("--kind", required=True, help="UR, IR, CR_user or CR_item")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, help="output file, or - for standard output")
     p.add_argument("--format", default="csv", choices=("csv", "parquet"))
     p.set_defaults(func=cmd_snapshots_export)
 

@@ -8,6 +8,7 @@ message on the page instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,12 +61,27 @@ class Sources:
         return None
 
 
-def _cli_defaults() -> Sources:
-    """``streamlit run app/dashboard/main.py -- [--run DIR] [--world W --root R --db D --sweep S]``.
+ROOTS_ENV = "LEE_DASHBOARD_ROOTS"
+"""Extra directories (separated by ``os.pathsep``) whose files the sidebar may open."""
 
-    ``--run DIR`` (a finished run such as the demo's output) sets the others to ``DIR/world``,
-    ``DIR/snapshots`` and ``DIR/results.sqlite`` unless they are given too.
-    """
+
+def _leave_pages_directory_mode() -> None:
+    """Streamlit takes a ``pages/`` folder beside main.py for an old-style multipage app until
+    main.py has run once in the server process: a first request for a page URL (``/lee``) would run
+    that page alone, without main.py's navigation. Switch to main.py's navigation and rerun."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without it has no pages-folder mode either
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_directory_mode()
+
+
+def _cli_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--run", type=Path, default=None)
     p.add_argument("--world", type=Path, default=None)
@@ -73,6 +89,33 @@ def _cli_defaults() -> Sources:
     p.add_argument("--db", type=Path, default=None)
     p.add_argument("--sweep", type=Path, default=None)
     args, _ = p.parse_known_args(sys.argv[1:])
+    return args
+
+
+def allowed_roots() -> list[Path]:
+    """Where the sidebar may read: the repository, every path given on the command line
+    (``--run``, ``--world``, ``--root``, ``--db``, ``--sweep``) and the directories of
+    ``$LEE_DASHBOARD_ROOTS``. Anyone who reaches the dashboard can type a path; nothing outside
+    these is ever opened (or created)."""
+    args = _cli_args()
+    given = [args.run, args.world, args.root, args.db, args.sweep]
+    extra = [Path(p) for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    return [p.resolve() for p in [REPO, *[g for g in given if g is not None], *extra]]
+
+
+def is_allowed(path: Path, roots: list[Path] | None = None) -> bool:
+    """True when ``path`` (links resolved) is one of ``roots`` or lies under one."""
+    real = Path(path).resolve()
+    return any(real == r or r in real.parents for r in (roots if roots is not None else allowed_roots()))
+
+
+def _cli_defaults() -> Sources:
+    """``streamlit run app/dashboard/main.py -- [--run DIR] [--world W --root R --db D --sweep S]``.
+
+    ``--run DIR`` (a finished run such as the demo's output) sets the others to ``DIR/world``,
+    ``DIR/snapshots`` and ``DIR/results.sqlite`` unless they are given too.
+    """
+    args = _cli_args()
     run = args.run
     return Sources(args.world or (run / "world" if run else DEFAULT_WORLD),
                    args.root or (run / "snapshots" if run else DEFAULT_ROOT),
@@ -91,12 +134,17 @@ def sidebar_sources() -> Sources:
     labels = {"src_run": "Finished run directory (optional)", "src_world": "Dataset (or world) directory",
               "src_root": "Snapshot root", "src_db": "LEE results store", "src_sweep": "Layer-sweep CSV (optional)"}
     values = {}
+    roots = allowed_roots()
     with st.sidebar:
         st.markdown("### Data")
         for key, label in labels.items():
             keep = f"kept_{key}"
             st.session_state.setdefault(keep, defaults[key])
             values[key] = st.text_input(label, st.session_state[keep], key=key)
+            if values[key].strip() and not is_allowed(Path(values[key].strip()), roots):
+                st.error(f"{values[key].strip()}: outside the directories this dashboard may read (the repository, "
+                         f"the paths it was started with, ${ROOTS_ENV}); using {defaults[key] or 'none'}")
+                values[key] = defaults[key]
             st.session_state[keep] = values[key]
     sweep = values["src_sweep"].strip()
     run = values["src_run"].strip()
@@ -180,7 +228,9 @@ def suite(src: Sources, maps: tuple[str, ...] = ("pca",)):
         return guarded(_saved, str(saved), _saved_key(saved))
     from lee.snapshot import SnapshotStore
 
-    guarded(SnapshotStore, src.root)
+    store = guarded(SnapshotStore, src.root)
+    for problem in store.problems():  # never silently skipped: the page names each one
+        st.warning(problem.skipped())
     world(src)
     return guarded(_suite, str(src.world), str(src.root), _root_key(str(src.root)), maps)
 

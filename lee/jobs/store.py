@@ -8,7 +8,9 @@ so a job killed mid-evaluation leaves no partial result and the next job simply 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from lee.errors import InputError
+from lee.fileio import check_output_target, check_regular
 
 SCHEMA_VERSION = 1
 
@@ -95,30 +98,74 @@ class RunRecord:
 
 
 class ResultsStore:
-    """Open (and create if needed) a results database."""
+    """Open (and create if needed) a results database; ``readonly`` opens an existing one for reading only.
 
-    def __init__(self, path: str | Path) -> None:
+    Reading commands (``lee results``, ``lee report --db``, the dashboard) open it read-only: no
+    schema statement, no insert, nothing created, so a store on a read-only file system (or one
+    another process is writing) can always be read. A writer creates the whole schema in one
+    transaction, so a reader never sees half of it. SQLite's errors are reported as what they are:
+    a full disk or a read-only file system is an ``OSError`` naming the file, a file that is not
+    a results database an ``InputError``.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        self.readonly = readonly
+        if readonly:
+            try:
+                check_regular(self.path)  # never create it, never open a FIFO or a device as one
+            except FileNotFoundError:
+                raise InputError(f"{self.path}: no results store here (run `lee evaluate --config JOB.toml` "
+                                 "first)") from None
             with self._connect() as con:
-                con.executescript(_SCHEMA)
-                con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                got = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"{self.path}: not a LEE results database ({exc})") from None
-        if int(got) != SCHEMA_VERSION:
+                if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                    raise InputError(f"{self.path}: an empty results store (nothing recorded yet, or a job is "
+                                     "creating it right now); run `lee evaluate --config JOB.toml` first")
+                row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        else:
+            check_output_target(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:
+                con.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR IGNORE INTO meta VALUES "
+                                  f"('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
+                row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        got = row[0] if row else None
+        if str(got) != str(SCHEMA_VERSION):
             raise InputError(f"{self.path}: results schema version {got}; this workbench reads {SCHEMA_VERSION}")
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.readonly:
+            return sqlite3.connect(self.path, timeout=30.0)
+        uri = "file:" + urllib.parse.quote(str(self.path.absolute()))
+        con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30.0)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens lazily: probe now
+            return con
+        except sqlite3.OperationalError:
+            con.close()
+            # a WAL database on a read-only file system cannot get its -shm file; with no -wal file
+            # beside it every committed row is in the main file, which is then read as it stands
+            if os.path.exists(f"{self.path}-wal"):
+                raise
+            return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=30.0)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30.0)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
+            con = self._open()
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc, self.readonly) from None
+        try:
+            if self.readonly:
+                con.execute("PRAGMA query_only=ON")
+            else:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=FULL")
             con.execute("PRAGMA foreign_keys=ON")
             with con:  # one transaction: committed on success, rolled back on any error
                 yield con
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise _store_error(self.path, exc, self.readonly) from None
         finally:
             con.close()
 
@@ -218,6 +265,44 @@ class ResultsStore:
         latest = df.sort_values(["event_time", "finished_at"]).groupby(["variant", "usage", "fusion"]).tail(1)
         ranked = latest.sort_values(["usage", "fusion", "delta_auc"], ascending=[True, True, False])
         return ranked.reset_index(drop=True)
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent if not path.exists() else path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def _store_error(path: Path, exc: BaseException, readonly: bool) -> Exception:
+    """SQLite's error as what it is: a full disk, a read-only file system, a busy lock or an I/O
+    error is an ``OSError`` (exit status 1), a file that is not a results database an ``InputError``."""
+    cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None else exc
+    name = str(getattr(cause, "sqlite_errorname", "") or "")
+    msg = " ".join(str(cause).split())
+    if name == "SQLITE_FULL" or "disk is full" in msg:
+        return OSError(f"{path}: the disk is full, so the results store cannot be written ({msg}); free some "
+                       "space and run the command again")
+    if name.startswith("SQLITE_READONLY") or "readonly database" in msg:
+        return OSError(f"{path}: the results store is read-only here (a read-only file system or file "
+                       f"permissions: {msg}); reading commands open it read-only, `lee evaluate` needs to write it")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open database" in msg:
+        if _read_only_fs(path) and not readonly:
+            return OSError(f"{path}: the results store is on a read-only file system ({msg}); reading commands "
+                           "open it read-only, `lee evaluate` needs to write it")
+        how = "read" if readonly else "open or create"
+        return OSError(f"{path}: cannot {how} the results store ({msg}); check that the file and its "
+                       f"directory exist{'' if readonly else ' and are writable'}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in msg:
+        return OSError(f"{path}: the results store stayed locked by another process for 30 s ({msg})")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in msg:
+        return OSError(f"{path}: I/O error while using the results store ({msg})")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in msg or "malformed" in msg:
+        return InputError(f"{path}: not a LEE results database ({msg})")
+    if "no such table" in msg or "no such column" in msg:
+        return InputError(f"{path}: not a LEE results database, or one written before this version's tables "
+                          f"existed ({msg}); open it once with `lee evaluate` to bring it up to date")
+    return InputError(f"{path}: results store error ({msg})")
 
 
 def _coverage(extra: str | None) -> tuple[float, float]:

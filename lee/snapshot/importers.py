@@ -1,15 +1,21 @@
 """Importers of (ids, matrix) pairs from array files, and exporters of a table to CSV or Parquet.
 
 No pickle anywhere: ``.npy``/``.npz`` are read with ``allow_pickle=False`` and safetensors is a
-plain tensor container. Each importer is a small class behind one interface.
+plain tensor container. Each importer is a small class behind one interface. Inputs must be
+regular files (never a FIFO or a device), and an array's header is checked against the bytes that
+follow it before numpy allocates anything, so a 200-byte file claiming 40 GB is refused at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, BinaryIO, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lee.errors import InputError
-from lee.fileio import atomic_file
+from lee.fileio import atomic_file, check_output_target, check_regular, open_regular
 from lee.snapshot.format import EmbeddingTable, TableKind
 from lee.snapshot.parquet_io import to_arrow
 from lee.snapshot.reader import Snapshot
@@ -44,6 +50,95 @@ def _unreadable(path: Path, exc: Exception, what: str) -> InputError:
     if "pickle" in str(exc).lower():  # object arrays need pickle, which we refuse
         return InputError(f"{path}: cannot read without unpickling ({exc}); store plain arrays")
     return InputError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _npy_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and header length of the ``.npy`` stream ``fh`` (positioned at its start)."""
+    start = fh.tell()
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:  # 3.0 (utf-8 field names) has no public reader; numpy's own load reads it below
+            raise InputError(f"{where}: .npy format version {version[0]}.{version[1]} is not supported; "
+                             "save with numpy's default format (1.0 or 2.0)")
+    except (InputError, zipfile.BadZipFile):
+        raise  # a damaged archive member is the archive's error
+    except Exception as exc:  # noqa: BLE001 - damaged headers fail in many ways (TokenError, SyntaxError, ...)
+        raise InputError(f"{where}: not a readable .npy file ({type(exc).__name__}: {exc})") from None
+    return tuple(int(n) for n in shape), np.dtype(dtype), fh.tell() - start
+
+
+def _check_npy_size(shape: tuple[int, ...], dtype: np.dtype, available: int, where: str) -> None:
+    """Refuse an array whose header promises more bytes than the file holds (or this machine has),
+    before numpy allocates it: a 200-byte file claiming 40 GB is refused at once."""
+    if dtype.hasobject:
+        raise InputError(f"{where}: holds Python objects (dtype {dtype}); they cannot be read without "
+                         "unpickling, which is refused; store plain numeric or string arrays")
+    need = math.prod(shape) * dtype.itemsize
+    if need > available:
+        raise InputError(f"{where}: not a readable .npy file: the header says shape {shape} of {dtype} "
+                         f"({need:,} bytes) but only {available:,} bytes of data follow it (truncated or forged)")
+    ram = _physical_memory()
+    if ram is not None and need > ram:
+        raise InputError(f"{where}: shape {shape} of {dtype} needs {need:,} bytes, more than this machine's "
+                         f"{ram:,} bytes of memory")
+
+
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def _check_npy_file(path: Path) -> None:
+    """A ``.npy`` file: a regular file whose header fits its size."""
+    try:
+        with open_regular(path) as (fd, st), os.fdopen(os.dup(fd), "rb") as fh:
+            if os.pread(fd, 4, 0) == _ZIP_MAGIC:
+                raise InputError(f"{path}: is a .npz archive, not a single .npy array; use the npz format")
+            shape, dtype, header = _npy_header(fh, str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not a readable .npy file (no such file)") from None
+    _check_npy_size(shape, dtype, st.st_size - header, str(path))
+
+
+_DEFLATE_MAX_RATIO = 1032  # deflate cannot expand a byte to more than ~1032 bytes
+
+
+def _check_npz_members(path: Path, keys: tuple[str, ...]) -> None:
+    """Every wanted member of a ``.npz``: its declared size plausible for its compressed size, and
+    its ``.npy`` header fitting the declared size, all checked before numpy allocates anything."""
+    try:
+        with open_regular(path) as (fd, _st):
+            if os.pread(fd, 6, 0) == _NPY_MAGIC:
+                raise InputError(f"{path}: holds a single .npy array, not a .npz archive of named arrays; "
+                                 "use the npy format with a separate ids file")
+        with open_regular(path) as (fd, _st), os.fdopen(os.dup(fd), "rb") as raw, zipfile.ZipFile(raw) as zf:
+            for key in keys:
+                try:
+                    info = zf.getinfo(key + ".npy")
+                except KeyError:
+                    continue  # reported with the names present by the importer
+                where = f"{path}[{key}]"
+                if ((info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size)
+                        or (info.compress_type == zipfile.ZIP_DEFLATED
+                            and info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 1024)):
+                    raise InputError(f"{where}: declares {info.file_size:,} bytes from {info.compress_size:,} "
+                                     "compressed ones, which its compression cannot produce; the archive is forged")
+                with zf.open(info) as member:
+                    shape, dtype, header = _npy_header(member, where)
+                _check_npy_size(shape, dtype, info.file_size - header, where)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+        raise InputError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
 
 
 def _as_vectors(arr: np.ndarray, where: str) -> np.ndarray:
@@ -74,6 +169,7 @@ class NpzImporter(Importer):
     suffixes: ClassVar[tuple[str, ...]] = (".npz",)
 
     def read(self, path: Path) -> EmbeddingTable:
+        _check_npz_members(path, (self.ids_key, self.vectors_key))
         try:
             z = np.load(path, allow_pickle=False)
         except Exception as exc:
@@ -107,6 +203,7 @@ class NpyImporter(Importer):
             raise InputError(f"{path}: a .npy matrix needs its ids in a second .npy file (--ids FILE)")
         arrays = []
         for p in (self.ids_path, path):
+            _check_npy_file(Path(p))
             try:
                 arr = np.load(p, allow_pickle=False)
             except Exception as exc:
@@ -159,8 +256,10 @@ def importer_for(path: Path, fmt: str | None = None, **options: object) -> Impor
         cls = IMPORTERS[fmt]
     else:
         raise InputError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    try:
+        check_regular(path)  # never a FIFO (whose open would wait forever) or a device such as /dev/zero
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
     accepted = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     given = {k: v for k, v in options.items() if v is not None}
     stray = sorted(set(given) - accepted)
@@ -172,12 +271,18 @@ def importer_for(path: Path, fmt: str | None = None, **options: object) -> Impor
 EXPORT_FORMATS = ("csv", "parquet")
 
 
-def export_table(snapshot: Snapshot, kind: TableKind | str, out: str | Path, fmt: str = "csv") -> Path:
-    """Write one table as CSV (``id, v0..v{d-1}``, one row per id) or as Parquet in the same wide layout."""
+def export_table(snapshot: Snapshot, kind: TableKind | str, out: str | Path | BinaryIO,
+                 fmt: str = "csv") -> Path | None:
+    """Write one table as CSV (``id, v0..v{d-1}``, one row per id) or as Parquet in the same wide layout.
+
+    ``out`` is a file path (written atomically; a symbolic link, a device or a FIFO is refused
+    before anything is read) or a binary stream such as standard output (then None is returned).
+    """
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    if isinstance(out, (str, Path)):
+        check_output_target(out)
     table = snapshot.load(kind)
-    out = Path(out)
     arrow = to_arrow(table)
     cols: dict[str, pa.Array] = {"id": arrow.column("id")}
     for k in range(table.dim):
@@ -185,9 +290,17 @@ def export_table(snapshot: Snapshot, kind: TableKind | str, out: str | Path, fmt
     if table.updated_at is not None:
         cols["updated_at"] = arrow.column("updated_at")
     wide = pa.table(cols)
-    with atomic_file(out) as tmp:
+    if not isinstance(out, (str, Path)):
+        sink = pa.PythonFile(out, mode="w")
+        if fmt == "csv":
+            pacsv.write_csv(wide, sink)
+        else:
+            pq.write_table(wide, sink)
+        return None
+    path = Path(out)
+    with atomic_file(path) as tmp:
         if fmt == "csv":
             pacsv.write_csv(wide, tmp)
         else:
             pq.write_table(wide, tmp)
-    return out
+    return path

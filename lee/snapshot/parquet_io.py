@@ -28,7 +28,12 @@ def to_arrow(table: EmbeddingTable) -> pa.Table:
 
 
 def write_parquet(table: EmbeddingTable, sink: pa.NativeFile | str, *, compression: str = "none") -> None:
-    """Write ``table`` as Parquet. Floats are incompressible noise to zstd, so none is the default."""
+    """Write ``table`` as Parquet. Floats are incompressible noise to zstd, so none is the default.
+
+    Every page carries a CRC-32 (``write_page_checksum``): the file's sha256 in the manifest says
+    whether the file changed, the page CRCs say which page, and catch a damaged page even when
+    someone recomputed the manifest's sha256 over the damaged file.
+    """
     pq.write_table(
         to_arrow(table),
         sink,
@@ -36,14 +41,28 @@ def write_parquet(table: EmbeddingTable, sink: pa.NativeFile | str, *, compressi
         use_dictionary=["id"] if table.id_type == "string" else False,
         write_statistics=["id", "updated_at"],
         row_group_size=ROW_GROUP_ROWS,
+        write_page_checksum=True,
     )
 
 
+def open_parquet(buf: pa.Buffer | memoryview | object, *, path: Path) -> pq.ParquetFile:
+    """A Parquet file held in memory (a mapped file), with Arrow's page-checksum verification on;
+    unreadable bytes become a :class:`SnapshotError` naming ``path``."""
+    try:
+        return pq.ParquetFile(pa.BufferReader(pa.py_buffer(buf)), page_checksum_verification=True)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise SnapshotError(f"is not a readable Parquet file ({exc})", path=path) from None
+
+
 def check_schema(
-    schema: pa.Schema, *, path: Path, dim: int | None, has_updated_at: bool | None = None
+    schema: pa.Schema, *, path: Path, dim: int | None, has_updated_at: bool | None = None, id_type: str | None = None
 ) -> None:
-    """The Parquet schema must be ``id`` int64/string, ``vector`` fixed-size float32 list, optional ``updated_at``."""
+    """The Parquet schema must be ``id`` int64/string (the manifest's ``id_type`` when given),
+    ``vector`` fixed-size float32 list, optional ``updated_at``."""
+    expected_id_type = id_type
     names = set(schema.names)
+    if len(names) != len(schema.names):
+        raise SnapshotError(f"repeats a column name ({', '.join(schema.names)})", path=path)
     for required in ("id", "vector"):
         if required not in names:
             raise SnapshotError(
@@ -58,6 +77,11 @@ def check_schema(
     id_type = schema.field("id").type
     if not (pa.types.is_int64(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
         raise SnapshotError(f"must be int64 or string; got {id_type}", path=path, column="id")
+    if expected_id_type is not None:
+        got = "int64" if pa.types.is_int64(id_type) else "string"
+        if got != expected_id_type:
+            raise SnapshotError(f"ids are {got} but the manifest says {expected_id_type}", path=path,
+                                column="id")
     vtype = schema.field("vector").type
     if not pa.types.is_fixed_size_list(vtype) or not pa.types.is_float32(vtype.value_type):
         raise SnapshotError(
@@ -102,18 +126,15 @@ def from_arrow(table: pa.Table | pa.RecordBatch, *, path: Path) -> EmbeddingTabl
     return EmbeddingTable(ids=ids, vectors=vectors, updated_at=updated)
 
 
-def read_parquet_bytes(
-    buf: pa.Buffer, *, path: Path, dim: int | None, has_updated_at: bool | None = None,
-    vectors: np.ndarray | None = None,
+def read_parquet(
+    pf: pq.ParquetFile, *, path: Path, vectors: np.ndarray | None = None,
 ) -> EmbeddingTable:
-    """Parse a whole Parquet file held in ``buf``; unreadable bytes become a :class:`SnapshotError`.
+    """Read a whole (schema-checked) Parquet file; unreadable bytes become a :class:`SnapshotError`.
 
     ``vectors``, when given, are the file's vectors already read by the raw page reader
     (:mod:`lee.snapshot.rawread`): only the other columns are then decoded.
     """
     try:
-        pf = pq.ParquetFile(pa.BufferReader(buf))
-        check_schema(pf.schema_arrow, path=path, dim=dim, has_updated_at=has_updated_at)
         if vectors is not None:
             rest = pf.read(columns=[c for c in pf.schema_arrow.names if c != "vector"])
             if rest.num_rows != vectors.shape[0]:

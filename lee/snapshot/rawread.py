@@ -11,13 +11,18 @@ be exactly ``num_values × 4``) — and returns zero-copy views of those runs.
 Anything else (compression, dictionary pages, nulls, an unknown page type, a malformed header)
 returns ``None`` and the caller falls back to Arrow, so files written by other tools still read
 correctly; ``tests/test_rawread.py`` checks the fast path against Arrow value for value.
+
+Pages that carry a CRC (the snapshot writer asks Arrow for page checksums) are checked by
+:meth:`RawVectors.bad_page` when the caller verifies: the values are never decoded by Arrow here,
+so Arrow's own page-checksum verification would not see them.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +132,16 @@ class RawVectors:
     offsets: list[int]        # byte offset of each page's first value in the file
     dim: int
     _map: mmap.mmap
+    crcs: list[tuple[int, int, int]] = field(default_factory=list)  # (body offset, body size, crc32) per page
+
+    def bad_page(self) -> int | None:
+        """Ordinal of the first data page whose bytes do not match the CRC in its header, or None
+        when every page that carries one matches (zlib releases the GIL: run it on a second core)."""
+        view = memoryview(self._map)
+        for k, (start, size, crc) in enumerate(self.crcs):
+            if zlib.crc32(view[start:start + size]) != crc & 0xFFFFFFFF:
+                return k
+        return None
 
     def row_gather(self) -> RowGather | None:
         """Random access to rows straight from the mapped file, when every page but the last holds
@@ -179,16 +194,26 @@ class RowGather:
         return dest
 
 
-def raw_vectors(path: str | Path, dim: int) -> RawVectors | None:
-    """Views of ``path``'s vector values, or ``None`` when the file needs Arrow's decoder."""
+def raw_vectors(source: str | Path | mmap.mmap, dim: int, *,
+                parquet: pq.ParquetFile | None = None) -> RawVectors | None:
+    """Views of the file's vector values, or ``None`` when the file needs Arrow's decoder.
+
+    ``source`` is a path (opened only if it is a regular file) or a read-only map of the file
+    that the caller opened safely, with ``parquet`` its already-parsed :class:`pq.ParquetFile`.
+    """
     try:
-        return _raw_vectors(Path(path), dim)
+        if isinstance(source, mmap.mmap):
+            return _raw_vectors(source, parquet if parquet is not None else pq.ParquetFile(pa.py_buffer(source)), dim)
+        from lee.fileio import open_regular
+
+        with open_regular(source) as (fd, st):
+            mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
+        return _raw_vectors(mm, pq.ParquetFile(pa.py_buffer(mm)), dim)
     except Exception:  # noqa: BLE001 - a fast path never raises: anything unexpected means "use Arrow"
         return None
 
 
-def _raw_vectors(path: Path, dim: int) -> RawVectors:
-    pf = pq.ParquetFile(str(path))
+def _raw_vectors(mm: mmap.mmap, pf: pq.ParquetFile, dim: int) -> RawVectors:
     md = pf.metadata
     names = [pf.schema.column(i).path for i in range(md.num_columns)]
     if "vector.list.element" not in names and "vector.list.item" not in names:
@@ -201,11 +226,10 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
     vtype = pf.schema_arrow.field("vector").type
     if not (pa.types.is_fixed_size_list(vtype) and vtype.list_size == dim and pa.types.is_float32(vtype.value_type)):
         raise _Unsupported("vector is not a fixed-size float32 list of the expected dim")
-    with open(path, "rb") as fh:
-        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     buf = memoryview(mm)
     pages: list[np.ndarray] = []
     offsets: list[int] = []
+    crcs: list[tuple[int, int, int]] = []
     for g in range(md.num_row_groups):
         chunk = md.row_group(g).column(col)
         if chunk.compression != "UNCOMPRESSED" or chunk.dictionary_page_offset is not None:
@@ -213,12 +237,14 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
         if chunk.num_values != md.row_group(g).num_rows * dim:
             raise _Unsupported("value count is not rows × dim")
         pos, end = chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size
+        if pos < 0 or end > len(buf):
+            raise _Unsupported("column chunk outside the file")
         seen = 0
         while pos < end:
             header, body = _struct(buf, pos)
             size = header.get(3)
             kind = header.get(1)
-            if not isinstance(size, int) or body + size > end:
+            if not isinstance(size, int) or size < 0 or body + size > end:  # pages only move forward
                 raise _Unsupported("bad page header")
             if kind == _DATA_PAGE:
                 dph = header.get(5)
@@ -250,8 +276,11 @@ def _raw_vectors(path: Path, dim: int) -> RawVectors:
                 raise _Unsupported("page holds nulls")
             pages.append(np.frombuffer(mm, dtype="<f4", count=count, offset=p))
             offsets.append(p)
+            crc = header.get(4)
+            if isinstance(crc, int):
+                crcs.append((body, size, crc))
             seen += count
             pos = body + size
         if seen != chunk.num_values:
             raise _Unsupported("pages do not add up to the chunk's values")
-    return RawVectors(pages=pages, offsets=offsets, dim=dim, _map=mm)
+    return RawVectors(pages=pages, offsets=offsets, dim=dim, _map=mm, crcs=crcs)

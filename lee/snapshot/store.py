@@ -1,104 +1,249 @@
-"""Discovery over a snapshot root: variants, their event times, nearest and previous snapshots."""
+"""Discovery over a snapshot root: variants, their event times, nearest and previous snapshots.
+
+A root is laid out as ``<root>/<variant>/<event-time>/``. Hidden entries (the temporaries of an
+unfinished write, ``.tmp-*`` / ``.old-*``) are never listed. Anything else that is not a readable
+snapshot directory — a directory without ``manifest.json`` or whose manifest is a dangling link, a
+directory or a FIFO, a time directory whose name is not an event time, a variant directory with an
+invalid name, a symbolic link leading out of the root, a stray file — is a
+:class:`SnapshotProblem`: never silently skipped. ``lee snapshots validate`` lists each one and
+fails; :meth:`SnapshotStore.problems` gives them to analyses, and the store's listings warn
+(:class:`SkippedSnapshotWarning`) once per problem, naming the path and the reason, so that
+"the latest snapshot" can never silently become the previous one.
+"""
 
 from __future__ import annotations
 
+import os
+import warnings
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from lee.errors import SnapshotError, SnapshotNotFoundError
+from lee.errors import LeeWarning, SnapshotError, SnapshotNotFoundError
+from lee.fileio import UnsafeFileError, check_regular, file_kind, resolve_inside
+from lee.snapshot.checks import max_abs_bound
 from lee.snapshot.format import MANIFEST_NAME, check_variant_name
 from lee.snapshot.reader import Snapshot
 from lee.timeutil import DIR_FORMAT, iso, parse_event_time, time_dirname
+
+
+class SkippedSnapshotWarning(LeeWarning):
+    """A directory under a snapshot root is not a readable snapshot and was left out of a listing."""
+
+
+@dataclass(frozen=True)
+class SnapshotProblem:
+    """A directory (or file) under a snapshot root that cannot be read as a snapshot, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+    def skipped(self) -> str:
+        """The one-line note analyses print: which snapshot was left out and why."""
+        return f"skipped {self.path}: {self.reason}"
 
 
 def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-def _holds_manifest(path: Path) -> bool:
-    return (path / MANIFEST_NAME).is_file()
+def _parse_time_dir(name: str) -> datetime | None:
+    """The event time a directory name stands for, if it is exactly the writer's form."""
+    try:
+        when = datetime.strptime(name, DIR_FORMAT).replace(tzinfo=parse_event_time(0).tzinfo)
+    except ValueError:
+        return None
+    return when if time_dirname(when) == name else None
+
+
+def _entries(directory: Path, problems: list[SnapshotProblem]) -> list[Path]:
+    """Non-hidden entries of ``directory``, sorted; a directory that cannot be listed is a problem."""
+    try:
+        return sorted(p for p in directory.iterdir() if not _is_hidden(p))
+    except OSError as exc:
+        problems.append(SnapshotProblem(directory, f"cannot be listed ({exc.strerror or exc})"))
+        return []
+
+
+def _dir_problem(path: Path, root: Path, what: str) -> str | None:
+    """Why ``path`` is not a directory to descend into (a link out of ``root``, dangling, a file)."""
+    try:
+        resolve_inside(path, root)
+        st = os.stat(path)
+    except UnsafeFileError as exc:
+        return f"{exc.reason}; not read"
+    except FileNotFoundError:
+        return f"is a dangling symbolic link (to {os.readlink(path)})" if path.is_symlink() else "vanished"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not os.path.isdir(path):
+        return f"is {file_kind(st.st_mode)}, not a {what} directory; a snapshot root holds only " \
+               "<variant>/<event-time>/ directories"
+    return None
+
+
+def _manifest_problem(snap_dir: Path, root: Path) -> SnapshotProblem | None:
+    """Why ``snap_dir`` has no readable manifest (missing, a dangling link, a directory, a FIFO...)."""
+    manifest = snap_dir / MANIFEST_NAME
+    if not os.path.lexists(manifest):
+        return SnapshotProblem(snap_dir, f"holds no {MANIFEST_NAME}: an unfinished, damaged or hand-made snapshot "
+                                         "directory")
+    try:
+        check_regular(manifest, root=root)
+    except UnsafeFileError as exc:
+        return SnapshotProblem(manifest, exc.reason)
+    except FileNotFoundError:
+        return SnapshotProblem(manifest, "vanished")
+    except OSError as exc:
+        return SnapshotProblem(manifest, f"cannot be read ({exc.strerror or exc})")
+    return None
+
+
+def _scan_variant(vdir: Path, root: Path, problems: list[SnapshotProblem]) -> list[Path]:
+    """Snapshot directories directly inside a variant directory; everything else becomes a problem."""
+    found = []
+    for child in _entries(vdir, problems):
+        reason = _dir_problem(child, root, "snapshot")
+        if reason is None and _parse_time_dir(child.name) is None:
+            reason = ("directory name is not an event time in the writer's form (e.g. 20260101T000500Z); "
+                      "snapshots must not be renamed")
+        if reason is not None:
+            problems.append(SnapshotProblem(child, reason))
+        elif (bad_manifest := _manifest_problem(child, root)) is not None:
+            problems.append(bad_manifest)
+        else:
+            found.append(child)
+    return found
+
+
+def _scan_root(root: Path, problems: list[SnapshotProblem]) -> list[Path]:
+    """Snapshot directories of every variant under ``root``; everything else becomes a problem."""
+    found = []
+    for child in _entries(root, problems):
+        reason = _dir_problem(child, root, "variant")
+        if reason is None:
+            try:
+                check_variant_name(child.name)
+            except SnapshotError as exc:
+                reason = f"is not a variant directory: {exc}"
+        if reason is not None:
+            problems.append(SnapshotProblem(child, reason))
+            continue
+        found.extend(_scan_variant(child, root, problems))
+    return found
+
+
+def _looks_like_variant(path: Path) -> bool:
+    try:
+        return any(_parse_time_dir(p.name) is not None for p in path.iterdir() if not _is_hidden(p))
+    except OSError:
+        return False
+
+
+def scan_snapshot_dirs(path: str | Path) -> tuple[list[Path], list[SnapshotProblem]]:
+    """The snapshot directories at ``path`` and the problems found on the way.
+
+    ``[path]`` for a snapshot directory (one with a ``manifest.json`` entry, even a broken one: the
+    reader says what is wrong with it), its snapshots for a variant directory (one holding a
+    directory named as an event time), every ``<variant>/<event-time>`` snapshot for a root.
+    Symbolic links must stay inside ``path``. A path that does not exist gives ``([], [])``:
+    callers that need a reason open ``path`` themselves.
+    """
+    path = Path(path)
+    problems: list[SnapshotProblem] = []
+    if os.path.lexists(path / MANIFEST_NAME):
+        return [path], problems
+    if not path.is_dir():
+        return [], problems
+    if _looks_like_variant(path):
+        return sorted(_scan_variant(path, path, problems)), problems
+    return sorted(_scan_root(path, problems)), problems
 
 
 def find_snapshot_dirs(path: str | Path) -> list[Path]:
-    """The snapshot directories at ``path``, sorted: ``[path]`` for a snapshot directory, its
-    snapshots for a variant directory, every ``<variant>/<event-time>`` snapshot for a root.
-
-    A snapshot directory is one holding a ``manifest.json``; hidden directories (the temporaries
-    of an unfinished write, ``.tmp-*`` / ``.old-*``) are never listed. Anything else, including a
-    path that does not exist, gives ``[]``: callers that need a reason open ``path`` themselves.
-    """
-    path = Path(path)
-    if _holds_manifest(path):
-        return [path]
-    if not path.is_dir():
-        return []
-    found = []
-    for child in path.iterdir():
-        if _is_hidden(child) or not child.is_dir():
-            continue
-        if _holds_manifest(child):   # path is a variant directory (a snapshot never holds another)
-            found.append(child)
-            continue
-        found.extend(s for s in child.iterdir() if not _is_hidden(s) and _holds_manifest(s))  # path is a root
-    return sorted(found)
+    """The readable-looking snapshot directories at ``path`` (see :func:`scan_snapshot_dirs`), sorted."""
+    return scan_snapshot_dirs(path)[0]
 
 
-@dataclass(frozen=True)
 class SnapshotStore:
-    """A directory laid out as ``<root>/<variant>/<event-time>/``."""
+    """A directory laid out as ``<root>/<variant>/<event-time>/``.
 
-    root: Path
+    Every snapshot it opens is confined to ``root`` (no file may resolve outside it) and checked
+    against the magnitude bound ``max_abs`` (None: ``$LEE_MAX_ABS_VALUE`` or 1e6).
+    """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, max_abs: float | None = None) -> None:
         root = Path(root)
         if not root.is_dir():
             raise SnapshotNotFoundError("is not a snapshot root (no such directory)", path=root)
-        object.__setattr__(self, "root", root)
+        max_abs_bound(max_abs)
+        self.root = root
+        self.max_abs = max_abs
+        self._warned: set[SnapshotProblem] = set()
+        self._scanned = False
+
+    def __repr__(self) -> str:
+        return f"SnapshotStore({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SnapshotStore) and (self.root, self.max_abs) == (other.root, other.max_abs)
+
+    def __hash__(self) -> int:
+        return hash((self.root, self.max_abs))
+
+    def _warn(self, problems: list[SnapshotProblem]) -> None:
+        """Warn once per problem; the first listing warns about every problem under the root, so a
+        command reading any variant names every unreadable directory of the root it reads."""
+        if not self._scanned:
+            self._scanned = True
+            problems = [*problems, *self.problems()]
+        for p in problems:
+            if p not in self._warned:
+                self._warned.add(p)
+                warnings.warn(p.skipped(), SkippedSnapshotWarning, stacklevel=3)
+
+    def problems(self) -> list[SnapshotProblem]:
+        """Every entry under the root that is not a readable snapshot directory, with the reason.
+
+        Analyses state these in their output (or refuse); ``lee snapshots validate`` fails on them.
+        """
+        problems: list[SnapshotProblem] = []
+        _scan_root(self.root, problems)
+        return problems
 
     def variants(self) -> list[str]:
-        """Variant names that hold at least one snapshot, sorted."""
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not _is_hidden(p) and self._times_in(p))
+        """Variant names that hold at least one snapshot, sorted (problems are warned about)."""
+        problems: list[SnapshotProblem] = []
+        dirs = _scan_root(self.root, problems)
+        self._warn(problems)
+        return sorted({d.parent.name for d in dirs})
 
     def times(self, variant: str) -> list[datetime]:
-        """Event times of a variant's snapshots, oldest first."""
+        """Event times of a variant's snapshots, oldest first (problems in it are warned about)."""
         check_variant_name(variant)
         vdir = self.root / variant
+        reason = _dir_problem(vdir, self.root, "variant") if os.path.lexists(vdir) else None
+        if reason is not None:
+            raise SnapshotError(reason, path=vdir)
         if not vdir.is_dir():
             have = ", ".join(self.variants()) or "none"
             raise SnapshotNotFoundError(f"has no variant {variant!r}; variants present: {have}", path=self.root)
-        return self._times_in(vdir)
-
-    @staticmethod
-    def _times_in(vdir: Path) -> list[datetime]:
-        """Event times of the snapshot directories directly inside ``vdir`` named as the writer names
-        them (hidden temporaries of an unfinished write are never listed)."""
-        out = []
-        for p in find_snapshot_dirs(vdir):
-            if p.parent != vdir:
-                continue  # deeper than <variant>/<event-time>/: not part of this store's layout
-            try:
-                out.append(datetime.strptime(p.name, DIR_FORMAT).replace(tzinfo=parse_event_time(0).tzinfo))
-            except ValueError:
-                continue
-        return sorted(out)
+        problems: list[SnapshotProblem] = []
+        dirs = _scan_variant(vdir, self.root, problems)
+        self._warn(problems)
+        return sorted(t for t in (_parse_time_dir(d.name) for d in dirs) if t is not None)
 
     def path(self, variant: str, event_time: str | datetime | int) -> Path:
         check_variant_name(variant)
         return self.root / variant / time_dirname(parse_event_time(event_time))
 
     def _open(self, variant: str, when: datetime) -> Snapshot:
-        """Open a listed snapshot and check that its manifest agrees with where it lies."""
-        snap = Snapshot.open(self.path(variant, when))
-        if snap.variant != variant or snap.event_time != when:
-            raise SnapshotError(
-                f"manifest says variant {snap.variant!r} at {iso(snap.event_time)}, but the directory is "
-                f"{variant}/{time_dirname(when)}; snapshots must not be renamed or moved between variants",
-                path=snap.path / MANIFEST_NAME,
-            )
-        return snap
+        """Open a listed snapshot: confined to the root, its manifest agreeing with where it lies."""
+        return Snapshot.open(self.path(variant, when), root=self.root, max_abs=self.max_abs)
 
     def open(self, variant: str, event_time: str | datetime | int) -> Snapshot:
         when = parse_event_time(event_time)
@@ -149,11 +294,11 @@ class SnapshotStore:
         )
 
 
-def open_any(path: str | Path) -> Snapshot:
+def open_any(path: str | Path, *, max_abs: float | None = None) -> Snapshot:
     """Open a snapshot given its directory, raising a clear error when ``path`` is a root or variant dir."""
     path = Path(path)
-    if (path / MANIFEST_NAME).is_file():
-        return Snapshot.open(path)
-    if path.is_dir() and any((p / MANIFEST_NAME).is_file() for p in path.iterdir() if p.is_dir()):
+    if os.path.lexists(path / MANIFEST_NAME):
+        return Snapshot.open(path, max_abs=max_abs)
+    if path.is_dir() and _looks_like_variant(path):
         raise SnapshotError("is a variant directory; name one of its snapshot directories", path=path)
-    return Snapshot.open(path)  # raises the precise error (missing manifest / not a directory)
+    return Snapshot.open(path, max_abs=max_abs)  # raises the precise error (missing manifest / not a directory)
