@@ -104,7 +104,7 @@ def pending_units(job: JobConfig, store: ResultsStore, data_hash: str) -> tuple[
     if not variants:
         raise InputError(f"{spec.snapshots}: no variant matches {', '.join(spec.variants)}; "
                          f"variants present: {', '.join(snaps.variants()) or 'none'}")
-    units, skipped, misfits = [], 0, []
+    units, skipped, misfits = [], 0, [p.skipped() for p in snaps.problems()]  # named, never silently dropped
     for v in variants:
         times = snaps.times(v)
         for t in times[-1:] if spec.latest_only else times:
