@@ -12,10 +12,13 @@ The LEE proxy stands in for a downstream consumer. Protocol, on the downstream s
    by the orthogonal Procrustes map of :mod:`analysis.compare.paired`, fitted on the ids both
    versions hold) and ``retrained`` (the k+1 consumer with k+1);
 3. ΔAUC of swapping = AUC(swap) − AUC(retrained), raw and aligned, averaged over seeds, with the
-   evaluator's paired user-bootstrap interval (:func:`lee.evaluator.stats.paired_delta_ci`).
+   evaluator's paired user-bootstrap interval (:func:`lee.evaluator.stats.paired_delta_ci`); and,
+   as the release risk, AUC(swap) − AUC(keep): does serving k+1 to today's consumers make them
+   worse than they are today?
 
-ΔAUC ≈ 0 means consumers can take k+1 as is; clearly negative means they must be retrained (or
-fed the aligned vectors, when the aligned ΔAUC is ≈ 0). Injection is the evaluator's: vectors
+ΔAUC against retraining ≈ 0 means consumers can take k+1 as is; clearly negative means they must
+be retrained to get what k+1 offers (or be fed the aligned vectors, when the aligned ΔAUC is ≈ 0);
+against keeping, clearly negative means shipping k+1 under them breaks them. Injection is the evaluator's: vectors
 looked up by id and z-scored per column with the injected table's own statistics; an id the
 injected version lacks gets the consumer's learned default vector.
 """
@@ -76,6 +79,7 @@ class CompatResult(SavedResult):
     n_boot: int
     alignment: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    vs_keep: dict[str, list[float]] = field(default_factory=dict)  # raw / aligned: [Δ, low, high] of swap − keep
 
     def summary(self) -> dict[str, Any]:
         return {"before": self.before, "after": self.after, "usage": self.usage, "fusion": self.fusion,
@@ -85,6 +89,10 @@ class CompatResult(SavedResult):
                 "delta_auc_swap": self.delta_raw, "delta_auc_swap_ci": [self.raw_low, self.raw_high],
                 "delta_auc_swap_aligned": self.delta_aligned,
                 "delta_auc_swap_aligned_ci": [self.aligned_low, self.aligned_high],
+                "delta_auc_swap_vs_keep": self.vs_keep.get("raw", [float("nan")] * 3)[0],
+                "delta_auc_swap_vs_keep_ci": self.vs_keep.get("raw", [float("nan")] * 3)[1:],
+                "delta_auc_swap_aligned_vs_keep": self.vs_keep.get("aligned", [float("nan")] * 3)[0],
+                "delta_auc_swap_aligned_vs_keep_ci": self.vs_keep.get("aligned", [float("nan")] * 3)[1:],
                 "level": self.level, "verdict": self.verdict, "verdict_aligned": self.verdict_aligned,
                 "notes": self.notes}
 
@@ -220,15 +228,17 @@ def backward_compatibility(stream: DownstreamStream, before: Snapshot, after: Sn
         raise InputError(f"the {test_windows} test window(s) hold {int(y.sum())} click(s) in {y.size} events; "
                          "an AUC needs both classes")
     clusters = stream.user_row[test_lo:]
-    base = _ranked(y, retrained)
 
-    def delta(variant: list[np.ndarray]) -> DeltaCI | None:
+    def delta(variant: list[np.ndarray], reference: list[np.ndarray] = retrained) -> DeltaCI | None:
         if not variant:
             return None
-        return paired_delta_ci(base, _ranked(y, variant), clusters, n_boot=n_boot, level=level, seed=bootstrap_seed)
+        return paired_delta_ci(_ranked(y, reference), _ranked(y, variant), clusters, n_boot=n_boot, level=level,
+                               seed=bootstrap_seed)
 
     raw, aligned = delta(swap), delta(swap_al)
     assert aligned is not None
+    vs_keep = {name: [d.delta, d.low, d.high] for name, d in (("raw", delta(swap, keep)),
+                                                              ("aligned", delta(swap_al, keep))) if d is not None}
 
     def auc(scores: list[np.ndarray]) -> float:
         return float(np.mean([r.auc() for r in _ranked(y, scores)])) if scores else float("nan")
@@ -242,4 +252,4 @@ def backward_compatibility(stream: DownstreamStream, before: Snapshot, after: Sn
         delta_aligned=aligned.delta, aligned_low=aligned.low, aligned_high=aligned.high, level=level, n_boot=n_boot,
         alignment={k: f"{a.method}; fitted on {a.fit_rows:,} shared ids (mean aligned cosine {a.fit_cosine:.3f})"
                    for k, a in alignments.items()},
-        notes=notes)
+        notes=notes, vs_keep=vs_keep)

@@ -24,9 +24,10 @@ similarity the mean cosine to the incumbent is below                     hold
 collapse   a table's effective rank is below ``min_rank_ratio`` × the   hold
            incumbent's
 compat     swapping the candidate into consumers trained on the         hold
-           incumbent (no retraining) loses AUC against retraining: the
-           interval's upper end below ``-max_loss`` (0.002; ``swap`` =
-           raw or aligned)
+           incumbent (no retraining) loses AUC against keeping the
+           incumbent (``reference = "keep"``, the release risk) or
+           against retraining (``"retrained"``): the interval's upper
+           end below ``-max_loss`` (0.002; ``swap`` = raw or aligned)
 ========== ============================================================ ==============
 
 The decision is the most severe action among the rules that fired (roll back > hold > ship);
@@ -133,9 +134,15 @@ class CollapseRule(_Rule):
 
 
 class CompatRule(_Rule):
-    """``[compat]``: consumers trained on the incumbent, served the candidate without retraining."""
+    """``[compat]``: consumers trained on the incumbent, served the candidate without retraining.
+
+    ``reference = "keep"`` (default) judges the release risk: served the candidate, are today's
+    consumers worse than they are today? ``"retrained"`` judges backward compatibility in the strict
+    sense: do they lose against consumers retrained on the candidate?
+    """
 
     swap: str = Field("raw", pattern="^(raw|aligned)$")  # judge the swap as is, or after Procrustes alignment
+    reference: str = Field("keep", pattern="^(keep|retrained)$")
     max_loss: float = Field(0.002, ge=0)        # hold when the swap's ΔAUC interval's upper end is below -max_loss
     test_windows: int = Field(3, ge=1)
 
@@ -395,14 +402,19 @@ def run_gate(root: str | Path, candidate: str, incumbent: str, data: Dataset | W
                 compat = backward_compatibility(stream, inc, cand, usage=r.usage, fusion=r.fusion, seeds=r.seeds,
                                                 windows=r.windows, test_windows=c.test_windows, n_boot=r.n_boot,
                                                 level=r.level, device=device, progress=progress)
-            delta, low, high = ((compat.delta_raw, compat.raw_low, compat.raw_high) if c.swap == "raw" else
-                                (compat.delta_aligned, compat.aligned_low, compat.aligned_high))
+            if c.reference == "retrained":
+                delta, low, high = ((compat.delta_raw, compat.raw_low, compat.raw_high) if c.swap == "raw" else
+                                    (compat.delta_aligned, compat.aligned_low, compat.aligned_high))
+            else:
+                nan3 = [float("nan")] * 3
+                delta, low, high = compat.vs_keep.get(c.swap, nan3)
             fired = bool(np.isfinite(high) and high < -c.max_loss) or not np.isfinite(delta)
             what = "swapped in as is" if c.swap == "raw" else "swapped in after Procrustes alignment"
+            against = "keeping the incumbent" if c.reference == "keep" else "retraining on the candidate"
             outcomes.append(_Outcome("compat", delta, -c.max_loss, fired, c.action,
                                      f"candidate {what} into consumers trained on the incumbent: ΔAUC {delta:+.4f} "
-                                     f"[{low:+.4f}, {high:+.4f}] against retraining"
-                                     + (" — consumers must be retrained" if fired else "")))
+                                     f"[{low:+.4f}, {high:+.4f}] against {against}"
+                                     + (" — consumers must be retrained first" if fired else "")))
             details["compat"] = compat.summary()
 
     decision = decide(outcomes)

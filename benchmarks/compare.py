@@ -8,10 +8,12 @@ Methods, each in a fresh subprocess (one warm-up run, then ``--repeats`` timed r
 
 * ``volatility``  — ``analysis.volatility.volatility``: same-id cosine of every shared id (the
   reference: the join every comparison needs, checksums verified on a second thread);
-* ``compare``     — ``analysis.compare.paired.paired_similarity`` on the same two files: the join,
-  an orthogonal Procrustes fit on 100,000 sampled shared ids, then one streamed pass giving raw and
-  aligned cosine of every shared id and exact linear CKA (float64 moments, 20-group jackknife),
-  checksums verified on a second thread;
+* ``compare``     — ``analysis.compare.paired.paired_similarity`` on the same two files, as
+  ``lee compare`` runs it: the join, an orthogonal Procrustes fit on 100,000 sampled shared ids, then
+  one streamed pass giving raw and aligned cosine of every shared id and linear CKA from its d×d
+  moments with a 20-group jackknife (``precision="auto"``: float64 cross-products up to 1M shared
+  ids, float32 ones added into float64 totals beyond), checksums verified on a second thread;
+* ``compare32`` / ``compare64`` — the same with CKA's cross-products forced to float32 / float64;
 * ``knn``         — ``analysis.compare.neighbours.knn_overlap`` (k = 10) on the first
   ``--knn-rows`` shared ids of the same files (read once, not timed): faiss IVF search of every id
   in both versions, recall measured on 1,000 queries against exact search.
@@ -41,7 +43,7 @@ for p in (REPO, REPO / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-METHODS = ("volatility", "compare", "knn")
+METHODS = ("volatility", "compare", "compare32", "compare64", "knn")
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
 
@@ -79,13 +81,14 @@ def worker(method: str, root: Path, repeats: int, knn_rows: int) -> dict:
 
             r = cosine_by_id(a, b, "UR")
             out = {"n": r.n_shared, "mean_cosine": float(r.cosine.mean(dtype=np.float64))}
-        elif method == "compare":
+        elif method in ("compare", "compare32", "compare64"):
             from analysis.compare.paired import paired_similarity
 
-            p = paired_similarity(a, b, "UR")
+            precision = {"compare": "auto", "compare32": "float32"}.get(method, "float64")
+            p = paired_similarity(a, b, "UR", precision=precision)
             out = {"n": p.n_shared, "mean_cosine": float(p.raw_cosine.mean(dtype=np.float64)),
                    "mean_aligned_cosine": float(p.aligned_cosine.mean(dtype=np.float64)), "cka": p.cka,
-                   "cka_ci": [p.cka_low, p.cka_high]}
+                   "cka_ci": [p.cka_low, p.cka_high], "precision": p.cka_precision}
         else:
             from analysis.compare.neighbours import knn_overlap
 
@@ -142,12 +145,14 @@ def main() -> None:
     print(f"# load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}", file=sys.stderr)
     by = {(r["rows"], r["method"]): r for r in results}
     for rows in args.rows:
-        v, c = by.get((rows, "volatility")), by.get((rows, "compare"))
-        if v and c and "median_s" in v and "median_s" in c:
-            print(f"{rows:,} rows: compare {c['median_s']:.2f} s ({c['peak_mb']:.0f} MB) vs volatility "
-                  f"{v['median_s']:.2f} s ({v['peak_mb']:.0f} MB): {c['median_s'] / v['median_s']:.2f}x; "
-                  f"CKA {c['cka']:.6f}, aligned cosine {c['mean_aligned_cosine']:.4f}, raw {c['mean_cosine']:.4f} "
-                  f"(volatility {v['mean_cosine']:.4f})")
+        v = by.get((rows, "volatility"))
+        for name in ("compare", "compare32", "compare64"):
+            c = by.get((rows, name))
+            if v and c and "median_s" in v and "median_s" in c:
+                print(f"{rows:,} rows: {name} {c['median_s']:.2f} s ({c['peak_mb']:.0f} MB) vs volatility "
+                      f"{v['median_s']:.2f} s ({v['peak_mb']:.0f} MB): {c['median_s'] / v['median_s']:.2f}x; "
+                      f"CKA {c['cka']:.9f}, aligned cosine {c['mean_aligned_cosine']:.4f}, raw "
+                      f"{c['mean_cosine']:.4f} (volatility {v['mean_cosine']:.4f})")
         k = by.get((rows, "knn"))
         if k and "median_s" in k:
             print(f"{k['n']:,} ids: kNN overlap@10 {k['median_s']:.1f} s ({k['peak_mb']:.0f} MB), mean overlap "

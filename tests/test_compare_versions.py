@@ -97,6 +97,9 @@ def test_cka_equals_the_gram_definition_and_is_invariant(tmp_path: Path) -> None
     assert res.cka == pytest.approx(_direct_cka(a.astype(np.float32).astype(np.float64),
                                                 b.astype(np.float32).astype(np.float64)), abs=1e-9)
     assert res.raw_cosine is None and res.alignment.shared_dims == 5 and "shared subspace" in res.alignment.method
+    assert res.cka_precision == "float64"                                  # auto: float64 up to 1M shared ids
+    fast = paired_similarity(sa, sb, "UR", batch_rows=37, precision="float32")
+    assert fast.cka == pytest.approx(res.cka, abs=1e-6) and fast.cka_precision == "float32"
 
 
 def test_alignment_of_different_dims_goes_through_the_shared_subspace() -> None:
@@ -256,10 +259,15 @@ def test_backward_compatibility_identical_rotated_and_aligned(planted) -> None:
     assert same.delta_raw == pytest.approx(0.0, abs=1e-9) and same.delta_aligned == pytest.approx(0.0, abs=1e-6)
     assert same.verdict == "compatible" and same.auc_swap == pytest.approx(same.auc_retrained, abs=1e-9)
     rotated = _rotated_copy(oracle, root, "rotated", seed=1)
-    rot = backward_compatibility(stream, oracle, rotated, windows=6, test_windows=2, n_boot=50)
+    # three seeds: retraining the proxy on a rotated basis moves its AUC by a few points from seed to
+    # seed (its optimisers are per-coordinate), and the interval must carry that
+    rot = backward_compatibility(stream, oracle, rotated, windows=6, test_windows=2, n_boot=50, seeds=(0, 1, 2))
     assert rot.delta_raw < -0.02 and rot.raw_high < 0 and rot.verdict == "incompatible"
-    assert abs(rot.delta_aligned) < 0.01 and rot.aligned_low <= 0.005 and rot.verdict_aligned == "compatible"
+    assert rot.aligned_low <= 0 <= rot.aligned_high and rot.verdict_aligned == "compatible"   # ≈ 0 after aligning
+    assert rot.delta_aligned - rot.delta_raw > 0.02                        # alignment recovers what swapping lost
     assert rot.auc_swap_aligned == pytest.approx(rot.auc_keep, abs=1e-3)   # aligned k+1 is k again
+    assert rot.vs_keep["raw"][2] < 0 and rot.vs_keep["aligned"][0] == pytest.approx(0.0, abs=1e-3)
+    assert same.vs_keep["raw"][0] == pytest.approx(0.0, abs=1e-12)
     assert rot.trained_events + rot.test_events == len(stream)
     assert "orthogonal_procrustes" in rot.alignment["UR"]
 
