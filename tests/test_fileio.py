@@ -183,3 +183,73 @@ def test_sha256_file_equals_hashlib(tmp_path, size):
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
     assert sha256_file(str(path)) == hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# safe reads, refused targets, no-replace publication (issue 16)
+# --------------------------------------------------------------------------------------------
+
+
+def test_open_regular_refuses_fifos_devices_and_links_out_of_the_root(tmp_path):
+    import os
+
+    root = tmp_path / "root"
+    root.mkdir()
+    os.mkfifo(root / "fifo")
+    (root / "zero").symlink_to("/dev/zero")
+    (tmp_path / "outside.txt").write_text("x")
+    (root / "out").symlink_to(tmp_path / "outside.txt")
+    (root / "ok").write_bytes(b"abc")
+    for name, match in (("fifo", "is a FIFO"), ("zero", "resolves to /dev/zero, outside"), ("out", "outside")):
+        with pytest.raises(fileio.UnsafeFileError, match=match):
+            with fileio.open_regular(root / name, root=root):
+                pass
+    with pytest.raises(fileio.UnsafeFileError, match="is a character device"):
+        sha256_file("/dev/zero")  # never hashed until the end of an endless device
+    with fileio.open_regular(root / "ok", root=root) as (fd, st):
+        assert st.st_size == 3 and fileio.sha256_fd(fd, 2) == hashlib.sha256(b"ab").hexdigest()
+
+
+def test_writes_refuse_links_fifos_and_directories_as_targets(tmp_path):
+    import os
+
+    (tmp_path / "real.csv").write_text("keep")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
+    os.mkfifo(tmp_path / "fifo.csv")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "dirlink").symlink_to(tmp_path / "adir", target_is_directory=True)
+    for target, match in (("link.csv", "is a symbolic link"), ("fifo.csv", "is a FIFO"), ("adir", "is a directory")):
+        with pytest.raises(fileio.UnsafeFileError, match=match):
+            atomic_write_text(tmp_path / target, "new")
+    with pytest.raises(fileio.UnsafeFileError, match="is a symbolic link"):
+        with atomic_dir(tmp_path / "dirlink", overwrite=True):
+            pytest.fail("the body must not run")
+    assert (tmp_path / "real.csv").read_text() == "keep" and (tmp_path / "link.csv").is_symlink()
+    assert _names(tmp_path) == ["adir", "dirlink", "fifo.csv", "link.csv", "real.csv"]
+
+
+def test_rename_noreplace_never_replaces(tmp_path):
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    with pytest.raises(FileExistsError):
+        fileio.rename_noreplace(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "b").read_text() == "b" and (tmp_path / "a").exists()
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    (tmp_path / "d2" / "f").write_text("mine")
+    with pytest.raises(FileExistsError):
+        fileio.rename_noreplace(tmp_path / "d1", tmp_path / "d2")
+    fileio.rename_noreplace(tmp_path / "a", tmp_path / "c")
+    assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
+
+
+def test_atomic_dir_without_overwrite_loses_a_race_cleanly(tmp_path, monkeypatch):
+    """Another writer publishes while this one writes: the publication is refused, the other
+    writer's directory stays, nothing of this one is left behind."""
+    out = tmp_path / "v" / "snap"
+    with pytest.raises(fileio.TargetExistsError):
+        with atomic_dir(out) as tmp:
+            (tmp / "mine").write_text("mine")
+            out.mkdir()
+            (out / "theirs").write_text("theirs")
+    assert _names(out) == ["theirs"] and _names(out.parent) == ["snap"]
