@@ -169,6 +169,9 @@ def find_snapshot_dirs(path: str | Path) -> list[Path]:
     return scan_snapshot_dirs(path)[0]
 
 
+_WARNED: set[SnapshotProblem] = set()
+
+
 class SnapshotStore:
     """A directory laid out as ``<root>/<variant>/<event-time>/``.
 
@@ -183,7 +186,6 @@ class SnapshotStore:
         max_abs_bound(max_abs)
         self.root = root
         self.max_abs = max_abs
-        self._warned: set[SnapshotProblem] = set()
         self._scanned = False
 
     def __repr__(self) -> str:
@@ -196,14 +198,14 @@ class SnapshotStore:
         return hash((self.root, self.max_abs))
 
     def _warn(self, problems: list[SnapshotProblem]) -> None:
-        """Warn once per problem; the first listing warns about every problem under the root, so a
-        command reading any variant names every unreadable directory of the root it reads."""
+        """Warn once per problem and process; a store's first listing warns about every problem
+        under the root, so a command reading any variant names every unreadable directory of it."""
         if not self._scanned:
             self._scanned = True
             problems = [*problems, *self.problems()]
         for p in problems:
-            if p not in self._warned:
-                self._warned.add(p)
+            if p not in _WARNED:  # once per process: every store of a command reads the same root
+                _WARNED.add(p)
                 warnings.warn(p.skipped(), SkippedSnapshotWarning, stacklevel=3)
 
     def problems(self) -> list[SnapshotProblem]:
@@ -224,7 +226,10 @@ class SnapshotStore:
 
     def times(self, variant: str) -> list[datetime]:
         """Event times of a variant's snapshots, oldest first (problems in it are warned about)."""
-        check_variant_name(variant)
+        try:
+            check_variant_name(variant)
+        except SnapshotError as exc:
+            raise SnapshotError(str(exc), path=self.root) from None
         vdir = self.root / variant
         reason = _dir_problem(vdir, self.root, "variant") if os.path.lexists(vdir) else None
         if reason is not None:
