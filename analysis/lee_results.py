@@ -17,7 +17,10 @@ from lee.errors import InputError
 from lee.results import SavedResult, register
 
 RANKING_COLUMNS = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low",
-                   "ci_high", "rela_impr", "verdict", "run_id"]
+                   "ci_high", "rela_impr", "auc_pooled", "calibration", "verdict", "run_id"]
+"""The ranking's columns: ``auc`` (headline: the event-weighted mean of per-window AUCs), ``auc_pooled``
+(one AUC over all test events pooled across windows, secondary), ``calibration`` (mean predicted over
+observed click rate)."""
 
 
 @register("lee-comparison")

@@ -179,3 +179,88 @@ def test_evaluate_cli_reports_a_bad_job_without_traceback(tmp_path):
                           text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "not a dataset directory" in proc.stderr
+
+
+def _copy_variant(root: Path, src: str, dst: str) -> None:
+    """``dst``: byte-identical tables to ``src``'s latest snapshot (its manifest names the new variant)."""
+    import shutil
+
+    snap = sorted((root / src).iterdir())[-1]
+    target = root / dst / snap.name
+    shutil.copytree(snap, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["variant"] = dst
+    (target / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_identical_tables_under_two_variants_both_get_results(job_dir, capsys):
+    """The second variant reuses the first's evaluation (said in its line and recorded); no store
+    error; a re-run skips both."""
+    _copy_variant(job_dir / "snapshots", "oracle", "oracle_copy")
+    path = write_job(job_dir, variants='["oracle", "oracle_copy"]')
+    assert main(["evaluate", "--config", str(path), "-q", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["evaluated"]) == 4                             # 2 variants x 2 usages
+    reused = [line for line in out["evaluated"] if "evaluated once, recorded for both" in line]
+    assert len(reused) == 2 and all(line.startswith("oracle_copy@") for line in reused)
+    store = ResultsStore(job_dir / "results.sqlite")
+    runs = store.runs()
+    assert sorted(runs["variant"]) == ["oracle", "oracle", "oracle_copy", "oracle_copy"]
+    for usage in ("UR+IR", "CR"):
+        a, b = (runs[(runs["variant"] == v) & (runs["usage"] == usage)].iloc[0] for v in ("oracle", "oracle_copy"))
+        assert a["delta_auc"] == b["delta_auc"] and a["verdict"] == b["verdict"] == "better"
+        assert store.run(b["run_id"])["extra"]["same_content_as"].startswith("oracle@")
+    again = run_job(load_job(path), progress=False, log=quiet)
+    assert again.evaluated == [] and again.skipped == 4
+
+
+def test_a_store_failure_is_one_paragraph_not_a_traceback(job_dir, capsys):
+    """SQLite refuses the insert (a trigger stands in for a failing database): the store's message plus
+    which unit was not recorded, in one paragraph, exit status 2, no traceback."""
+    db = job_dir / "results.sqlite"
+    ResultsStore(db)                                             # the schema
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'refused by a test "
+                    "trigger'); END")
+    assert main(["evaluate", "--config", str(write_job(job_dir, variants='["oracle"]')), "-q"]) == 2
+    err = " ".join(capsys.readouterr().err.split())            # the message is wrapped to the terminal
+    assert "Traceback" not in err
+    assert "results.sqlite: results store error (refused by a test trigger)" in err
+    assert "oracle@" in err and "was not recorded; the next run evaluates it again" in err
+
+
+def test_a_unit_recorded_meanwhile_is_reported_not_raised(job_dir, monkeypatch):
+    """Should another writer record the same unit first (the lock makes this unlikely), the insert's
+    IntegrityError is caught and the unit reported as already recorded."""
+    real_add = ResultsStore.add
+
+    def twice(self, rec):
+        real_add(self, rec)
+        real_add(self, rec)        # the second insert of the same unit_key fails
+
+    monkeypatch.setattr(ResultsStore, "add", twice)
+    report = run_job(load_job(write_job(job_dir, variants='["oracle"]')), progress=False, log=quiet)
+    assert len(report.evaluated) == 2
+    assert all("already recorded by another run" in line for line in report.evaluated)
+
+
+def test_results_show_json_has_per_window_figures(job_dir, capsys):
+    job = load_job(write_job(job_dir, variants='["oracle"]'))
+    run_job(job, progress=False, log=quiet)
+    store = ResultsStore(job.job.results)
+    run_id = store.runs()["run_id"].iloc[0]
+    assert main(["results", "show", run_id, "--db", str(job.job.results), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    windows = doc["windows"]
+    assert [w["window"] for w in windows] == [1, 2, 3]             # windows = 4: three test windows
+    for w in windows:
+        assert w["start"] <= w["end"] and w["events"] > 0 and 0 < w["positives"] < w["events"]
+        assert 0.5 < w["variant_auc"] < 1 and 0.4 < w["baseline_auc"] < 1
+    sizes = [w["events"] for w in windows]
+    m = doc["metrics"]
+    per_seed = [r for r in m if r["model"] == "variant" and r["metric"] == "auc" and r["window"] >= 1]
+    assert doc["auc"] == pytest.approx(sum(s * r["value"] for s, r in zip(sizes, per_seed)) / sum(sizes), abs=1e-12)
+    assert doc["auc_pooled"] is not None and doc["auc_pooled"] != doc["auc"]
+    assert main(["results", "show", run_id, "--db", str(job.job.results)]) == 0
+    text = capsys.readouterr().out
+    assert "auc_pooled" in text and "baseline_auc" in text and "positives" in text

@@ -105,17 +105,35 @@ def cmd_results_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+WINDOW_COLUMNS = ["window", "start", "end", "events", "positives", "ctr", "baseline_auc", "variant_auc",
+                  "baseline_pred_ctr", "variant_pred_ctr", "baseline_logloss", "variant_logloss"]
+
+
 def cmd_results_show(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     doc = _results_store(args).run(args.run_id)
     metrics = doc.pop("metrics")
+    extra = doc.get("extra") or {}
+    # per test window: event-time span, events, positives, both models' AUC (the headline's parts)
+    doc["windows"] = extra.get("windows", [])
+    for key in ("auc_pooled", "baseline_auc_pooled", "calibration", "baseline_calibration", "same_content_as"):
+        doc[key] = extra.get(key)
     if args.json:
         doc["metrics"] = metrics.to_dict(orient="records")
         print(json.dumps(doc, default=str))
         return 0
     for key in ("run_id", "job", "variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc",
-                "ci_low", "ci_high", "verdict", "rela_impr", "gauc", "logloss", "seconds", "code_version",
-                "snapshot_path"):
-        print(f"{key:<14} {doc[key]}")
+                "ci_low", "ci_high", "verdict", "rela_impr", "gauc", "logloss", "calibration", "auc_pooled",
+                "baseline_auc_pooled", "seconds", "code_version", "snapshot_path"):
+        print(f"{key:<19} {doc[key]}")
+    if doc["same_content_as"]:
+        print(f"{'same_content_as':<19} {doc['same_content_as']} (evaluated once, recorded for both)")
+    print("auc, gauc, delta_auc: event-weighted means of per-window values; auc_pooled: all test events pooled")
+    if doc["windows"]:
+        table = pd.DataFrame(doc["windows"])
+        print(table[[c for c in WINDOW_COLUMNS if c in table.columns]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"))
     overall = metrics[metrics["window"] == 0].pivot_table(index=["model", "seed"], columns="metric", values="value")
     print(overall.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
@@ -128,7 +146,7 @@ def cmd_results_compare(args: argparse.Namespace) -> int:
         return _compare_two(args)
     df = _results_store(args).compare(usage=args.usage, fusion=args.fusion, job=args.job)
     cols = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
-            "rela_impr", "coverage_events", "coverage_ids", "verdict", "run_id"]
+            "rela_impr", "auc_pooled", "calibration", "coverage_events", "coverage_ids", "verdict", "run_id"]
     print_frame(df[cols] if not df.empty else df, args)
     if not args.json and not df.empty:
         for r in df.itertuples():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
@@ -18,9 +19,10 @@ from lee.evaluator.data import DownstreamStream
 from lee.evaluator.inject import PAIRS, Usage, coverage, inject, null_injection
 from lee.evaluator.models import FusionMode, ProxyConfig
 from lee.evaluator.retrieval import RetrievalRun, run_retrieval
-from lee.evaluator.stats import DeltaCI, RankedScores, paired_delta_ci, rela_impr
+from lee.evaluator.stats import DeltaCI, WindowedScores, paired_delta_ci, rela_impr
 from lee.evaluator.stream import StreamRun, run_stream
 from lee.snapshot import Snapshot, TableKind
+from lee.timeutil import iso, parse_event_time
 
 MODES: tuple[FusionMode, ...] = tuple(FusionMode)
 
@@ -79,7 +81,13 @@ class VariantResult:
 
     @property
     def auc(self) -> float:
+        """Headline AUC: the event-weighted mean of the per-window AUCs, averaged over seeds."""
         return float(np.mean([r.auc for r in self.runs]))
+
+    @property
+    def auc_pooled(self) -> float:
+        """One AUC over all test events pooled across windows (secondary: drift makes it misleading)."""
+        return float(np.mean([r.auc_pooled for r in self.runs]))
 
     @property
     def auc_std(self) -> float:
@@ -94,16 +102,42 @@ class VariantResult:
         return float(np.mean([r.logloss for r in self.runs]))
 
     @property
+    def calibration(self) -> float:
+        """Mean predicted click rate over observed click rate on all test events (1 = calibrated)."""
+        return float(np.mean([r.calibration for r in self.runs]))
+
+    def _per_window(self, attr: str) -> list[float]:
+        values = [getattr(r, attr) for r in self.runs]
+        if not all(values):
+            return []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a window undefined in every seed stays NaN
+            return np.nanmean(np.array(values, dtype=np.float64), axis=0).tolist()
+
+    @property
     def window_auc(self) -> list[float]:
-        return np.nanmean(np.array([r.window_auc for r in self.runs]), axis=0).tolist()
+        return self._per_window("window_auc")
+
+    @property
+    def window_gauc(self) -> list[float]:
+        return self._per_window("window_gauc")
+
+    @property
+    def window_logloss(self) -> list[float]:
+        return self._per_window("window_logloss")
+
+    @property
+    def window_pred_ctr(self) -> list[float]:
+        return self._per_window("window_pred_ctr")
 
     @property
     def verdict(self) -> str:
         return self.delta.verdict if self.delta is not None else "baseline"
 
     def row(self) -> dict[str, Any]:
-        row = {"variant": self.name, "auc": self.auc, "auc_std": self.auc_std, "gauc": self.gauc,
-               "logloss": self.logloss, "delta_auc": self.delta.delta if self.delta else 0.0,
+        row = {"variant": self.name, "auc": self.auc, "auc_std": self.auc_std, "auc_pooled": self.auc_pooled,
+               "gauc": self.gauc, "logloss": self.logloss, "calibration": self.calibration,
+               "delta_auc": self.delta.delta if self.delta else 0.0,
                "ci_low": self.delta.low if self.delta else 0.0, "ci_high": self.delta.high if self.delta else 0.0,
                "rela_impr": self.rela_impr if self.delta else 0.0, "verdict": self.verdict,
                "seeds": len(self.runs), "seconds": float(sum(r.seconds for r in self.runs)),
@@ -118,6 +152,30 @@ class VariantResult:
         return row
 
 
+def window_info(stream: DownstreamStream, n_windows: int) -> pd.DataFrame:
+    """The test windows (1..W-1) of ``stream``: first and last event time (ISO 8601, UTC), events,
+    positives and observed click rate."""
+    rows = []
+    y = stream.y.numpy()
+    for w, (lo, hi) in enumerate(stream.window_bounds(n_windows)[1:], start=1):
+        pos = int(y[lo:hi].sum())
+        rows.append({"window": w, "start": iso(parse_event_time(int(stream.ts[lo]))),
+                     "end": iso(parse_event_time(int(stream.ts[hi - 1]))),
+                     "events": int(hi - lo), "positives": pos, "ctr": pos / max(hi - lo, 1)})
+    return pd.DataFrame(rows)
+
+
+def window_table(info: pd.DataFrame, models: Mapping[str, VariantResult]) -> pd.DataFrame:
+    """``info`` (:func:`window_info`) with every model's per-window AUC, GAUC, LogLoss and mean
+    predicted click rate beside it (columns ``<model>_auc``, ..., averaged over seeds)."""
+    out = info.copy()
+    for name, res in models.items():
+        for metric in ("auc", "gauc", "logloss", "pred_ctr"):
+            values = getattr(res, f"window_{metric}")
+            out[f"{name}_{metric}"] = values if len(values) == len(out) else np.nan
+    return out
+
+
 @dataclass
 class Comparison:
     """Baseline plus variants ranked by ΔAUC, each with its interval and verdict."""
@@ -126,6 +184,14 @@ class Comparison:
     baseline: VariantResult
     variants: list[VariantResult]
     n_test: int
+    info: pd.DataFrame | None = None     # the test windows (window_info)
+
+    def window_table(self) -> pd.DataFrame:
+        """Per test window: time span, events, positives, click rate, and every model's metrics."""
+        info = self.info
+        if info is None:
+            info = pd.DataFrame({"window": range(1, len(self.baseline.window_auc) + 1)})
+        return window_table(info, {v.name: v for v in [self.baseline, *self.variants]})
 
     def table(self) -> pd.DataFrame:
         rows = [self.baseline.row()] + [v.row() for v in self.variants]
@@ -155,16 +221,16 @@ def _run(stream: DownstreamStream, injection, cfg: EvalConfig, seed: int, device
 
 def evaluate_baseline(stream: DownstreamStream, cfg: EvalConfig, dims: Mapping[TableKind, int] | Snapshot, *,
                       device: torch.device | str = "cpu") -> VariantResult:
-    """The baseline: downstream fields only, in the variants' architecture with a constant in place
-    of the representation (for ``retrieval``: the two-tower model over learned id embeddings).
+    """The baseline: downstream fields only, in the variants' architecture with a learned constant in
+    place of the representation (every fusion mode, ``retrieval`` included), so that a variant adds
+    only the representation's content: a random snapshot adds no structure the baseline lacks.
 
     ``dims`` gives the injected tables' widths, or a snapshot to read them from.
     """
     device = torch.device(device)
     if isinstance(dims, Snapshot):
         dims = {k: dims.info(k).dim for k in PAIRS[cfg.usage]}
-    null = None if cfg.fusion == "retrieval" else null_injection(cfg.usage, dict(dims), len(stream.user_ids),
-                                                                 len(stream.item_ids))
+    null = null_injection(cfg.usage, dict(dims), len(stream.user_ids), len(stream.item_ids))
     return VariantResult("baseline", "downstream fields only", [_run(stream, null, cfg, s, device) for s in cfg.seeds])
 
 
@@ -176,8 +242,10 @@ def evaluate_variant(stream: DownstreamStream, name: str, snapshot: Snapshot, cf
     runs = [_run(stream, injection, cfg, s, device) for s in cfg.seeds]
     test_lo = runs[0].test_lo
     y = stream.y[test_lo:].numpy()
-    base_ranked = [RankedScores(y, r.scores) for r in baseline.runs]
-    ranked = [RankedScores(y, r.scores) for r in runs]
+    bounds = runs[0].test_bounds
+    # headline ΔAUC and its bootstrap: per window, baseline and variant paired inside each window
+    base_ranked = [WindowedScores(y, r.scores, bounds) for r in baseline.runs]
+    ranked = [WindowedScores(y, r.scores, bounds) for r in runs]
     delta = paired_delta_ci(base_ranked, ranked, stream.user_row[test_lo:], n_boot=cfg.n_boot, level=cfg.level,
                             seed=cfg.bootstrap_seed)
     result = VariantResult(name, str(snapshot.path), runs, delta, injection.counts)
@@ -203,4 +271,5 @@ def compare_snapshots(stream: DownstreamStream, snapshots: Mapping[str, Snapshot
         bar.update(1)
     bar.close()
     results.sort(key=lambda r: r.delta.delta if r.delta else 0.0, reverse=True)
-    return Comparison(cfg, baseline, results, n_test=len(stream) - baseline.runs[0].test_lo)
+    return Comparison(cfg, baseline, results, n_test=len(stream) - baseline.runs[0].test_lo,
+                      info=window_info(stream, cfg.windows))

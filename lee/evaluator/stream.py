@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -17,9 +18,9 @@ from tqdm.auto import tqdm
 from lee.evaluator.data import DownstreamStream
 from lee.evaluator.inject import Injection, lookup_rows
 from lee.evaluator.models import ProxyConfig, ProxyCTR
-from lee.evaluator.stats import gauc
+from lee.evaluator.stats import window_metrics
 from lee.metrics import log_loss, roc_auc
-from lee.nn.optim import make_optimizers, optimizer_step
+from lee.nn.optim import make_optimizers, optimizer_step, split_params
 from lee.results import register
 
 
@@ -32,13 +33,24 @@ class StreamRun:
     test_lo: int                      # first scored event (start of window 1)
     scores: np.ndarray                # (N - test_lo,) logits
     window_edges: list[tuple[int, int]]
-    window_auc: list[float]
-    auc: float
-    gauc: float
-    logloss: float
+    window_auc: list[float]           # per test window (windows 1..W-1)
+    auc: float                        # headline: event-weighted mean of window_auc
+    gauc: float                       # event-weighted mean of the per-window GAUCs (per user within a window)
+    logloss: float                    # over all test events (= event-weighted mean of the per-window LogLoss)
     seconds: float
     samples_trained: int
     model: nn.Module | None = field(default=None, repr=False, metadata={"save": False})  # not saved
+    auc_pooled: float = float("nan")  # one AUC over all test events pooled across windows (secondary)
+    window_gauc: list[float] = field(default_factory=list)
+    window_logloss: list[float] = field(default_factory=list)
+    window_pred_ctr: list[float] = field(default_factory=list)   # mean predicted click probability
+    training: dict[str, Any] = field(default_factory=dict)        # what was picked from the stream (epochs...)
+    calibration: float = float("nan")  # mean predicted / observed click rate over all test events (1 = calibrated)
+
+    @property
+    def test_bounds(self) -> list[tuple[int, int]]:
+        """The test windows as index ranges into ``scores``."""
+        return [(a - self.test_lo, b - self.test_lo) for a, b in self.window_edges[1:]]
 
     @property
     def samples_per_second(self) -> float:
@@ -51,6 +63,28 @@ def rep_rows_for(stream: DownstreamStream, injection: Injection | None) -> list[
         return []
     return [torch.from_numpy(lookup_rows(t, stream.user_row if t.kind.entity == "user" else stream.item_row))
             for t in injection.tables]
+
+
+def proxy_optimizers(model: nn.Module, cfg: ProxyConfig, window_events: int) -> list[torch.optim.Optimizer]:
+    """Adam over the dense parameters; the sparse embedding tables with ``cfg.sparse_optimizer`` at
+    the step size picked for windows of ``window_events`` events."""
+    sparse_lr = cfg.sparse_lr_for(window_events)
+    if cfg.sparse_optimizer == "adam":
+        return make_optimizers(model, cfg.lr, sparse_lr)
+    sparse, dense = split_params(model)
+    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=cfg.lr)]
+    if sparse:
+        # torch's default, made explicit: without it Adagrad's sparse update warns on every run
+        torch.sparse.check_sparse_tensor_invariants.disable()
+        opts.append(torch.optim.Adagrad(sparse, lr=sparse_lr))
+    return opts
+
+
+def training_picks(cfg: ProxyConfig, window_events: int) -> dict[str, Any]:
+    """What the run picked from the stream's size (recorded with every run)."""
+    return {"events_per_window": int(window_events), "batch_size": cfg.batch_for(window_events),
+            "sparse_optimizer": cfg.sparse_optimizer, "sparse_lr": round(cfg.sparse_lr_for(window_events), 6),
+            "sparse_lr_picked": cfg.sparse_lr is None, "epochs_per_window": cfg.epochs_per_window}
 
 
 @torch.no_grad()
@@ -81,7 +115,8 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ProxyCTR(stream.cardinalities, cfg, injection, fusion, slots=stream.slots).to(device)
-    opts = make_optimizers(model, cfg.lr, cfg.sparse_lr)
+    window_events = bounds[0][1] - bounds[0][0]
+    opts = proxy_optimizers(model, cfg, window_events)
     loss_fn = nn.BCEWithLogitsLoss()
     fusion_params = [p_ for p_ in model.fusion.parameters()] if cfg.fusion_l2 > 0 else []
     rows = rep_rows_for(stream, injection)
@@ -90,6 +125,7 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
     test_lo = bounds[1][0]
     scores = np.empty(len(stream) - test_lo, np.float32)
     trained = 0
+    training = training_picks(cfg, window_events)
     t0 = time.perf_counter()
     bar = tqdm(total=bounds[-2][1], desc=desc, unit="ev", unit_scale=True, disable=not progress, leave=False)
     for w, (lo, hi) in enumerate(bounds):
@@ -110,12 +146,22 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
             bar.update(idx.numel())
     bar.close()
     seconds = time.perf_counter() - t0
-    y_test = y[test_lo:].numpy()
-    window_auc = [_safe_auc(y[lo:hi].numpy(), scores[lo - test_lo:hi - test_lo]) for lo, hi in bounds[1:]]
+    return finish_run(StreamRun, stream, scores, bounds, seed=seed, seconds=seconds, samples_trained=trained,
+                      model=model if keep_model else None, training=training)
+
+
+R = TypeVar("R", bound=StreamRun)
+
+
+def finish_run(cls: type[R], stream: DownstreamStream, scores: np.ndarray, bounds: list[tuple[int, int]],
+               **fields: Any) -> R:
+    """A run of type ``cls`` with its per-window and headline metrics computed from ``scores``."""
+    test_lo = bounds[1][0]
+    y_test = stream.y[test_lo:].numpy()
+    test_bounds = [(a - test_lo, b - test_lo) for a, b in bounds[1:]]
+    wm = window_metrics(y_test, scores, stream.user_row[test_lo:], test_bounds)
     probs = 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
-    return StreamRun(
-        seed=seed, test_lo=test_lo, scores=scores, window_edges=bounds, window_auc=window_auc,
-        auc=_safe_auc(y_test, scores), gauc=gauc(stream.user_row[test_lo:], y_test, scores),
-        logloss=log_loss(y_test, probs), seconds=seconds, samples_trained=trained,
-        model=model if keep_model else None,
-    )
+    return cls(test_lo=test_lo, scores=scores, window_edges=bounds, window_auc=wm.auc, auc=wm.headline_auc,
+               gauc=wm.headline_gauc, logloss=log_loss(y_test, probs), auc_pooled=_safe_auc(y_test, scores),
+               window_gauc=wm.gauc, window_logloss=wm.logloss, window_pred_ctr=wm.pred_ctr,
+               calibration=float(probs.mean() / y_test.mean()) if y_test.sum() > 0 else float("nan"), **fields)

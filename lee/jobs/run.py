@@ -3,13 +3,21 @@
 Idempotent (a unit already in the store is skipped), exclusive (a lock file stops an overlapping
 run), and crash-safe (each unit is recorded in one transaction once complete; a killed run loses
 only the unit in flight, which the next run redoes).
+
+A unit is one snapshot (variant and event time) under one usage and fusion; its key also holds
+the content (config, stream, table checksums), so a changed snapshot or config is a new unit. Two
+variants whose tables are byte-identical are two units: within one run the second reuses the
+first's evaluation ("evaluated once, recorded for both", said in its report line and recorded in
+its ``extra.same_content_as``); in a later run it would be evaluated again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -27,8 +35,16 @@ from lee import __version__
 from lee.data.dataset import Dataset
 from lee.data.worlds import dataset_from_world
 from lee.device import resolve_device
-from lee.errors import InputError
-from lee.evaluator.compare import EvalConfig, VariantResult, coverage_warning, evaluate_baseline, evaluate_variant
+from lee.errors import InputError, LeeError
+from lee.evaluator.compare import (
+    EvalConfig,
+    VariantResult,
+    coverage_warning,
+    evaluate_baseline,
+    evaluate_variant,
+    window_info,
+    window_table,
+)
 from lee.evaluator.data import DOMAINS, DownstreamStream, stream_from_dataset
 from lee.evaluator.inject import PAIRS
 from lee.jobs.config import JobConfig
@@ -73,8 +89,18 @@ class Unit:
     def checksums(self) -> dict[str, str]:
         return {k.value: self.snapshot.info(k).sha256 for k in PAIRS[self.cfg.usage]}
 
-    def key(self, data_hash: str) -> str:
+    @property
+    def label(self) -> str:
+        return f"{self.snapshot.variant}@{iso(self.snapshot.event_time)}"
+
+    def content_key(self, data_hash: str) -> str:
+        """What the evaluation depends on: config, stream and table contents (not the names)."""
         return _hash({"config": self.cfg.to_dict(), "data": data_hash, "tables": self.checksums})
+
+    def key(self, data_hash: str) -> str:
+        """The unit's identity in the store: its content plus which variant and snapshot it is."""
+        return _hash({"content": self.content_key(data_hash), "variant": self.snapshot.variant,
+                      "event_time": iso(self.snapshot.event_time)})
 
 
 @register("job-report")
@@ -122,17 +148,28 @@ def pending_units(job: JobConfig, store: ResultsStore, data_hash: str) -> tuple[
 
 
 def _metrics(result: VariantResult, model: str) -> list[tuple[str, int, int, str, float]]:
+    """Per seed: the headline metrics (window 0) and each test window's (window k >= 1)."""
     out = []
     for r in result.runs:
-        out += [(model, r.seed, 0, "auc", r.auc), (model, r.seed, 0, "gauc", r.gauc),
-                (model, r.seed, 0, "logloss", r.logloss), (model, r.seed, 0, "seconds", r.seconds),
+        out += [(model, r.seed, 0, "auc", r.auc), (model, r.seed, 0, "auc_pooled", r.auc_pooled),
+                (model, r.seed, 0, "gauc", r.gauc), (model, r.seed, 0, "logloss", r.logloss),
+                (model, r.seed, 0, "calibration", r.calibration), (model, r.seed, 0, "seconds", r.seconds),
                 (model, r.seed, 0, "samples_per_second", r.samples_per_second)]
-        out += [(model, r.seed, w + 1, "auc", a) for w, a in enumerate(r.window_auc)]
+        for metric in ("auc", "gauc", "logloss", "pred_ctr"):
+            out += [(model, r.seed, w + 1, metric, v) for w, v in enumerate(getattr(r, f"window_{metric}"))]
         for k, v in getattr(r, "recall", {}).items():
             out.append((model, r.seed, 0, f"recall@{k}", v))
         for k, v in getattr(r, "ndcg", {}).items():
             out.append((model, r.seed, 0, f"ndcg@{k}", v))
     return out
+
+
+def window_records(info: pd.DataFrame, base: VariantResult, res: VariantResult) -> list[dict[str, Any]]:
+    """Per test window: start and end event time, events, positives, click rate, and the baseline's
+    and the variant's AUC, GAUC, LogLoss and mean predicted click rate (means over seeds)."""
+    table = window_table(info, {"baseline": base, "variant": res})
+    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
+            for row in table.to_dict(orient="records")]
 
 
 def job_dataset(job: JobConfig, data: Dataset | World | None = None) -> Dataset:
@@ -158,6 +195,33 @@ def job_stream(job: JobConfig, data: Dataset | World | None = None) -> Downstrea
                                end_ts=epoch_seconds(end) if end is not None else None)
 
 
+HEADLINE = ("auc, gauc and delta_auc are event-weighted means of per-window values (GAUC per user within a "
+            "window); auc_pooled pools all test events across windows")
+
+
+def _record(store: ResultsStore, rec: RunRecord, unit: Unit) -> bool:
+    """Insert ``rec``; False when the store already holds this unit (another writer got there first).
+
+    Any other failure keeps the store's one-paragraph message (an ``OSError`` for a full disk or a
+    read-only file, an :class:`InputError` otherwise) and adds which unit was not recorded.
+    """
+    try:
+        store.add(rec)
+    except (LeeError, OSError, sqlite3.Error) as exc:
+        try:
+            if store.has_unit(rec.unit_key):
+                return False
+        except (LeeError, OSError):
+            pass
+        where = (f"{unit.label} {unit.cfg.usage}/{unit.cfg.fusion} was not recorded; the next run "
+                 "evaluates it again")
+        if isinstance(exc, OSError):
+            raise OSError(f"{exc}; {where}") from None
+        raise InputError(f"{store.path}: {exc}; {where}" if isinstance(exc, sqlite3.Error)
+                         else f"{exc}; {where}") from None
+    return True
+
+
 def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None] = print,
             stop_after: int | None = None,
             on_unit: Callable[[int, int, str], None] | None = None) -> JobReport:
@@ -179,6 +243,8 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             units = units[:stop_after]
         log(f"job {spec.name}: {len(units)} unit(s) to evaluate, {skipped} already in {spec.results}")
         baselines: dict[str, VariantResult] = {}
+        done: dict[str, tuple[str, VariantResult]] = {}   # content key -> (unit label, result) in this run
+        info = window_info(stream, job.eval.windows)
         bar = tqdm(units, desc=f"LEE {spec.name}", unit="unit", disable=not progress)
         for k, unit in enumerate(bar):
             label = f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}"
@@ -192,9 +258,15 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             if base_key not in baselines:
                 baselines[base_key] = evaluate_baseline(stream, unit.cfg, unit.snapshot, device=device)
             base = baselines[base_key]
-            res = evaluate_variant(stream, unit.snapshot.variant, unit.snapshot, unit.cfg, base, device=device)
+            content = unit.content_key(data_hash)
+            same_as = done[content][0] if content in done else None
+            if same_as is not None:  # byte-identical tables under another name: evaluated once, recorded for both
+                res = dataclasses.replace(done[content][1], name=unit.snapshot.variant, source=str(unit.snapshot.path))
+            else:
+                res = evaluate_variant(stream, unit.snapshot.variant, unit.snapshot, unit.cfg, base, device=device)
+                done[content] = (unit.label, res)
             row = res.row()
-            store.add(RunRecord(
+            recorded = _record(store, RunRecord(
                 run_id=uuid.uuid4().hex[:12], job=spec.name, unit_key=unit.key(data_hash),
                 config_hash=_hash(unit.cfg.to_dict()), config=unit.cfg.to_dict(), data_hash=data_hash,
                 variant=unit.snapshot.variant, event_time=iso(unit.snapshot.event_time),
@@ -205,15 +277,23 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
                 metrics=_metrics(res, "variant") + _metrics(base, "baseline"),
                 extra={"missing": res.missing, "data": str(spec.data), "stream": job.stream.describe(),
                        "encoding": stream.encoding, "n_test": len(stream) - res.runs[0].test_lo,
-                       "device": str(device), "window_auc_baseline": base.window_auc,
-                       "window_auc": res.window_auc},
-            ))
+                       "device": str(device), "headline": HEADLINE,
+                       "auc_pooled": row["auc_pooled"], "baseline_auc_pooled": base.auc_pooled,
+                       "calibration": row["calibration"], "baseline_calibration": base.calibration,
+                       "training": res.runs[0].training, "baseline_training": base.runs[0].training,
+                       "content_key": content, "same_content_as": same_as,
+                       "windows": window_records(info, base, res)},
+            ), unit)
             warn = coverage_warning(row["coverage_events"])
-            report.evaluated.append(f"{unit.snapshot.variant}@{iso(unit.snapshot.event_time)} "
-                                    f"{unit.cfg.usage}/{unit.cfg.fusion}: ΔAUC {row['delta_auc']:+.4f} "
-                                    f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] {res.verdict}; coverage "
-                                    f"{row['coverage_events']:.0%} of events, {row['coverage_ids']:.0%} of ids"
-                                    + (f" ({warn})" if warn else ""))
+            line = (f"{unit.label} {unit.cfg.usage}/{unit.cfg.fusion}: ΔAUC {row['delta_auc']:+.4f} "
+                    f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] {res.verdict}; coverage "
+                    f"{row['coverage_events']:.0%} of events, {row['coverage_ids']:.0%} of ids"
+                    + (f" ({warn})" if warn else ""))
+            if same_as is not None:
+                line += f"; same tables as {same_as}: evaluated once, recorded for both"
+            if not recorded:
+                line += "; already recorded by another run: not recorded again"
+            report.evaluated.append(line)
             log(report.evaluated[-1])
         bar.close()
         if on_unit is not None:

@@ -221,6 +221,8 @@ class ResultsStore:
         cov = [_coverage(e) for e in df["extra"]]
         df["coverage_events"] = [c[0] for c in cov]
         df["coverage_ids"] = [c[1] for c in cov]
+        for key in ("auc_pooled", "calibration"):  # secondary metrics, recorded in extra
+            df[key] = [_extra_number(e, key) for e in df["extra"]]
         return df.drop(columns="extra")
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -303,6 +305,15 @@ def _store_error(path: Path, exc: BaseException, readonly: bool) -> Exception:
         return InputError(f"{path}: not a LEE results database, or one written before this version's tables "
                           f"existed ({msg}); open it once with `lee evaluate` to bring it up to date")
     return InputError(f"{path}: results store error ({msg})")
+
+
+def _extra_number(extra: str | None, key: str) -> float:
+    """A number recorded in a run's extra JSON (NaN for runs recorded without it)."""
+    try:
+        value = json.loads(extra or "{}").get(key)
+    except (json.JSONDecodeError, AttributeError):
+        return float("nan")
+    return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def _coverage(extra: str | None) -> tuple[float, float]:
