@@ -166,7 +166,8 @@ def _swapped(model: nn.Module, injection: Injection) -> nn.Module:
     if dims != reps.dims:
         raise InputError(f"cannot swap tables of dims {dims} into a consumer built for dims {reps.dims}")
     out = copy.deepcopy(model)
-    new = RepLookup(injection)
+    device = next(reps.defaults.parameters()).device
+    new = RepLookup(injection).to(device)       # on the consumer's device (the tables come from the CPU)
     new.defaults = copy.deepcopy(reps.defaults)  # the consumer's learned default vectors for missing ids
     out.reps = new
     return out

@@ -66,7 +66,7 @@ def test_rotation_is_invisible_to_aligned_cosine_and_cka(tmp_path: Path) -> None
     order = rng.permutation(keep.size)
     sa, sb = _pair(tmp_path, a, b[keep][order], ids_b=keep[order])
     res = paired_similarity(sa, sb, "UR", batch_rows=512, fit_sample=1000)
-    assert res.n_shared == 3500 and res.n_a == n and res.n_b == 3500
+    assert res.n_shared == 3500 and res.n_a == n and res.n_b == 3500 and res.raw_cosine is not None
     assert abs(float(res.raw_cosine.mean())) < 0.05               # unrelated bases: raw cosine ≈ 0
     assert float(res.aligned_cosine.mean()) > 0.999               # aligned: the same vectors
     assert float(res.aligned_cosine.min()) > 0.95
@@ -298,14 +298,16 @@ def test_upstream_manifest_records_the_checkpoint(tiny_world, tmp_path: Path) ->
     assert len(snaps) >= 2
     run = model_run_id(enc, UpstreamConfig(), TrainConfig(seed=0, snapshot_every_minutes=10))
     assert all(model_run_of(s) == run for s in snaps)
-    assert len({checkpoint_of(s) for s in snaps}) == len(snaps) and checkpoint_of(snaps[0]).startswith(run + "@")
+    first, last = checkpoint_of(snaps[0]), checkpoint_of(snaps[-1])
+    assert len({checkpoint_of(s) for s in snaps}) == len(snaps) and first is not None and last is not None
+    assert first.startswith(run + "@")
     assert same_basis(snaps[0], snaps[-1]) is True
     assert model_run_id(enc, UpstreamConfig(), TrainConfig(seed=1, snapshot_every_minutes=10)) != run
     assert model_run_id(enc, UpstreamConfig(), TrainConfig(seed=0, snapshot_every_minutes=10,
                                                            variant="other")) == run
     assert skew_warnings([(snaps[0], k) for k in snaps[0].kinds], what="x") == []
     mixed = skew_warnings([(snaps[0], "UR"), (snaps[-1], "IR")], what="a job")
-    assert len(mixed) == 1 and "version skew in a job" in mixed[0] and checkpoint_of(snaps[-1]) in mixed[0]
+    assert len(mixed) == 1 and "version skew in a job" in mixed[0] and last in mixed[0]
 
 
 def test_a_snapshot_of_mixed_checkpoints_warns_when_compared(tmp_path: Path) -> None:

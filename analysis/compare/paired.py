@@ -56,7 +56,8 @@ class TableRows:
     """Random and sequential access to one table's vectors: the mapped file when the reader can map
     it (every value checked once, nothing held in the process), else the matrix read into memory."""
 
-    def __init__(self, snapshot: Snapshot, kind: TableKind) -> None:
+    def __init__(self, snapshot: Snapshot, kind: TableKind | str) -> None:
+        kind = TableKind.parse(kind)
         self.snapshot, self.kind = snapshot, kind
         self.dim = snapshot.info(kind).dim
         self.n = snapshot.info(kind).rows
@@ -81,10 +82,11 @@ class TableRows:
         return np.take(self._matrix, rows, axis=0, out=out[: rows.size])
 
 
-def join_ids(a: Snapshot, b: Snapshot, kind: TableKind) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def join_ids(a: Snapshot, b: Snapshot, kind: TableKind | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ids_a, ids_b, pos)``: both id columns and, for each row of ``b``, its row in ``a`` (-1: only in b).
 
     Only the id columns are read; the reader has checked each for nulls and duplicates."""
+    kind = TableKind.parse(kind)
     ia, ib = a.info(kind), b.info(kind)
     if ia.id_type != ib.id_type:
         raise InputError(f"cannot compare {kind.value}: ids are {ia.id_type} in {a.path} but {ib.id_type} in "
