@@ -82,8 +82,8 @@ def _check_npy_size(shape: tuple[int, ...], dtype: np.dtype, available: int, whe
     """Refuse an array whose header promises more bytes than the file holds (or this machine has),
     before numpy allocates it: a 200-byte file claiming 40 GB is refused at once."""
     if dtype.hasobject:
-        raise InputError(f"{where}: holds Python objects (dtype {dtype}); they cannot be read without "
-                         "unpickling, which is refused; store plain numeric or string arrays")
+        raise InputError(f"{where}: cannot read without unpickling (the array holds Python objects, dtype "
+                         f"{dtype}); store plain numeric or string arrays")
     need = math.prod(shape) * dtype.itemsize
     if need > available:
         raise InputError(f"{where}: not a readable .npy file: the header says shape {shape} of {dtype} "
