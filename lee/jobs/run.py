@@ -289,6 +289,8 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
                     f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] {res.verdict}; coverage "
                     f"{row['coverage_events']:.0%} of events, {row['coverage_ids']:.0%} of ids"
                     + (f" ({warn})" if warn else ""))
+            if len(unit.cfg.seeds) == 1:
+                line += "; one proxy seed: the interval covers the test sample, not training randomness"
             if same_as is not None:
                 line += f"; same tables as {same_as}: evaluated once, recorded for both"
             if not recorded:
