@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from statistics import NormalDist
@@ -52,15 +52,20 @@ from lee.snapshot import Snapshot, TableKind
 
 
 class KMeansBackend(StrEnum):
-    """Who runs K-means: ``auto`` (faiss when it imports, else scikit-learn), ``faiss`` or ``sklearn``."""
+    """Who runs K-means: ``auto`` (``numpy``, or ``torch`` when a CUDA device is asked for),
+    ``numpy`` (BLAS Lloyd, :mod:`analysis.lloyd`), ``faiss`` (the same Lloyd with faiss' exact
+    nearest-centroid search), ``torch`` (the same Lloyd in torch, on the CPU or a CUDA GPU) or
+    ``sklearn`` (scikit-learn's ``KMeans``, k-means++ seeding over all rows: the reference)."""
 
     AUTO = "auto"
+    NUMPY = "numpy"
     FAISS = "faiss"
+    TORCH = "torch"
     SKLEARN = "sklearn"
 
 
 BACKENDS: tuple[KMeansBackend, ...] = tuple(KMeansBackend)
-KMEANSPP_SAMPLE = 100_000  # k-means++ seeding looks at most this many (seeded) rows
+KMEANS_SAMPLE = 100_000  # seeding and restarts look at most this many (seeded) rows; see analysis.lloyd
 _CHUNK = 65_536
 
 
@@ -72,8 +77,11 @@ class KMeansFit:
     """One K-means solution.
 
     ``labels[i]`` is the cluster of row ``i`` (its nearest centroid); ``inertia`` is the sum of
-    squared Euclidean distances of the rows to their centroids (float64); ``n_distinct`` counts
-    the clusters that hold at least one row (fewer than ``k`` hints at collapsed vectors).
+    squared Euclidean distances of the rows to their centroids (float64, recomputed exactly);
+    ``n_distinct`` counts the clusters that hold at least one row (fewer than ``k`` hints at
+    collapsed vectors). ``info`` says how the fit went: seeding sample, restarts, Lloyd passes on
+    the sample and on all rows, convergence, threads and device (empty for ``sklearn`` but for its
+    iteration count).
     """
 
     labels: np.ndarray
@@ -82,6 +90,7 @@ class KMeansFit:
     backend: str
     k: int
     n_distinct: int
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _faiss_available() -> bool:
@@ -92,15 +101,20 @@ def _faiss_available() -> bool:
     return True
 
 
-def resolve_backend(backend: str) -> str:
-    """``auto`` becomes ``faiss`` when faiss imports, else ``sklearn``; anything else is checked."""
+def resolve_backend(backend: str, device: str = "cpu") -> str:
+    """``auto`` becomes ``torch`` for a CUDA device and ``numpy`` otherwise; anything else is checked."""
     if backend not in BACKENDS:
         raise InputError(f"unknown K-means backend {backend!r}; choose one of {', '.join(KMeansBackend)}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"device must be one of auto, cpu, cuda; got {device!r}")
     if backend == "auto":
-        return "faiss" if _faiss_available() else "sklearn"
+        return "torch" if device == "cuda" else "numpy"
     if backend == "faiss" and not _faiss_available():
         raise InputError("K-means backend 'faiss' was asked for but faiss is not installed; "
-                         "install faiss-cpu or use backend='sklearn' (or 'auto')")
+                         "install faiss-cpu or use backend='numpy' (or 'auto')")
+    if device == "cuda" and backend != "torch":
+        raise InputError(f"--device cuda needs the torch K-means backend; backend {backend!r} runs on the CPU "
+                         "(use --backend torch or auto)")
     return backend
 
 
@@ -122,54 +136,34 @@ def _check_k(k: object, n: int) -> int:
     return int(k)
 
 
-def _inertia(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
-    """Exact sum of squared distances to the assigned centroids, in float64, chunked."""
-    total = 0.0
-    c64 = centroids.astype(np.float64)
-    for lo in range(0, x.shape[0], _CHUNK):
-        diff = x[lo:lo + _CHUNK].astype(np.float64) - c64[labels[lo:lo + _CHUNK]]
-        total += float(np.einsum("ij,ij->", diff, diff))
-    return total
+def _inertia(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, threads: int = 1) -> float:
+    """Exact sum of squared distances to the assigned centroids (float32 differences, float64
+    sums), chunked over ``threads`` threads."""
+    def part(lo: int) -> float:
+        diff = x[lo:lo + _CHUNK] - centroids[labels[lo:lo + _CHUNK]]
+        return float(np.einsum("ij,ij->i", diff, diff).sum(dtype=np.float64))
+
+    starts = range(0, x.shape[0], _CHUNK)
+    if threads <= 1 or x.shape[0] <= _CHUNK:
+        return float(sum(part(lo) for lo in starts))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return float(sum(pool.map(part, starts)))
 
 
-def _kmeans_faiss(x: np.ndarray, k: int, seed: int, n_init: int, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd iterations in faiss on every row, seeded by greedy k-means++; best of ``n_init``.
-
-    faiss' own random initialisation lands two centroids in one well-separated group often enough
-    to matter, so each restart starts from scikit-learn's greedy k-means++ seeding (on at most
-    ``KMEANSPP_SAMPLE`` seeded rows). ``max_points_per_centroid`` is set so faiss never subsamples.
-    """
-    import faiss
-    from sklearn.cluster import kmeans_plusplus
-
-    n, d = x.shape
-    rng = np.random.default_rng(seed)
-    best: tuple[float, np.ndarray, np.ndarray] | None = None
-    for _ in range(n_init):
-        init_seed = int(rng.integers(2**31 - 1))
-        pool = x if n <= KMEANSPP_SAMPLE else x[np.sort(rng.choice(n, KMEANSPP_SAMPLE, replace=False))]
-        init, _ = kmeans_plusplus(pool, k, random_state=init_seed)
-        km = faiss.Kmeans(d, k, niter=max_iter, nredo=1, seed=init_seed, verbose=False,
-                          max_points_per_centroid=n // k + 1, min_points_per_centroid=1)
-        km.train(x, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
-        dist, labels = km.assign(x)
-        obj = float(dist.sum(dtype=np.float64))
-        if best is None or obj < best[0]:
-            assert km.centroids is not None  # set by train()
-            best = (obj, labels.astype(np.int64), km.centroids.astype(np.float32))
-    assert best is not None
-    return best[1], best[2]
-
-
-def _kmeans_sklearn(x: np.ndarray, k: int, seed: int, n_init: int, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+def _kmeans_sklearn(x: np.ndarray, k: int, seed: int, n_init: int, max_iter: int,
+                    tol: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings():
         # Duplicate points: reported once, as FewerClustersWarning, by kmeans().
         warnings.filterwarnings("ignore", message="Number of distinct clusters", category=ConvergenceWarning)
-        km = KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed).fit(x)
-    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
+        km = KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed,
+                    algorithm="lloyd").fit(x)
+    return (km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32),
+            {"iterations_full": int(km.n_iter_), "n_init": n_init})
 
 
 def kmeans(
@@ -179,24 +173,43 @@ def kmeans(
     backend: str = "auto",
     seed: int = 0,
     n_init: int = 3,
-    max_iter: int = 50,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    sample: int = KMEANS_SAMPLE,
+    threads: int | None = None,
+    device: str = "cpu",
 ) -> KMeansFit:
-    """K-means of every row of ``vectors`` into ``k`` clusters (best of ``n_init`` seeded restarts).
+    """K-means of every row of ``vectors`` into ``k`` clusters.
 
-    ``backend``: ``faiss`` (fast, multi-threaded; greedy k-means++ seeding, then Lloyd on all rows),
-    ``sklearn`` (scikit-learn's KMeans, k-means++) or ``auto`` (faiss when installed). Labels are
-    each row's nearest centroid and the inertia is recomputed exactly, so both backends report the
-    same quantity. Warns :class:`FewerClustersWarning` when fewer than ``k`` clusters are non-empty
-    (duplicated or collapsed vectors).
+    ``numpy`` / ``faiss`` / ``torch`` (``auto`` picks numpy, or torch for ``device='cuda'``):
+    greedy k-means++ seeding and ``n_init`` restarts on a seeded sample of ``sample`` rows, then
+    Lloyd on every row until the inertia changes by less than ``tol`` (relative) between passes or
+    ``max_iter`` passes (:mod:`analysis.lloyd`), on ``threads`` threads (default: this process'
+    cores). ``sklearn``: scikit-learn's KMeans (Lloyd, k-means++ over all rows, ``n_init``
+    restarts on all rows; its own ``tol`` on centre shifts). Labels are each row's nearest
+    centroid and the inertia is recomputed exactly, so every backend reports the same quantity.
+    Warns :class:`FewerClustersWarning` when fewer than ``k`` clusters are non-empty (duplicated
+    or collapsed vectors).
     """
-    name = resolve_backend(backend)
+    from analysis.lloyd import default_threads, lloyd
+
+    name = resolve_backend(backend, device)
     x = as_matrix(vectors, name="vectors")
     k = _check_k(k, x.shape[0])
     n_init = _check_int(n_init, "n_init", at_least=1)
     max_iter = _check_int(max_iter, "max_iter", at_least=1)
     seed = _check_int(seed, "seed", at_least=0)
-    fit = _kmeans_faiss if name == "faiss" else _kmeans_sklearn
-    labels, centroids = fit(x, k, seed, n_init, max_iter)
+    n_threads = default_threads() if threads is None else _check_int(threads, "threads", at_least=1)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if name == "sklearn":
+        labels, centroids, info = _kmeans_sklearn(x, k, seed, n_init, max_iter, tol)
+    else:
+        fit = lloyd(x, k, engine=name, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, sample=sample,
+                    threads=n_threads, device=device)
+        labels, centroids = fit.labels, fit.centroids
+        info = {"sample": fit.sample_size, "n_init": fit.n_init, "iterations_sample": fit.iterations_sample,
+                "iterations_full": fit.iterations_full, "converged": fit.converged, "threads": fit.threads,
+                "device": fit.device, "tol": tol}
     n_distinct = int(np.unique(labels).size)
     if n_distinct < k:
         distinct_rows = int(np.unique(x, axis=0).shape[0])
@@ -205,8 +218,8 @@ def kmeans(
             f"{x.shape[0]} rows hold {distinct_rows} distinct vectors: duplicated or collapsed vectors",
             FewerClustersWarning, stacklevel=2,
         )
-    return KMeansFit(labels=labels, centroids=centroids, inertia=_inertia(x, labels, centroids),
-                     backend=name, k=k, n_distinct=n_distinct)
+    return KMeansFit(labels=labels, centroids=centroids, inertia=_inertia(x, labels, centroids, n_threads),
+                     backend=name, k=k, n_distinct=n_distinct, info=info)
 
 
 # --------------------------------------------------------------------------- silhouette and k
@@ -466,7 +479,8 @@ def cluster_snapshot(
     domain: int | None = 1,
     min_clicks: int = 10,
     n_init: int = 10,
-    max_iter: int = 50,
+    max_iter: int = 300,
+    device: str = "cpu",
 ) -> ClusterResult:
     """Cluster one snapshot table with K-means and describe every cluster.
 
@@ -481,7 +495,9 @@ def cluster_snapshot(
     _share (of the cluster's labelled ids), n_labelled, exposures, clicks, ctr, ctr_low, ctr_high
     (interval at ``level``, see the module docstring), flag ('above' | 'below' | ''),
     ids_with_events. CTR uses the events of ``domain`` (1 = ads, the default; None = all). Warns
-    :class:`SmallSampleWarning` for clusters with fewer than ``min_clicks`` clicks.
+    :class:`SmallSampleWarning` for clusters with fewer than ``min_clicks`` clicks. ``n_init``
+    restarts run on the seeding sample (see :func:`kmeans`); ``device='cuda'`` runs K-means in
+    torch on a GPU.
     """
     if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
         raise InputError(f"level must lie strictly between 0 and 1 (e.g. 0.95); got {level!r}")
@@ -499,7 +515,7 @@ def cluster_snapshot(
             raise InputError(f"events: no row has domain == {domain} (domains present: {present}); "
                              "pass domain=None to use every event")
     require_numeric(ctr_events, ["click"], name="events", nonnegative=True)
-    backend_name = resolve_backend(backend)
+    backend_name = resolve_backend(backend, device)
 
     table = snap.load(kind)
     ids = table.ids
@@ -529,7 +545,8 @@ def cluster_snapshot(
     if truth is not None:
         truth_values = _aligned(_series(truth, "truth"), ids, "truth", where)
 
-    fit = kmeans(table.vectors, k, backend=backend_name, seed=seed, n_init=n_init, max_iter=max_iter)
+    fit = kmeans(table.vectors, k, backend=backend_name, seed=seed, n_init=n_init, max_iter=max_iter,
+                 device=device)
     assignment = fit.labels
     n = len(ids)
     sil, sil_n = silhouette_on_sample(table.vectors, assignment, sample=silhouette_sample, seed=seed)

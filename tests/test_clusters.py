@@ -24,7 +24,7 @@ from lee.errors import FewerClustersWarning, InputError, SmallSampleWarning
 from lee.snapshot import EmbeddingTable, Snapshot, TableKind, write_snapshot
 from lee.world.planted import write_planted_variants
 
-BACKENDS = ["faiss", "sklearn"]
+BACKENDS = ["numpy", "faiss", "torch", "sklearn"]
 
 
 def _blobs(n_per: int, centers: int, dim: int, *, spread: float = 10.0, seed: int = 0):
@@ -66,10 +66,11 @@ def test_kmeans_exact_micro_case(backend):
     assert fit.labels.dtype == np.int64 and fit.centroids.dtype == np.float32
 
 
-def test_faiss_and_sklearn_agree_on_planted_users(tiny_world):
+@pytest.mark.parametrize("backend", ["numpy", "faiss", "torch"])
+def test_lloyd_backends_and_sklearn_agree_on_planted_users(tiny_world, backend):
     x = tiny_world.user_latent
     k = int(tiny_world.users["group"].nunique())
-    f = kmeans(x, k, backend="faiss", seed=0, n_init=10)
+    f = kmeans(x, k, backend=backend, seed=0, n_init=10)
     s = kmeans(x, k, backend="sklearn", seed=0, n_init=10)
     assert adjusted_rand_score(f.labels, s.labels) >= 0.95
     assert f.inertia == pytest.approx(s.inertia, rel=0.01)
@@ -282,7 +283,10 @@ def test_umap_map_keeps_blobs_apart():  # ~12 s: umap's import and numba compila
     (lambda x: kmeans(x, 1), "single cluster"),
     (lambda x: kmeans(x[:3], 8), "n_samples=3 should be >= n_clusters=8"),
     (lambda x: kmeans(np.where(np.arange(20)[:, None] == 4, np.nan, x), 2), "row 4 holds NaN"),
-    (lambda x: kmeans(x, 2, backend="torch"), "unknown K-means backend 'torch'.*auto, faiss, sklearn"),
+    (lambda x: kmeans(x, 2, backend="cuml"), "unknown K-means backend 'cuml'.*auto, numpy, faiss, torch, sklearn"),
+    (lambda x: kmeans(x, 2, backend="numpy", device="cuda"), "--device cuda needs the torch K-means backend"),
+    (lambda x: kmeans(x, 2, tol=1.5), "tol must be a relative change"),
+    (lambda x: kmeans(x, 2, sample=1), "sample must be an integer of at least k=2"),
     (lambda x: embed_2d(x, "mds"), "unknown map method 'mds'.*pca, tsne, umap"),
     (lambda x: choose_k(x, []), "ks is empty"),
 ])
@@ -318,3 +322,68 @@ def test_duplicated_points_warn_fewer_clusters(backend):
     with pytest.warns(FewerClustersWarning, match="only 3 non-empty clusters of the k=5.*3 distinct vectors"):
         fit = kmeans(x, 5, backend=backend)
     assert fit.n_distinct == 3 and fit.inertia == pytest.approx(0.0, abs=1e-3)  # faiss splits nudge centroids
+
+
+# --------------------------------------------------------------------------- the sampled Lloyd
+
+
+def _overlapping_blobs(n: int, k: int, dim: int, seed: int) -> np.ndarray:
+    """Blobs close enough to overlap, so inertia depends on where the centroids settle."""
+    rng = np.random.default_rng(seed)
+    centres = 1.5 * rng.standard_normal((k, dim)).astype(np.float32)
+    return centres[rng.integers(0, k, n)] + rng.standard_normal((n, dim), dtype=np.float32)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "faiss", "torch"])
+def test_sampled_lloyd_reaches_sklearn_inertia_within_one_percent(backend):
+    # sample < n: seeding and restarts on 4,000 rows, refinement on all 40,000
+    x = _overlapping_blobs(40_000, 12, 16, seed=3)
+    ours = kmeans(x, 12, backend=backend, seed=0, n_init=3, sample=4_000)
+    ref = kmeans(x, 12, backend="sklearn", seed=0, n_init=1)
+    assert ours.info["sample"] == 4_000 and ours.info["iterations_full"] >= 2
+    assert ours.inertia <= ref.inertia * 1.01
+    # labels are the nearest centroid of the returned centroids, and the inertia is theirs
+    d = ((x[:, None, :].astype(np.float64) - ours.centroids[None].astype(np.float64)) ** 2).sum(-1)
+    assert (d[np.arange(x.shape[0]), ours.labels] <= d.min(axis=1) + 1e-3).all()
+    assert ours.inertia == pytest.approx(float(d.min(axis=1).sum()), rel=1e-5)
+
+
+def test_engines_and_thread_counts_give_the_same_fit():
+    x = _overlapping_blobs(30_000, 8, 12, seed=5)
+    fits = [kmeans(x, 8, backend=b, seed=1, sample=5_000, threads=t)
+            for b, t in [("numpy", 1), ("numpy", 2), ("faiss", 2), ("torch", 2)]]
+    for f in fits[1:]:
+        assert adjusted_rand_score(fits[0].labels, f.labels) > 0.999
+        assert f.inertia == pytest.approx(fits[0].inertia, rel=1e-5)
+
+
+def test_converged_lloyd_is_a_fixed_point():
+    # at convergence (tol 0: until the inertia stops falling) every centroid is its cluster's mean
+    x = _overlapping_blobs(20_000, 6, 8, seed=7)
+    fit = kmeans(x, 6, backend="numpy", seed=0, sample=2_000, tol=0.0)
+    assert fit.info["converged"]
+    for j in range(6):
+        np.testing.assert_allclose(fit.centroids[j], x[fit.labels == j].mean(axis=0), atol=1e-3)
+
+
+def test_an_emptied_cluster_moves_to_the_farthest_row():
+    from analysis.lloyd import _Pass, _update
+
+    x = np.array([[0, 0], [1, 0], [9, 9]], np.float32)
+    p = _Pass(labels=np.zeros(3, np.int64), sums=np.array([[10.0, 9.0], [0.0, 0.0]]),
+              counts=np.array([3, 0]), inertia=0.0, far_rows=np.array([2]), far_dist=np.array([100.0]))
+    new = _update(p, np.zeros((2, 2), np.float32), x)
+    np.testing.assert_allclose(new, [[10 / 3, 3.0], [9.0, 9.0]], rtol=1e-6)
+
+
+def test_device_cuda_picks_torch_and_without_a_gpu_says_so(monkeypatch):
+    import torch
+
+    from analysis.clusters import resolve_backend
+    from lee.errors import DeviceError
+
+    assert resolve_backend("auto", "cuda") == "torch" and resolve_backend("auto") == "numpy"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    x = _overlapping_blobs(3_000, 3, 4, seed=0)
+    with pytest.raises(DeviceError, match="--device cuda was asked for but torch sees no CUDA GPU"):
+        kmeans(x, 3, device="cuda", sample=500)

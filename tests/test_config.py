@@ -355,7 +355,7 @@ def test_enums_are_the_closed_option_sets():
     assert enum_values(FusionMode) == ["concat", "gate", "iim", "retrieval"]
     assert enum_values(Usage) == ["UR", "IR", "UR+IR", "CR", "CR_user", "CR_item"]
     assert enum_values(MaskingMode) == ["zero", "mean", "permutation"]
-    assert enum_values(KMeansBackend) == ["auto", "faiss", "sklearn"]
+    assert enum_values(KMeansBackend) == ["auto", "numpy", "faiss", "torch", "sklearn"]
     assert enum_values(MapMethod) == ["pca", "tsne", "umap"]
     assert enum_values(Device) == ["auto", "cpu", "cuda"]
     assert Usage.UR_IR == "UR+IR" and f"{FusionMode.IIM}" == "iim"  # members are their strings

@@ -10,14 +10,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from analysis.clusters import KMeansBackend
-from analysis.importance import MaskingMode
+from app.cli import choices
 from app.cli.output import AddCommon, emit
-from lee.config import enum_values
-from lee.device import Device
 from lee.errors import InputError
-from lee.evaluator.inject import Usage
-from lee.evaluator.models import FUSIONS, FusionMode
 
 
 def _finish(result: Any, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> int:
@@ -265,13 +260,13 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="a feature group to mask together (repeatable; default: by declared role)")
     p.add_argument("--root", type=Path, help="snapshot root (omit --variant for the baseline)")
     p.add_argument("--variant", help="inject this variant's latest snapshot")
-    p.add_argument("--usage", default=Usage.UR_IR.value, choices=enum_values(Usage))
-    p.add_argument("--fusion", default=FusionMode.CONCAT.value, choices=[f.value for f in FUSIONS])
-    p.add_argument("--mode", default=MaskingMode.PERMUTATION.value, choices=enum_values(MaskingMode))
+    p.add_argument("--usage", default="UR+IR", choices=choices.USAGES)
+    p.add_argument("--fusion", default="concat", choices=choices.FUSIONS)
+    p.add_argument("--mode", default="permutation", choices=choices.MASKING_MODES)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--boot", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
+    p.add_argument("--device", default="auto", choices=choices.DEVICES)
     out(p)
     p.set_defaults(func=cmd_importance)
 
@@ -309,8 +304,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--at", help="event time of the snapshot (default: the latest)")
     p.add_argument("--by", required=True, help="a user or item attribute column (user:COL / item:COL if both)")
     p.add_argument("--bins", type=int, default=4, help="quantile bins for a numeric attribute (default 4)")
-    p.add_argument("--usage", default=Usage.UR_IR.value, choices=enum_values(Usage))
-    p.add_argument("--fusion", default=FusionMode.CONCAT.value, choices=[f.value for f in FUSIONS])
+    p.add_argument("--usage", default="UR+IR", choices=choices.USAGES)
+    p.add_argument("--fusion", default="concat", choices=choices.FUSIONS)
     p.add_argument("--seeds", default="0,1,2", help="proxy seeds, comma-separated (default 0,1,2)")
     p.add_argument("--windows", type=int, default=10, help="streaming windows (default 10)")
     p.add_argument("--min-users", type=int, default=50, help="pool segments with fewer users into (other)")
@@ -321,7 +316,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--boot", type=int, default=200, help="paired user-bootstrap resamples (default 200)")
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
+    p.add_argument("--device", default="auto", choices=choices.DEVICES)
     out(p)
     p.set_defaults(func=cmd_gains)
 
@@ -335,7 +330,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--k", type=int, help="clusters (default: the number of distinct user labels)")
     p.add_argument("--against-random", type=int, metavar="N",
                    help="also purity, NMI and label-mix divergence vs N random draws of the same shape")
-    p.add_argument("--backend", default=KMeansBackend.AUTO.value, choices=enum_values(KMeansBackend))
+    p.add_argument("--backend", default="auto", choices=choices.KMEANS_BACKENDS)
     p.add_argument("--seed", type=int, default=0)
     out(p)
     p.set_defaults(func=cmd_clusters)

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from app.cli import choices
 from app.cli.output import AddCommon, emit
-from lee.config import enum_values
-from lee.device import Device
 
 
 def cmd_case_movielens(args: argparse.Namespace) -> int:
@@ -51,7 +50,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--boot", type=int, default=200)
     p.add_argument("--split", default="per-user", choices=("per-user", "global"))
-    p.add_argument("--device", default=Device.CPU.value, choices=enum_values(Device))
+    p.add_argument("--device", default="cpu", choices=choices.DEVICES)
     p.set_defaults(func=cmd_case_movielens)
 
     p = common(cs.add_parser("obd", help="proxy baseline, feature-masking importance, arm-vs-arm split"))

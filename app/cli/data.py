@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from app.cli import choices
 from app.cli.output import AddCommon, emit
 
 
@@ -79,14 +80,13 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: AddCommon) -> None:
     """``lee data import|show``."""
-    from lee.data.importers import FORMATS
 
     data = sub.add_parser("data", help="import logs as datasets and inspect them (docs/data-format.md)").add_subparsers(
         dest="data_command", required=True, metavar="SUBCOMMAND")
     p = common(data.add_parser("import", help="import a log (csv, parquet, libfm, libsvm, criteo, recbole, "
                                               "movielens, mind, obd) as a dataset directory"))
     p.add_argument("src", type=Path, metavar="SRC", help="the file or directory to import")
-    p.add_argument("--format", required=True, choices=FORMATS, help="the source format")
+    p.add_argument("--format", required=True, choices=choices.DATA_FORMATS, help="the source format")
     p.add_argument("--out", required=True, type=Path, help="dataset directory to write")
     p.add_argument("--mapping", type=Path, help="csv, parquet: TOML mapping of columns to roles and fields")
     p.add_argument("--field-map", type=Path, help="libfm, libsvm: lines `field:value<TAB>index`")

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from app.cli import choices
 from app.cli.output import AddCommon
-from lee.config import enum_values
-from lee.device import Device
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -23,13 +22,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: AddCommon) -> None:
     """``lee demo``."""
-    from lee.world.config import SCALES
 
     p = common(sub.add_parser("demo", help="the main job, end to end on a generated world"))
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--scale", default="small", choices=sorted(SCALES))
+    p.add_argument("--scale", default="small", choices=choices.SCALES)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
+    p.add_argument("--device", default="auto", choices=choices.DEVICES)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-real-data", action="store_true",
                    help="skip step 8 (the MovieLens and Open Bandit case studies)")

@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.cli import choices
 from app.cli.output import AddCommon, emit, print_frame
-from lee.config import enum_values
-from lee.device import Device
 from lee.errors import InputError
-from lee.evaluator.models import FUSIONS, FusionMode
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -193,7 +191,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--part", default="downstream", choices=("downstream", "upstream", "all"),
                    help="which events the proxy learns from and is scored on (default: downstream)")
     p.add_argument("--all-snapshots", action="store_true", help="every snapshot, not only each variant's latest")
-    p.add_argument("--device", choices=enum_values(Device), help="override the job's device")
+    p.add_argument("--device", choices=choices.DEVICES, help="override the job's device")
     p.add_argument("--max-units", type=int, help="evaluate at most this many units in this run")
     p.set_defaults(func=cmd_evaluate)
 
@@ -202,8 +200,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--out", required=True, type=Path, help="snapshot root for the sweep's CR variants")
     p.add_argument("--dims", default="16,32,64")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--fusion", default=FusionMode.CONCAT.value, choices=[f.value for f in FUSIONS])
-    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
+    p.add_argument("--fusion", default="concat", choices=choices.FUSIONS)
+    p.add_argument("--device", default="auto", choices=choices.DEVICES)
     p.add_argument("--table", type=Path, help="also write the sweep table as CSV here")
     p.set_defaults(func=cmd_sweep)
 

@@ -11,9 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from app.cli import choices
 from app.cli.output import AddCommon, emit
-from lee.config import enum_values
-from lee.device import Device
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -42,6 +41,6 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="dataset (or world) with the downstream events LEE and the compatibility check train on")
     p.add_argument("--db", type=Path, help="results store to record the decision in")
     p.add_argument("--rules", type=Path, help="gate.toml with the rules' thresholds (default: the documented defaults)")
-    p.add_argument("--device", choices=enum_values(Device), default="cpu")
+    p.add_argument("--device", choices=choices.DEVICES, default="cpu")
     p.add_argument("--out", type=Path, help="also save the decision as a result directory")
     p.set_defaults(func=cmd_gate)

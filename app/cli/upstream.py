@@ -7,9 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from app.cli import choices
 from app.cli.output import AddCommon, emit
-from lee.config import enum_values
-from lee.device import Device
 from lee.errors import InputError
 
 
@@ -65,7 +64,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--data", "--world", dest="data", required=True, type=Path,
                    help="dataset (or world) directory; the model trains on its upstream events only")
     p.add_argument("--out", required=True, type=Path, help="snapshot root")
-    p.add_argument("--device", default=Device.AUTO.value, choices=enum_values(Device))
+    p.add_argument("--device", default="auto", choices=choices.DEVICES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--snapshot-every", type=int, default=None, metavar="MINUTES",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app.cli import choices
 from app.cli.output import AddCommon, emit
 from lee.errors import InputError
 
@@ -122,13 +123,12 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: AddCommon) -> None:
     """``lee world generate|plant|anomalies|ab-log|import-movielens|import-obd|fixtures|show``."""
-    from lee.world.config import SCALES
 
     world = sub.add_parser("world", help="generate, plant and inspect worlds").add_subparsers(
         dest="world_command", required=True, metavar="SUBCOMMAND")
     p = common(world.add_parser("generate", help="generate a planted ad world"))
     p.add_argument("--out", required=True, type=Path, help="world directory to write")
-    p.add_argument("--scale", default="small", choices=sorted(SCALES), help="named size (default: small)")
+    p.add_argument("--scale", default="small", choices=choices.SCALES, help="named size (default: small)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field")
     p.add_argument("--overwrite", action="store_true")
