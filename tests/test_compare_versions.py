@@ -252,17 +252,26 @@ def _rotated_copy(snap: Snapshot, root: Path, variant: str, seed: int) -> Snapsh
     return Snapshot.open(write_snapshot(root, variant, snap.event_time, tables))
 
 
-def test_backward_compatibility_identical_rotated_and_aligned(planted) -> None:
-    root, stream = planted
+@pytest.fixture(scope="module")
+def planted_small(small_world, tmp_path_factory) -> tuple[Path, object]:
+    """The small world's oracle: on the tiny world the proxy's signal is too weak against its seed noise
+    for a rotation to show (measured: swap −0.014 [−0.043, +0.015] against keeping, 3 seeds)."""
+    root = tmp_path_factory.mktemp("planted-small")
+    write_planted_variants(small_world, root, variants=("oracle",), n_snapshots=1, dim=16)
+    return root, stream_from_world(small_world)
+
+
+def test_backward_compatibility_identical_rotated_and_aligned(planted_small) -> None:
+    root, stream = planted_small
     oracle = SnapshotStore(root).latest("oracle")
     same = backward_compatibility(stream, oracle, oracle, windows=6, test_windows=2, n_boot=50)
     assert same.delta_raw == pytest.approx(0.0, abs=1e-9) and same.delta_aligned == pytest.approx(0.0, abs=1e-6)
     assert same.verdict == "compatible" and same.auc_swap == pytest.approx(same.auc_retrained, abs=1e-9)
     rotated = _rotated_copy(oracle, root, "rotated", seed=1)
-    # three seeds: retraining the proxy on a rotated basis moves its AUC by a few points from seed to
-    # seed (its optimisers are per-coordinate), and the interval must carry that
+    # three seeds: retraining the proxy on a rotated basis moves its AUC from seed to seed (its
+    # optimisers are per-coordinate), and the interval must carry that
     rot = backward_compatibility(stream, oracle, rotated, windows=6, test_windows=2, n_boot=50, seeds=(0, 1, 2))
-    assert rot.delta_raw < -0.02 and rot.raw_high < 0 and rot.verdict == "incompatible"
+    assert rot.delta_raw < -0.05 and rot.raw_high < 0 and rot.verdict == "incompatible"
     assert rot.aligned_low <= 0 <= rot.aligned_high and rot.verdict_aligned == "compatible"   # ≈ 0 after aligning
     assert rot.delta_aligned - rot.delta_raw > 0.02                        # alignment recovers what swapping lost
     assert rot.auc_swap_aligned == pytest.approx(rot.auc_keep, abs=1e-3)   # aligned k+1 is k again
