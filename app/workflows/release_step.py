@@ -61,8 +61,9 @@ def release_step(world: World, root: Path, results: Path, out: Path, *, seed: in
         warnings.simplefilter("ignore", LeeWarning)  # reported in each result
         for name, (candidate, incumbent) in pairs.items():
             review.gates[name] = run_gate(root, candidate, incumbent, stream, rules=rules, db=results, device=device)
-            if review.gates[name].comparison is not None:
-                review.comparisons[name] = review.gates[name].comparison
+            compared = review.gates[name].comparison
+            if compared is not None:                # a broken candidate is not compared
+                review.comparisons[name] = compared
         oracle = store.latest("oracle")
         for variant in PLANTED:
             review.comparisons[f"oracle vs {variant}"] = compare_versions(
