@@ -268,7 +268,7 @@ def test_suite_config_file_errors_and_flags_over_the_file(tmp_path, capsys, monk
 
     seen = {}
 
-    class Stop(Exception):
+    class Stop(BaseException):  # not an Exception: the crash handler (exit 3) must let it through
         pass
 
     def fake_run_suite(world, root, *, config, **_):
