@@ -19,6 +19,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     job = load_job(args.config) if args.config else _job_from_flags(args)
     if args.device:
         job = job.with_device(args.device)
+    if args.engine or args.address:
+        if args.address and (args.engine or job.engine.kind) != "ray":
+            raise InputError(f"--address {args.address} names a Ray cluster; it needs --engine ray")
+        job = job.with_engine(args.engine or job.engine.kind, args.address)
     report = run_job(job, progress=not args.quiet, log=(lambda *_: None) if args.json else print,
                      stop_after=args.max_units)
     doc = {"job": job.job.name, "results": str(job.job.results), "evaluated": report.evaluated,
@@ -193,6 +197,10 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--all-snapshots", action="store_true", help="every snapshot, not only each variant's latest")
     p.add_argument("--device", choices=choices.DEVICES, help="override the job's device")
     p.add_argument("--max-units", type=int, help="evaluate at most this many units in this run")
+    p.add_argument("--engine", choices=("local", "ray"),
+                   help="where units run: local (this process) or ray (Ray tasks); overrides the job's [engine]")
+    p.add_argument("--address", help="with --engine ray: an existing Ray cluster ('auto', 'ray://HEAD:10001'); "
+                                     "default: a Ray instance started on this machine")
     p.set_defaults(func=cmd_evaluate)
 
     p = common(sub.add_parser("sweep", help="layer sweep: LEE on the CR of every upstream layer at several dims"))

@@ -30,6 +30,11 @@ Example (paths are relative to the job file)::
     [proxy]                          # optional: ProxyConfig fields
     emb_dim = 16
 
+    [engine]                         # optional: where units run (lee.engine.EngineSpec)
+    kind = "ray"                     # local (default: this process) or ray (units as Ray tasks)
+    address = "auto"                 # an existing Ray cluster; default: start a local Ray instance
+    max_retries = 3                  # re-runs of a unit whose worker process died
+
 Every key is type-checked without coercion (``windows = "3"`` is an error, not 3) and
 range-checked when the file is loaded; unknown sections and keys are errors that name them.
 Each setting has one name from this file to the results store and one default, on the model
@@ -46,12 +51,13 @@ from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model
 
 from lee.config import ConfigModel, EventTime, read_toml, validate_config
 from lee.device import Device
+from lee.engine import EngineSpec
 from lee.evaluator.compare import EvalConfig, EvalSettings
 from lee.evaluator.data import DOMAINS
 from lee.evaluator.inject import Usage
 from lee.evaluator.models import FusionMode, ProxyConfig
 
-__all__ = ["JobConfig", "JobEval", "JobSpec", "StreamSpec", "load_job"]
+__all__ = ["EngineSpec", "JobConfig", "JobEval", "JobSpec", "StreamSpec", "load_job"]
 
 
 class JobSpec(ConfigModel):
@@ -139,6 +145,7 @@ class JobConfig(ConfigModel):
     stream: StreamSpec = Field(default_factory=StreamSpec)
     eval: JobEval = Field(default_factory=JobEval)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    engine: EngineSpec = Field(default_factory=EngineSpec)
 
     def eval_configs(self) -> list[EvalConfig]:
         """One evaluation config per (usage, fusion) of ``[eval]``, each with the job's proxy settings."""
@@ -149,6 +156,12 @@ class JobConfig(ConfigModel):
     def with_device(self, device: Device | str) -> JobConfig:
         """The same job on another device (``lee evaluate --device`` overrides the file)."""
         return self.model_copy(update={"job": JobSpec(**{**self.job.model_dump(), "device": device})})
+
+    def with_engine(self, kind: str, address: str | None = None) -> JobConfig:
+        """The same job on another engine (``lee evaluate --engine/--address`` override ``[engine]``)."""
+        keep = self.engine.model_dump() if kind == self.engine.kind else {}
+        spec = {**keep, "kind": kind, **({"address": address} if address is not None else {})}
+        return self.model_copy(update={"engine": EngineSpec(**spec)})
 
 
 def load_job(path: str | Path) -> JobConfig:

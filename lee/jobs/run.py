@@ -2,7 +2,8 @@
 
 Idempotent (a unit already in the store is skipped), exclusive (a lock file stops an overlapping
 run), and crash-safe (each unit is recorded in one transaction once complete; a killed run loses
-only the unit in flight, which the next run redoes).
+only the units in flight, which the next run redoes). Units run on the job's engine (``[engine]``:
+this process, or Ray tasks); this process alone writes the store.
 
 A unit is one snapshot (variant and event time) under one usage and fusion; its key also holds
 the content (config, stream, table checksums), so a changed snapshot or config is a new unit. Two
@@ -23,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,12 @@ from lee import __version__
 from lee.data.dataset import Dataset
 from lee.data.worlds import dataset_from_world
 from lee.device import resolve_device
+from lee.engine import Engine, make_engine
 from lee.errors import InputError, LeeError
 from lee.evaluator.compare import (
     EvalConfig,
     VariantResult,
     coverage_warning,
-    evaluate_baseline,
-    evaluate_variant,
     window_info,
     window_table,
 )
@@ -50,6 +49,7 @@ from lee.evaluator.inject import PAIRS
 from lee.jobs.config import JobConfig
 from lee.jobs.lock import JobLock
 from lee.jobs.store import ResultsStore, RunRecord
+from lee.jobs.tasks import UnitOutcome, baseline_task, variant_task
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore
 from lee.timeutil import epoch_seconds, iso
@@ -227,8 +227,15 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             on_unit: Callable[[int, int, str], None] | None = None) -> JobReport:
     """Evaluate every pending unit of ``job``; ``stop_after`` limits the units done in this run.
 
-    ``on_unit(done, total, label)`` is called before each unit and once at the end (the
-    dashboard's live progress bar).
+    The units run on the job's engine (``[engine]``: in this process, or as Ray tasks whose results
+    arrive as they finish); this process records each one as it arrives, so it stays the only
+    writer of the results store, under the lock. Baselines (one per config and table widths) run
+    first, then one evaluation per distinct content (byte-identical tables under two names are
+    evaluated once and recorded for both). A unit whose task fails is not recorded (the next run
+    redoes it) and the failure is raised once every other unit is recorded.
+
+    ``on_unit(done, total, label)`` is called at the start, after each recorded unit and once at the
+    end (the dashboard's live progress bar).
     """
     started = time.perf_counter()
     spec = job.job
@@ -241,64 +248,101 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
         report = JobReport(skipped=skipped, not_applicable=misfits)
         if stop_after is not None:
             units = units[:stop_after]
-        log(f"job {spec.name}: {len(units)} unit(s) to evaluate, {skipped} already in {spec.results}")
-        baselines: dict[str, VariantResult] = {}
-        done: dict[str, tuple[str, VariantResult]] = {}   # content key -> (unit label, result) in this run
-        info = window_info(stream, job.eval.windows)
-        bar = tqdm(units, desc=f"LEE {spec.name}", unit="unit", disable=not progress)
-        for k, unit in enumerate(bar):
-            label = f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}"
-            bar.set_postfix_str(label)
-            if on_unit is not None:
-                on_unit(k, len(units), label)
-            t0 = time.perf_counter()
-            began = datetime.now(UTC)
-            dims = {k.value: unit.snapshot.info(k).dim for k in PAIRS[unit.cfg.usage]}
-            base_key = _hash({"cfg": unit.cfg.to_dict(), "dims": dims})
-            if base_key not in baselines:
-                baselines[base_key] = evaluate_baseline(stream, unit.cfg, unit.snapshot, device=device)
-            base = baselines[base_key]
-            content = unit.content_key(data_hash)
-            same_as = done[content][0] if content in done else None
-            if same_as is not None:  # byte-identical tables under another name: evaluated once, recorded for both
-                res = dataclasses.replace(done[content][1], name=unit.snapshot.variant, source=str(unit.snapshot.path))
-            else:
-                res = evaluate_variant(stream, unit.snapshot.variant, unit.snapshot, unit.cfg, base, device=device)
-                done[content] = (unit.label, res)
-            row = res.row()
-            recorded = _record(store, RunRecord(
-                run_id=uuid.uuid4().hex[:12], job=spec.name, unit_key=unit.key(data_hash),
-                config_hash=_hash(unit.cfg.to_dict()), config=unit.cfg.to_dict(), data_hash=data_hash,
-                variant=unit.snapshot.variant, event_time=iso(unit.snapshot.event_time),
-                snapshot_path=str(unit.snapshot.path), checksums=unit.checksums, usage=unit.cfg.usage,
-                fusion=unit.cfg.fusion, code_version=code_version(), started_at=began.isoformat(),
-                finished_at=datetime.now(UTC).isoformat(), seconds=time.perf_counter() - t0,
-                summary={**row, "baseline_auc": base.auc},
-                metrics=_metrics(res, "variant") + _metrics(base, "baseline"),
-                extra={"missing": res.missing, "data": str(spec.data), "stream": job.stream.describe(),
-                       "encoding": stream.encoding, "n_test": len(stream) - res.runs[0].test_lo,
-                       "device": str(device), "headline": HEADLINE,
-                       "auc_pooled": row["auc_pooled"], "baseline_auc_pooled": base.auc_pooled,
-                       "calibration": row["calibration"], "baseline_calibration": base.calibration,
-                       "training": res.runs[0].training, "baseline_training": base.runs[0].training,
-                       "content_key": content, "same_content_as": same_as,
-                       "windows": window_records(info, base, res)},
-            ), unit)
-            warn = coverage_warning(row["coverage_events"])
-            line = (f"{unit.label} {unit.cfg.usage}/{unit.cfg.fusion}: ΔAUC {row['delta_auc']:+.4f} "
-                    f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] {res.verdict}; coverage "
-                    f"{row['coverage_events']:.0%} of events, {row['coverage_ids']:.0%} of ids"
-                    + (f" ({warn})" if warn else ""))
-            if len(unit.cfg.seeds) == 1:
-                line += "; one proxy seed: the interval covers the test sample, not training randomness"
-            if same_as is not None:
-                line += f"; same tables as {same_as}: evaluated once, recorded for both"
-            if not recorded:
-                line += "; already recorded by another run: not recorded again"
-            report.evaluated.append(line)
-            log(report.evaluated[-1])
-        bar.close()
+        on = f" on {job.engine.describe()}" if job.engine.kind != "local" else ""
+        log(f"job {spec.name}: {len(units)} unit(s) to evaluate{on}, {skipped} already in {spec.results}")
+        if on_unit is not None:
+            on_unit(0, len(units), "starting")
+        if units:
+            with make_engine(job.engine) as engine:
+                _evaluate_units(job, units, stream, data_hash, store, engine, report, log=log, progress=progress,
+                                on_unit=on_unit, device=str(device) if engine.name == "local" else spec.device.value)
         if on_unit is not None:
             on_unit(len(units), len(units), "done")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _base_key(unit: Unit) -> str:
+    """What a baseline depends on: the config and the injected tables' widths."""
+    dims = {k.value: unit.snapshot.info(k).dim for k in PAIRS[unit.cfg.usage]}
+    return _hash({"cfg": unit.cfg.to_dict(), "dims": dims})
+
+
+def _evaluate_units(job: JobConfig, units: list[Unit], stream: DownstreamStream, data_hash: str,
+                    store: ResultsStore, engine: Engine, report: JobReport, *, log: Callable[[str], None],
+                    progress: bool, on_unit: Callable[[int, int, str], None] | None, device: str) -> None:
+    """Run ``units`` on ``engine`` and record each as its result arrives (this process only writes)."""
+    spec = job.job
+    groups: dict[str, list[Unit]] = {}   # content key -> units with those contents, first one evaluated
+    for unit in units:
+        groups.setdefault(unit.content_key(data_hash), []).append(unit)
+    contents = list(groups)
+    needs: dict[str, Unit] = {}
+    for content in contents:
+        needs.setdefault(_base_key(groups[content][0]), groups[content][0])
+    shared = engine.put(stream)
+    base_keys = list(needs)
+    baselines = {base_keys[k]: res for k, res in engine.map(
+        baseline_task, [(shared, u.cfg, u.snapshot, device) for u in needs.values()],
+        labels=[f"baseline {u.cfg.usage}/{u.cfg.fusion}" for u in needs.values()])}
+    info = window_info(stream, job.eval.windows)
+    firsts = [groups[c][0] for c in contents]
+    bar = tqdm(total=len(units), desc=f"LEE {spec.name}", unit="unit", disable=not progress)
+    done = 0
+    for k, outcome in engine.map(
+            variant_task, [(shared, u.cfg, u.snapshot, baselines[_base_key(u)], device) for u in firsts],
+            labels=[f"{u.label} {u.cfg.usage}/{u.cfg.fusion}" for u in firsts]):
+        group = groups[contents[k]]
+        base = baselines[_base_key(group[0])]
+        for j, unit in enumerate(group):
+            same_as = group[0].label if j else None
+            res = outcome.result if not j else dataclasses.replace(
+                outcome.result, name=unit.snapshot.variant, source=str(unit.snapshot.path))
+            line = _record_unit(job, store, unit, res, base, outcome, data_hash, stream, info, same_as)
+            report.evaluated.append(line)
+            log(line)
+            done += 1
+            bar.update(1)
+            bar.set_postfix_str(f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}")
+            if on_unit is not None:
+                on_unit(done, len(units), f"{unit.snapshot.variant} {unit.cfg.usage} {unit.cfg.fusion}")
+    bar.close()
+
+
+def _record_unit(job: JobConfig, store: ResultsStore, unit: Unit, res: VariantResult, base: VariantResult,
+                 outcome: UnitOutcome, data_hash: str, stream: DownstreamStream, info: pd.DataFrame,
+                 same_as: str | None) -> str:
+    """Record one unit's evaluation in one transaction; its report line."""
+    spec = job.job
+    content = unit.content_key(data_hash)
+    row = res.row()
+    recorded = _record(store, RunRecord(
+        run_id=uuid.uuid4().hex[:12], job=spec.name, unit_key=unit.key(data_hash),
+        config_hash=_hash(unit.cfg.to_dict()), config=unit.cfg.to_dict(), data_hash=data_hash,
+        variant=unit.snapshot.variant, event_time=iso(unit.snapshot.event_time),
+        snapshot_path=str(unit.snapshot.path), checksums=unit.checksums, usage=unit.cfg.usage,
+        fusion=unit.cfg.fusion, code_version=code_version(), started_at=outcome.began.isoformat(),
+        finished_at=outcome.finished.isoformat(), seconds=outcome.seconds,
+        summary={**row, "baseline_auc": base.auc},
+        metrics=_metrics(res, "variant") + _metrics(base, "baseline"),
+        extra={"missing": res.missing, "data": str(spec.data), "stream": job.stream.describe(),
+               "encoding": stream.encoding, "n_test": len(stream) - res.runs[0].test_lo,
+               "device": outcome.device, "engine": job.engine.describe(), "headline": HEADLINE,
+               "auc_pooled": row["auc_pooled"], "baseline_auc_pooled": base.auc_pooled,
+               "calibration": row["calibration"], "baseline_calibration": base.calibration,
+               "training": res.runs[0].training, "baseline_training": base.runs[0].training,
+               "content_key": content, "same_content_as": same_as,
+               "windows": window_records(info, base, res)},
+    ), unit)
+    warn = coverage_warning(row["coverage_events"])
+    line = (f"{unit.label} {unit.cfg.usage}/{unit.cfg.fusion}: ΔAUC {row['delta_auc']:+.4f} "
+            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] {res.verdict}; coverage "
+            f"{row['coverage_events']:.0%} of events, {row['coverage_ids']:.0%} of ids"
+            + (f" ({warn})" if warn else ""))
+    if len(unit.cfg.seeds) == 1:
+        line += "; one proxy seed: the interval covers the test sample, not training randomness"
+    if same_as is not None:
+        line += f"; same tables as {same_as}: evaluated once, recorded for both"
+    if not recorded:
+        line += "; already recorded by another run: not recorded again"
+    return line
