@@ -387,3 +387,49 @@ def test_device_cuda_picks_torch_and_without_a_gpu_says_so(monkeypatch):
     x = _overlapping_blobs(3_000, 3, 4, seed=0)
     with pytest.raises(DeviceError, match="--device cuda was asked for but torch sees no CUDA GPU"):
         kmeans(x, 3, device="cuda", sample=500)
+
+
+# --------------------------------------------------------------------------- maps of every row
+
+
+def test_pca_map_places_the_rest_on_the_sample_axes():
+    x, lab = _blobs(400, 3, 8, seed=2)
+    fit_only = embed_2d(x, "pca", sample=300, strata=lab, seed=4, knn_queries=0)
+    m = embed_2d(x, "pca", sample=300, strata=lab, seed=4, place_rest=True, knn_queries=0)
+    assert m.sample_size == 300 and m.n_placed == 900 and m.xy.shape == (1200, 2)
+    np.testing.assert_array_equal(m.rows, np.arange(1200))
+    np.testing.assert_array_equal(np.flatnonzero(m.fitted), fit_only.rows)
+    np.testing.assert_allclose(m.xy[m.fitted], fit_only.xy, rtol=1e-6)
+    # the placed rows: the sample's principal axes (scikit-learn's PCA on the same rows, signs aside)
+    pca = PCA(n_components=2, svd_solver="full").fit(x[fit_only.rows].astype(np.float64))
+    ref = pca.transform(x[~m.fitted].astype(np.float64))
+    got = m.xy[~m.fitted].astype(np.float64)
+    for j in range(2):
+        assert abs(np.corrcoef(ref[:, j], got[:, j])[0, 1]) > 0.99999
+
+
+def test_tsne_places_new_rows_with_their_neighbours_and_reports_preservation():
+    x, lab = _blobs(1_000, 4, 16, seed=8)
+    m = embed_2d(x, "tsne", sample=800, strata=lab, seed=0, place_rest=True, knn_queries=500)
+    assert m.sample_size == 800 and m.n_placed == 3_200 and m.knn_queries == 500
+    placed = ~m.fitted
+    # a placed row lands among rows of its own blob
+    nn = NearestNeighbors(n_neighbors=6).fit(m.xy[m.fitted])
+    idx = nn.kneighbors(m.xy[placed], return_distance=False)
+    fitted_lab = lab[m.rows[m.fitted]]
+    assert (fitted_lab[idx] == lab[m.rows[placed]][:, None]).mean() >= 0.95
+    assert 0.0 < m.knn_fitted <= 1.0 and 0.0 < m.knn_all <= 1.0
+    assert "3,200 more placed" in m.caption() and "on 500 query rows" in m.caption()
+
+
+def test_neighbour_preservation_closed_forms():
+    from analysis.maps import neighbour_preservation
+
+    rng = np.random.default_rng(0)
+    xy = rng.standard_normal((3_000, 2)).astype(np.float32)
+    lifted = np.hstack([xy, np.zeros((3_000, 5), np.float32)])  # the same points in 7-D: same neighbours
+    share, used = neighbour_preservation(lifted, xy, queries=400, seed=1)
+    assert share == 1.0 and used == 400
+    noise = rng.standard_normal((3_000, 2)).astype(np.float32)  # unrelated map: about k / n
+    share, _ = neighbour_preservation(lifted, noise, queries=400, seed=1)
+    assert share < 0.02
