@@ -24,6 +24,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from lee.config import ConfigModel
+from lee.engine import Engine
 from lee.errors import InputError, SnapshotError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
@@ -263,8 +264,10 @@ def flag_table(reports: dict[str, HealthReport]) -> pd.DataFrame:
 
 def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
                     thresholds: HealthThresholds | None = None, kinds: list[TableKind | str] | None = None,
-                    times: list[datetime] | None = None, progress: bool = False) -> HealthReport:
-    """Monitor ``variant`` over its snapshots (all, or ``times``), table by table."""
+                    times: list[datetime] | None = None, progress: bool = False,
+                    engine: Engine | None = None) -> HealthReport:
+    """Monitor ``variant`` over its snapshots (all, or ``times``), table by table; with ``engine``
+    each table's statistics are summed by row range on it (:func:`table_stats_partitioned`)."""
     th = thresholds or HealthThresholds()
     store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
     times = list(times) if times is not None else store.times(variant)
@@ -290,7 +293,8 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
             healthy_hist = history.setdefault(kind, [])
             ref = _reference(healthy_hist, th)
             try:
-                stats = table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z)
+                stats = (table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z) if engine is None else
+                         table_stats_partitioned(snap, kind, engine=engine, reference=ref, extreme_z=th.extreme_z))
             except SnapshotError as exc:  # duplicate ids, wrong id type, absurd values, checksum...: broken
                 rows.append({"time": pd.Timestamp(when), "table": kind.value, "healthy": False, "broken": True,
                              "reasons": f"unreadable table: {exc}"})
@@ -317,3 +321,106 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
                     history[kind] = list(run)
                     run.clear()
     return HealthReport(variant, th, pd.DataFrame(rows))
+
+
+# --------------------------------------------------------------------------- partitioned statistics (engines)
+# table_stats on an engine (lee.engine): each task sums one row range (lee.snapshot.ranges) and the
+# driver adds the sums — exact statistics (sums, sums of squares, min, max, counts), so the result
+# equals table_stats' up to float64 summation order (well inside 1e-9 relative). Without a
+# reference the extreme-value count needs the table's own moments first: a second pass of tasks.
+
+ROWS_PER_TASK = 4 * 131_072   # rows per task (four of the writer's row groups)
+
+
+@dataclass
+class RangeSums:
+    """Additive statistics of one row range (finite rows only, except ``bad``)."""
+
+    n: int
+    bad: int
+    s1: np.ndarray
+    s2: np.ndarray
+    l1: float
+    l2: float
+    lo: float
+    hi: float
+    extreme: int
+
+    def __add__(self, other: RangeSums) -> RangeSums:
+        return RangeSums(self.n + other.n, self.bad + other.bad, self.s1 + other.s1, self.s2 + other.s2,
+                         self.l1 + other.l1, self.l2 + other.l2, min(self.lo, other.lo), max(self.hi, other.hi),
+                         self.extreme + other.extreme)
+
+
+def range_sums(snapshot: Snapshot, kind: TableKind, lo: int, hi: int, center: np.ndarray | None,
+               scale: np.ndarray | None, extreme_z: float, only_extremes: bool = False) -> RangeSums:
+    """One task: the sums of rows ``[lo, hi)`` (NaN/Inf rows counted, not refused); the extreme-value
+    count against ``center ± extreme_z · scale`` when they are given."""
+    from lee.snapshot.ranges import read_rows
+
+    v = read_rows(snapshot, kind, lo, hi, allow_nonfinite=True).vectors
+    d = v.shape[1]
+    finite = np.isfinite(v).all(axis=1)
+    bad = int((~finite).sum())
+    x = (v if bad == 0 else v[finite]).astype(np.float64)
+    extreme = int((np.abs(x - center) > extreme_z * scale).sum()) if center is not None and scale is not None else 0
+    if only_extremes or not len(x):
+        return RangeSums(len(x), bad, np.zeros(d), np.zeros(d), 0.0, 0.0, np.inf, -np.inf, extreme)
+    return RangeSums(len(x), bad, x.sum(0), (x * x).sum(0), float(np.abs(x).sum()),
+                     float(np.sqrt((x * x).sum(1)).sum()), float(x.min()), float(x.max()), extreme)
+
+
+def _check_table(snapshot: Snapshot, kind: TableKind) -> None:
+    """What no range can check alone: the sha256 and page CRCs, duplicate ids across ranges."""
+    snapshot.verify_checksum(kind)
+    snapshot.load_ids(kind)
+
+
+def _merged(engine: Engine, items: list[tuple[Any, ...]], labels: list[str]) -> RangeSums:
+    parts: list[RangeSums | None] = [None] * len(items)
+    for k, sums in engine.map(range_sums, items, labels=labels):
+        parts[k] = sums
+    total = parts[0]
+    assert total is not None
+    for p in parts[1:]:   # added in range order, whatever order the tasks finished in
+        assert p is not None
+        total = total + p
+    return total
+
+
+def table_stats_partitioned(snapshot: Snapshot, kind: TableKind | str, *, engine: Engine,
+                            reference: Reference | None = None, extreme_z: float = 6.0,
+                            rows_per_task: int = ROWS_PER_TASK) -> TableStats:
+    """:func:`table_stats` with one ``engine`` task per row range, sums merged exactly."""
+    from lee.snapshot.ranges import row_ranges
+
+    kind = TableKind.parse(kind)
+    info = snapshot.info(kind)
+    d = info.dim
+    center = scale = None
+    if reference is not None:
+        if reference.dim_mean.size != d:
+            raise InputError(f"{snapshot.table_path(kind)}: dim {d} differs from the reference's "
+                             f"{reference.dim_mean.size}; a variant must keep one dim per table over time")
+        center, scale = reference.dim_mean, _std_floor(reference.dim_std)
+    ranges = row_ranges(snapshot, kind, rows_per_task)
+    labels = [f"{snapshot.table_path(kind)} rows {lo}..{hi}" for lo, hi in ranges]
+    for _ in engine.map(_check_table, [(snapshot, kind)], labels=[str(snapshot.table_path(kind))]):
+        pass
+    t = _merged(engine, [(snapshot, kind, lo, hi, center, scale, extreme_z) for lo, hi in ranges], labels)
+    if t.n == 0:
+        nan = np.full(d, np.nan)
+        return TableStats(info.rows, t.bad, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, nan, nan)
+    dim_mean = t.s1 / t.n
+    dim_std = np.sqrt(np.maximum(t.s2 / t.n - dim_mean**2, 0.0))
+    extreme = t.extreme
+    if center is None:   # no reference: extremes against the table's own moments, a second pass
+        own = _std_floor(dim_std)
+        extreme = _merged(engine, [(snapshot, kind, lo, hi, dim_mean, own, extreme_z, True) for lo, hi in ranges],
+                          labels).extreme
+    mean = float(t.s1.sum() / (t.n * d))
+    return TableStats(
+        rows=info.rows, nonfinite_rows=t.bad, mean=mean, variance=float(t.s2.sum() / (t.n * d) - mean**2),
+        l1_mean=t.l1 / t.n, l2_mean=t.l2 / t.n, min=t.lo, max=t.hi, extreme_share=extreme / (t.n * d),
+        dim_mean=dim_mean, dim_std=dim_std,
+    )

@@ -24,6 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis._inputs import require_columns
+from lee.engine import Engine
 from lee.errors import InputError, LeeError, SnapshotError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
@@ -353,3 +354,150 @@ def volatility_series(store: SnapshotStore | str | Path, variant: str, kind: Tab
             continue
         rows.append({**res.summary(), "error": ""})
     return VolatilitySeries(variant, kind, pd.DataFrame(rows))
+
+
+# --------------------------------------------------------------------------- partitioned join (engines)
+# Volatility on an engine (lee.engine): a hash-partitioned join. Map tasks read row ranges of both
+# tables and split each by hash(id) % parts; reduce task p joins partition p of the earlier table
+# with partition p of the later one (an id lands in the same partition in both) and returns its
+# shared ids' cosines with their row numbers; the driver puts them back in the later table's row
+# order. Each cosine is computed as cosine_by_id computes it, so the result equals the local one.
+
+PARTITION_BYTES = 256 << 20   # target size of one partition (both tables' vectors): a worker's working set
+ROWS_PER_TASK = 4 * 131_072   # rows per map task (four of the writer's row groups)
+
+
+def id_partition(ids: np.ndarray, parts: int) -> np.ndarray:
+    """Partition (0..parts-1) of every id: pandas' stable hash of the value (SipHash with a fixed key
+    for strings), so the same id lands in the same partition in every table and every process."""
+    return (pd.util.hash_array(ids, categorize=False) % np.uint64(parts)).astype(np.int64)
+
+
+@dataclass
+class _Block:
+    """Rows of one table that fall in one partition: their row numbers, ids and vectors."""
+
+    rows: np.ndarray
+    ids: np.ndarray
+    vectors: np.ndarray
+
+
+def split_by_id_hash(snapshot: Snapshot, kind: TableKind, lo: int, hi: int, parts: int) -> list[_Block]:
+    """Map side: rows ``[lo, hi)`` of the table split into ``parts`` blocks by :func:`id_partition`."""
+    from lee.snapshot.ranges import read_rows
+
+    chunk = read_rows(snapshot, kind, lo, hi)
+    part = id_partition(chunk.ids, parts)
+    order = np.argsort(part, kind="stable")          # row order kept inside each partition
+    bounds = np.searchsorted(part[order], np.arange(parts + 1))
+    rows = np.arange(lo, hi, dtype=np.int64)
+    return [_Block(rows[order[a:b]], chunk.ids[order[a:b]], chunk.vectors[order[a:b]])
+            for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@dataclass
+class PartitionJoin:
+    """Reduce side's answer for one partition (row numbers index the tables' file order)."""
+
+    shared_rows: np.ndarray    # rows of the later table whose id is in both
+    shared_ids: np.ndarray
+    cosine: np.ndarray         # float32, as cosine_by_id computes it
+    n_zero_norm: int
+    new_rows: np.ndarray       # rows of the later table whose id is not in the earlier one
+    new_ids: np.ndarray
+    lost_rows: np.ndarray      # rows of the earlier table whose id is not in the later one
+    lost_ids: np.ndarray
+
+
+def _concat(blocks: Sequence[_Block], dim: int) -> _Block:
+    if not blocks:
+        return _Block(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32))
+    return _Block(np.concatenate([b.rows for b in blocks]), np.concatenate([b.ids for b in blocks]),
+                  np.concatenate([b.vectors for b in blocks]))
+
+
+def join_partition(before: Snapshot, after: Snapshot, kind: TableKind, n_before: int,
+                   *blocks: _Block) -> PartitionJoin:
+    """Reduce side: ``blocks`` holds this partition's blocks of the earlier table (the first
+    ``n_before``), then of the later one, each in row order."""
+    dim = before.info(kind).dim
+    b = _concat(blocks[:n_before], dim)
+    a = _concat(blocks[n_before:], dim)
+    index_b = _unique_index(b.ids, before, kind)
+    _unique_index(a.ids, after, kind)
+    pos = index_b.get_indexer(a.ids)
+    shared = pos >= 0
+    x = a.vectors[shared]
+    y = b.vectors[pos[shared]]
+    dots = np.einsum("ij,ij->i", x, y)
+    denom = (_norms(x, after, kind, a.ids[shared], 0) * _norms(y, before, kind, b.ids[pos[shared]], 0))
+    ok = denom > 0
+    cos = np.zeros(denom.size, np.float32)
+    np.divide(dots, denom, out=cos, where=ok)
+    np.clip(cos, -1.0, 1.0, out=cos)
+    seen = np.zeros(b.ids.size, bool)
+    seen[pos[shared]] = True
+    return PartitionJoin(a.rows[shared], a.ids[shared], cos, int((~ok).sum()), a.rows[~shared], a.ids[~shared],
+                         b.rows[~seen], b.ids[~seen])
+
+
+def _check_table(snapshot: Snapshot, kind: TableKind) -> None:
+    """What no single range can check: the file's sha256 and page CRCs, and duplicate ids across ranges."""
+    snapshot.verify_checksum(kind)
+    snapshot.load_ids(kind)
+
+
+def _in_row_order(rows: Sequence[np.ndarray], *values: Sequence[np.ndarray]) -> list[np.ndarray]:
+    r = np.concatenate(list(rows)) if rows else np.empty(0, np.int64)
+    order = np.argsort(r, kind="stable")
+    return [np.concatenate(list(v))[order] if v else np.empty(0) for v in values]
+
+
+def cosine_by_id_partitioned(before: Snapshot, after: Snapshot, kind: TableKind | str = TableKind.UR, *,
+                             engine: Engine, parts: int | None = None, rows_per_task: int = ROWS_PER_TASK,
+                             verify: bool = True) -> VolatilityResult:
+    """:func:`cosine_by_id` as a hash-partitioned join on ``engine`` (see above): equal results.
+
+    ``parts`` (default: enough for partitions of about ``PARTITION_BYTES``, at least twice the
+    engine's parallelism) sets the partition count; ``rows_per_task`` the map tasks' row ranges.
+    A worker holds one partition of both tables, about (rows_before + rows_after) · dim · 4 / parts
+    bytes, plus one map range.
+    """
+    from lee.snapshot.ranges import row_ranges
+
+    kind = TableKind.parse(kind)
+    _check_pair(before, after, kind)
+    ib, ia = before.info(kind), after.info(kind)
+    if parts is None:
+        size = (ib.rows + ia.rows) * ib.dim * 4
+        parts = max(2 * engine.parallelism, -(-size // PARTITION_BYTES))
+    if parts <= 0 or rows_per_task <= 0:
+        raise InputError(f"parts and rows_per_task must be positive; got {parts} and {rows_per_task}")
+    ranges_b, ranges_a = row_ranges(before, kind, rows_per_task), row_ranges(after, kind, rows_per_task)
+    handles = engine.scatter(split_by_id_hash, [(before, kind, lo, hi, parts) for lo, hi in ranges_b]
+                             + [(after, kind, lo, hi, parts) for lo, hi in ranges_a], parts)
+    if verify:   # meanwhile (on a cluster): both files' checksums and ids
+        for _ in engine.map(_check_table, [(before, kind), (after, kind)],
+                            labels=[str(before.table_path(kind)), str(after.table_path(kind))]):
+            pass
+    n_b = len(ranges_b)
+    joins: list[PartitionJoin | None] = [None] * parts
+    for p, res in engine.map(join_partition, [(before, after, kind, n_b, *(h[p] for h in handles))
+                                              for p in range(parts)],
+                             labels=[f"volatility partition {p}/{parts}" for p in range(parts)]):
+        joins[p] = res
+    done = [j for j in joins if j is not None]
+    del handles
+    ids, cos = _in_row_order([j.shared_rows for j in done], [j.shared_ids for j in done], [j.cosine for j in done])
+    new_ids, = _in_row_order([j.new_rows for j in done], [j.new_ids for j in done])
+    lost_ids, = _in_row_order([j.lost_rows for j in done], [j.lost_ids for j in done])
+    if not ids.size:
+        raise InputError(
+            f"no id of the {kind.value} table in {after.path} is present in {before.path} "
+            f"(first ids: {new_ids[0]!r} vs {lost_ids[0]!r}); volatility needs overlapping ids")
+    return VolatilityResult(
+        variant=after.variant, kind=kind, before=before.event_time, after=after.event_time,
+        ids=ids, cosine=cos.astype(np.float32, copy=False), n_before=ib.rows, n_after=ia.rows,
+        new_ids=new_ids, lost_ids=lost_ids, n_zero_norm=sum(j.n_zero_norm for j in done), blocks=1,
+        extra={"engine": engine.name, "partitions": parts, "map_tasks": len(ranges_b) + len(ranges_a)},
+    )
