@@ -1,7 +1,7 @@
 """Scale benchmark (issue 18): volatility and health at 10M ids, local engine vs Ray on this box.
 
     nice -n 10 python benchmarks/scale.py [--rows 10000000] [--dim 16] [--data DIR] [--json OUT]
-                                          [--analyses volatility,health] [--engines local,ray]
+                                          [--analyses volatility,health,lee] [--engines local,ray]
 
 Data: two snapshots of one variant (``UR``, int64 ids, ``dim`` float32 per id), generated and
 written in 1M-row chunks with the writer's Parquet layout (never whole in memory): the later one
@@ -18,7 +18,11 @@ Each (analysis, engine) runs in its own fresh subprocess:
 * ``health`` — one table's statistics without a reference (two passes: moments, then extremes):
   local ``table_stats``, ray ``table_stats_partitioned`` (one task per row range, sums merged).
 
-For Ray it reports separately: starting the local instance (``ray.init(num_cpus=2)``), warming
+* ``lee`` — a LEE job on the ``small`` planted world (200k events): its 6 planted variants under
+  UR+IR, 3 seeds, 10 windows (1 baseline + 6 units), one torch thread per process (as Ray's
+  workers run), on the job's ``[engine]``; the world is generated once, outside the timing.
+
+On Ray it reports separately: starting the local instance (``ray.init(num_cpus=2)``), warming
 the workers (first tasks import numpy/pyarrow/lee), the per-task overhead (200 empty tasks), and
 the analysis itself. Memory: the child's peak RSS (the driver; for the local engine everything)
 and the box's peak extra memory in use (MemTotal − MemAvailable sampled every 0.1 s, minus its
@@ -164,6 +168,57 @@ def _noop() -> None:
     return None
 
 
+LEE_JOB = """
+[job]
+name = "scale"
+snapshots = "snapshots"
+world = "world"
+results = "{db}"
+device = "cpu"
+
+[eval]
+usages = ["UR+IR"]
+seeds = [0, 1, 2]
+windows = 10
+
+[engine]
+kind = "{kind}"
+num_cpus = 2
+"""
+
+
+def _lee_job(root: Path, engine_kind: str) -> dict[str, Any]:
+    """A LEE job on the ``small`` planted world (200k events, seed 0): its 6 planted variants' latest
+    snapshot under UR+IR, 3 seeds, 10 windows (1 baseline + 6 units) on one engine; a fresh store."""
+    import torch
+
+    from lee.jobs.config import load_job
+    from lee.jobs.run import run_job
+    from lee.jobs.store import ResultsStore
+    from lee.world.config import config_for_scale
+    from lee.world.generate import generate_world
+    from lee.world.io import save_world
+    from lee.world.planted import write_planted_variants
+
+    torch.set_num_threads(1)   # as Ray's workers run (and the test suite): results comparable exactly
+    d = root / "lee"
+    if not (d / "snapshots").is_dir():
+        world = generate_world(config_for_scale("small", seed=0))
+        save_world(world, d / "world")
+        write_planted_variants(world, d / "snapshots", n_snapshots=1, seed=0)
+    db = d / f"{engine_kind}.sqlite"
+    for leftover in d.glob(f"{engine_kind}.sqlite*"):
+        leftover.unlink()
+    (d / f"{engine_kind}.toml").write_text(LEE_JOB.format(db=db.name, kind=engine_kind), encoding="utf-8")
+    t = time.perf_counter()
+    report = run_job(load_job(d / f"{engine_kind}.toml"), progress=False, log=lambda *_: None)
+    seconds = time.perf_counter() - t
+    runs = ResultsStore(db).runs().sort_values("variant")
+    return {"seconds": seconds, "units": len(report.evaluated),
+            "summary": {f"{r.variant}.{k}": float(getattr(r, k)) for r in runs.itertuples()
+                        for k in ("auc", "delta_auc", "ci_low", "ci_high")}}
+
+
 def _child(analysis: str, engine_kind: str, root: Path) -> dict[str, Any]:
     from analysis.health import table_stats, table_stats_partitioned
     from analysis.volatility import cosine_by_id, cosine_by_id_partitioned, id_partition
@@ -186,6 +241,12 @@ def _child(analysis: str, engine_kind: str, root: Path) -> dict[str, Any]:
         t = time.perf_counter()
         list(engine.map(_noop, [()] * 200))
         out["ray_task_overhead_ms"] = (time.perf_counter() - t) / 200 * 1e3
+    if analysis == "lee":   # on the job's own [engine] (Ray: the instance started above, reused)
+        out.update(_lee_job(root, engine_kind))
+        out["driver_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["box_peak_extra_mb"] = sampler.stop()
+        out["rows_per_s"] = 0.0
+        return out
     t = time.perf_counter()
     if analysis == "volatility":
         res = (cosine_by_id(before, after, "UR") if engine is None
@@ -237,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--data", type=Path, help="data directory (default: benchmarks/out/scale-<rows>-<dim>)")
-    p.add_argument("--analyses", default="volatility,health")
+    p.add_argument("--analyses", default="volatility,health,lee")
     p.add_argument("--engines", default="local,ray")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "out" / "scale.json")
     p.add_argument("--child", nargs=2, metavar=("ANALYSIS", "ENGINE"), help=argparse.SUPPRESS)
@@ -246,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(_child(args.child[0], args.child[1], root), default=str))
         return 0
-    make_data(root, args.rows, args.dim)
+    if set(args.analyses.split(",")) - {"lee"}:
+        make_data(root, args.rows, args.dim)
     results = []
     for analysis in args.analyses.split(","):
         for engine in args.engines.split(","):
@@ -255,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             r["load_before"] = load
             results.append(r)
             extra = (f", ray init {r['ray_init_s']:.1f} s, warm-up {r['ray_warmup_s']:.1f} s, "
-                     f"{r['ray_task_overhead_ms']:.1f} ms/task" if engine == "ray" else "")
+                     f"{r['ray_task_overhead_ms']:.1f} ms/task" if "ray_init_s" in r else
+                     f", {r['units']} units" if analysis == "lee" else "")
             print(f"{analysis:<10} {engine:<5} {r['seconds']:7.1f} s  {r['rows_per_s'] / 1e6:5.2f} M rows/s  "
                   f"driver peak RSS {r['driver_peak_rss_mb']:6.0f} MB  box peak +{r['box_peak_extra_mb']:6.0f} MB"
                   f"  (load {load:.1f}){extra}", flush=True)

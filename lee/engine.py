@@ -185,16 +185,20 @@ class RayEngine(Engine):
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
-                k = index[ready[0]]
-                try:
-                    value = ray.get(ready[0])
-                except ray.exceptions.RayTaskError as exc:   # the task raised: keep its own exception
-                    failures.append((k, exc.cause if isinstance(exc.cause, BaseException) else exc))
-                    continue
-                except ray.exceptions.RayError as exc:       # its worker died more often than retries allow
-                    failures.append((k, exc))
-                    continue
-                yield k, value
+                if pending:   # and whatever else is done by now, without waiting
+                    more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                    ready += more
+                for ref in ready:
+                    k = index[ref]
+                    try:
+                        value = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:   # the task raised: a user error keeps its own
+                        failures.append((k, exc.cause if isinstance(exc.cause, LeeError | OSError) else exc))
+                        continue
+                    except ray.exceptions.RayError as exc:       # its worker died more often than retries allow
+                        failures.append((k, exc))
+                        continue
+                    yield k, value
         finally:
             for ref in pending:   # the consumer stopped early (or failed): stop what still runs
                 ray.cancel(ref, force=True)
@@ -202,12 +206,13 @@ class RayEngine(Engine):
             k, exc = failures[0]
             name = labels[k] if labels is not None else f"item {k}"
             others = f" ({len(failures) - 1} more item(s) failed too)" if len(failures) > 1 else ""
-            if isinstance(exc, ray.exceptions.RayError):
+            if isinstance(exc, ray.exceptions.RayError) and not isinstance(exc, ray.exceptions.RayTaskError):
                 raise EngineError(f"{name}: its Ray task failed after {self.spec.max_retries} retr"
                                   f"{'y' if self.spec.max_retries == 1 else 'ies'} ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}){others}; every other "
                                   "item completed") from None
-            raise exc   # the task's own error (a LeeError names its file), after every other item
+            raise exc   # the task's own error after every other item: a LeeError names its file; a bug keeps
+            # Ray's error, whose message holds the remote traceback
 
     def close(self) -> None:
         if self._started and self._ray.is_initialized():
