@@ -15,7 +15,14 @@ from lee.world.config import AD_SCENARIOS, GROUP_LABELS, SCALES, WorldConfig, co
 from lee.world.generate import generate_world
 from lee.world.io import load_world, save_world
 from lee.world.model import EVENT_COLUMNS, ITEM_COLUMNS, USER_COLUMNS
-from lee.world.planted import COLLAPSED_RANK, PLANTED_VARIANTS, write_planted_variants
+from lee.world.planted import (
+    COLLAPSED_RANK,
+    GRADED_VARIANTS,
+    PLANTED_VARIANTS,
+    variant_noise,
+    variant_rank,
+    write_planted_variants,
+)
 
 
 def _event_affinity(world) -> np.ndarray:
@@ -267,3 +274,89 @@ def test_planted_variants_need_true_latents(tiny_world, tmp_path):
 
     with pytest.raises(InputError, match="true latents"):
         write_planted_variants(replace(tiny_world, user_latent=None), tmp_path)
+
+
+# --- the balanced click model and the graded variants -------------------------------------------
+
+
+def _latent_spectrum(world) -> np.ndarray:
+    """Eigenvalues of the users' latent covariance, largest first."""
+    return np.linalg.eigvalsh(np.cov(world.user_latent.astype(np.float64), rowvar=False))[::-1]
+
+
+def test_balanced_world_weighs_every_latent_direction_alike():
+    """Legacy: the group centroids dominate a few directions. Balanced: every direction of the latent
+    space carries about the same variance (so no low-rank projection is free), the users still sit
+    nearest their own group's centroid, and clicks rise with the affinity and with activity."""
+    over = dict(n_users=20_000, n_events=60_000)
+    legacy = _latent_spectrum(generate_world(config_for_scale("tiny", seed=5, **over)))
+    world = generate_world(config_for_scale("tiny", seed=5, click_model="balanced", **over))
+    balanced = _latent_spectrum(world)
+    share = lambda e, k: e[:k].sum() / e.sum()  # noqa: E731 - variance share of the top-k directions
+    # 16 dims, 6 groups: legacy puts ~40% of the variance in 2 directions and ~80% in 8; balanced
+    # ~2/16 and ~8/16 (a little more, the groups being of unequal size)
+    assert share(legacy, 2) > 0.35 and share(legacy, 8) > 0.75
+    assert share(balanced, 2) < 0.2 and share(balanced, 8) < 0.6, balanced
+    centroids = np.asarray(world.meta["centroids"])
+    d2 = ((world.user_latent[:, None, :] - centroids[None]) ** 2).sum(-1)
+    assert (d2.argmin(1) == world.users["group"].to_numpy()).mean() > 0.95
+    ev = world.events
+    aff = _event_affinity(world)
+    assert roc_auc(ev["click"].to_numpy(), aff) > 0.7
+    act = world.users.set_index("user_id")["activity"].reindex(ev["user_id"]).to_numpy()
+    hi, lo = act > np.quantile(act, 0.8), act < np.quantile(act, 0.2)
+    assert ev["click"].to_numpy()[hi].mean() > ev["click"].to_numpy()[lo].mean()
+    assert WorldConfig().click_model == "legacy" and WorldConfig().activity_logit == 0.0
+    assert WorldConfig(click_model="balanced").activity_logit == 0.2
+
+
+def test_balanced_world_needs_room_for_its_simplex():
+    with pytest.raises(ConfigError, match="latent_dim"):
+        config_for_scale("tiny", click_model="balanced", latent_dim=4)
+    with pytest.raises(ConfigError, match="click_model"):
+        config_for_scale("tiny", click_model="flat", source="--set")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    world = generate_world(config_for_scale("tiny", seed=13, click_model="balanced"))
+    root = tmp_path_factory.mktemp("graded")
+    write_planted_variants(world, root, dim=32, n_snapshots=1, seed=2, variants=("oracle", *GRADED_VARIANTS))
+    return world, SnapshotStore(root)
+
+
+def test_rank_k_variants_keep_the_affinity_in_proportion(graded):
+    """rank_k spans k dims; its <UR, IR> explains more of the true affinity as k grows."""
+    world, store = graded
+    aff = world.user_latent.astype(np.float64) @ world.item_latent.astype(np.float64).T
+    corr = {}
+    for v in ("rank_2", "rank_4", "rank_8", "oracle"):
+        snap = store.latest(v)
+        ur, ir = snap.load("UR").vectors.astype(np.float64), snap.load("IR").vectors.astype(np.float64)
+        if v != "oracle":
+            s = np.linalg.svd(ur - ur.mean(0), compute_uv=False)
+            assert s[variant_rank(v)] / s[0] < 1e-5 < s[variant_rank(v) - 1] / s[0]
+        corr[v] = np.corrcoef((ur @ ir.T).ravel(), aff.ravel())[0, 1]
+    assert corr["rank_2"] < corr["rank_4"] < corr["rank_8"] < corr["oracle"] == pytest.approx(1.0)
+    assert corr["rank_8"] < 0.9  # half the directions gone costs real signal
+
+
+def test_graded_noise_levels(graded):
+    _, store = graded
+    t = store.times("oracle")[0]
+    a = store.open("oracle", t).load("UR").vectors.astype(np.float64)
+    for level in (0.25, 0.5, 1.0, 2.0):
+        name = f"noise_{level:g}"
+        assert variant_noise(name) == level
+        b = store.open(name, t).load("UR").vectors.astype(np.float64)
+        x, y = a - a.mean(0), b - b.mean(0)
+        c = ((x * y).sum(0) / np.sqrt((x**2).sum(0) * (y**2).sum(0))).mean()
+        assert c == pytest.approx(1 / np.sqrt(1 + level**2), abs=0.05)
+    assert variant_noise("noise_low") == 0.5 and variant_noise("noise_high") == 2.0
+    assert variant_rank("rank_collapsed") == COLLAPSED_RANK and variant_rank("oracle") is None
+
+
+def test_unknown_variant_names_are_refused_before_writing(tiny_world, tmp_path):
+    with pytest.raises(InputError, match=r"unknown planted variant\(s\) noise_0, rank_x"):
+        write_planted_variants(tiny_world, tmp_path, variants=("oracle", "rank_x", "noise_0"))
+    assert not any(tmp_path.iterdir())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -19,6 +19,11 @@ GROUP_LABELS: tuple[str, ...] = (
 AD_SCENARIOS: tuple[str, ...] = ("home", "search", "feed", "detail")
 CONTENT_SCENARIO = "content"
 ACTIVITY_LEVELS: tuple[str, ...] = ("low", "mid", "high")
+CLICK_MODELS: tuple[str, ...] = ("legacy", "balanced")
+"""``legacy``: group centroids at random on a sphere, users/items isotropic around them, the group
+term dominates the click logit (a rank-2 projection loses almost nothing). ``balanced``: every
+latent direction carries the same variance and weight, so a rank-k projection keeps about k/d of
+the affinity; activity is a separate, smaller logit term. See :mod:`lee.world.generate`."""
 
 
 class WorldConfig(ConfigModel):
@@ -38,10 +43,12 @@ class WorldConfig(ConfigModel):
     duration_minutes: int = Field(60, gt=0)
     content_share: float = Field(0.5, ge=0, le=1)    # share of exposures in the content domain
     targeting_share: float = Field(0.5, ge=0, le=1)  # share of exposures drawn from the user's own group
-    group_separation: float = 3.0       # norm of each group centroid in latent space
-    user_noise: float = 0.6             # per-dimension spread of users around their centroid
+    click_model: Literal["legacy", "balanced"] = "legacy"  # how latents are laid out (CLICK_MODELS)
+    group_separation: float = 3.0       # norm of each group centroid
+    user_noise: float = 0.6             # spread of users around their centroid (balanced: along the group directions)
     item_noise: float = 0.6
     affinity_strength: float = 0.3      # logit per unit of <user, item> latent affinity
+    activity_effect: float | None = None  # logit per std of a user's log-activity; None: 0 legacy, 0.2 balanced
     content_base_logit: float = -3.0
     ad_base_logit: float = -4.0
 
@@ -61,6 +68,9 @@ class WorldConfig(ConfigModel):
         if self.n_advertisers < self.n_groups:
             raise ValueError(f"n_advertisers ({self.n_advertisers}) must be at least n_groups ({self.n_groups}): "
                              "each category needs one")
+        if self.click_model == "balanced" and self.latent_dim < self.n_groups - 1:
+            raise ValueError(f"latent_dim ({self.latent_dim}) must be at least n_groups - 1 ({self.n_groups - 1}): "
+                             "the group centroids are the vertices of a regular simplex")
         return self
 
     @property
@@ -68,6 +78,13 @@ class WorldConfig(ConfigModel):
         from lee.timeutil import parse_event_time
 
         return parse_event_time(self.start).astimezone(UTC)
+
+    @property
+    def activity_logit(self) -> float:
+        """The activity term's logit per standard deviation of log-activity, resolved per click model."""
+        if self.activity_effect is not None:
+            return self.activity_effect
+        return 0.2 if self.click_model == "balanced" else 0.0
 
     @property
     def labels(self) -> tuple[str, ...]:

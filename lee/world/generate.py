@@ -4,6 +4,23 @@ Users belong to planted interest groups; items belong to categories that mirror 
 clicks, conversions and GMV are driven by the affinity of true latent vectors. Because the truth
 is known, tests can assert that the upstream model, the evaluator and the analyses recover it.
 
+Two click models (``WorldConfig.click_model``):
+
+- ``legacy`` (the default, what the demo and every planted-truth test are calibrated on): group
+  centroids drawn at random on a sphere of radius ``group_separation``, users and items isotropic
+  around them with std ``user_noise`` / ``item_noise``. The centroid term dominates <u, v> and
+  lives in a few directions, so a rank-2 projection of the oracle keeps most of the signal.
+- ``balanced``: every direction of the latent space matters alike. The group centroids are the
+  vertices of a regular simplex (norm ``group_separation``) spanning G-1 random directions; users
+  and items spread around their centroid by ``user_noise`` / ``item_noise`` along those
+  directions and, along the other d-G+1, by just enough more that every direction carries the
+  same variance (for equally sized groups). The click logit uses the plain inner product <u, v>,
+  so every direction carries the same weight too: a rank-k projection keeps about k/d of the
+  affinity's signal, and no k < d is free. Group interests drive item choice (targeted exposures
+  come from the user's own category) and clicks (the centroid term of <u, v>); activity is a
+  separate, smaller effect (``activity_effect``, 0.2 logit per std of log-activity), outside the
+  latents.
+
 Everything is vectorised numpy driven by one seeded generator, so the default world takes about a
 second and the `large` scale (10M events, 1M users) stays within memory on a laptop.
 """
@@ -36,15 +53,26 @@ def generate_world(config: WorldConfig | None = None, *, progress: bool = False)
     rng = np.random.default_rng(cfg.seed)
     d, G = cfg.latent_dim, cfg.n_groups
 
-    # --- planted groups: centroids on a sphere of radius `group_separation`
-    centroids = rng.standard_normal((G, d))
-    centroids *= cfg.group_separation / np.linalg.norm(centroids, axis=1, keepdims=True)
+    balanced = cfg.click_model == "balanced"
+    if balanced:  # --- planted groups: a regular simplex in G-1 random directions of the d-dim latent space
+        basis = np.linalg.qr(rng.standard_normal((d, d)))[0].T  # rows: orthonormal; the first G-1 span the groups
+        centroids = _simplex(G, cfg.group_separation) @ basis[: G - 1]
+    else:  # --- legacy: centroids at random on a sphere of radius `group_separation`
+        centroids = rng.standard_normal((G, d))
+        centroids *= cfg.group_separation / np.linalg.norm(centroids, axis=1, keepdims=True)
+
+    def deviations(n: int, noise: float) -> np.ndarray:
+        if balanced:
+            return _spread(rng, n, basis, G, noise, cfg.group_separation)
+        return noise * rng.standard_normal((n, d))
 
     # --- users
     group_share = rng.dirichlet(np.full(G, 5.0))
     user_group = rng.choice(G, size=cfg.n_users, p=group_share)
-    user_latent = centroids[user_group] + cfg.user_noise * rng.standard_normal((cfg.n_users, d))
+    user_latent = centroids[user_group] + deviations(cfg.n_users, cfg.user_noise)
     activity = rng.lognormal(0.0, 1.0, size=cfg.n_users)
+    log_act = np.log(activity)
+    activity_z = (log_act - log_act.mean()) / max(float(log_act.std()), 1e-12)
     activity_level = np.searchsorted(np.quantile(activity, [1 / 3, 2 / 3]), activity, side="right")
     ood_propensity = rng.beta(1.0, 3.0, size=cfg.n_users)  # appetite for ads in other scenarios
     users = pd.DataFrame({
@@ -61,7 +89,7 @@ def generate_world(config: WorldConfig | None = None, *, progress: bool = False)
     n_items = cfg.n_content_items + cfg.n_ad_items
     domain = np.r_[np.zeros(cfg.n_content_items, np.int8), np.ones(cfg.n_ad_items, np.int8)]
     category = rng.integers(0, G, size=n_items)
-    item_latent = centroids[category] + cfg.item_noise * rng.standard_normal((n_items, d))
+    item_latent = centroids[category] + deviations(n_items, cfg.item_noise)
     adv_category = np.r_[np.arange(G), rng.integers(0, G, size=cfg.n_advertisers - G)]
     advertiser = np.full(n_items, -1, dtype=np.int64)
     for g in range(G):  # G iterations, not one per item
@@ -98,10 +126,14 @@ def generate_world(config: WorldConfig | None = None, *, progress: bool = False)
     pos_effect = -0.15 * (position - 1)
     scen_effect = np.array([0.0, 0.3, 0.1, 0.0, -0.2])[scenario_codes]
     base = np.where(ev_domain == 1, cfg.ad_base_logit, cfg.content_base_logit)
+    activity_logit = cfg.activity_logit
     for lo in tqdm(range(0, n, _CHUNK), desc="events", disable=not progress, unit="chunk"):
         sl = slice(lo, min(lo + _CHUNK, n))
         aff = np.einsum("ij,ij->i", user_latent[ev_user[sl]], item_latent[ev_item[sl]])
-        logit = base[sl] + cfg.affinity_strength * aff + popularity[ev_item[sl]] + pos_effect[sl] + scen_effect[sl]
+        logit = base[sl] + cfg.affinity_strength * aff
+        if activity_logit:  # legacy worlds have none: their logits stay bit for bit what they were
+            logit = logit + activity_logit * activity_z[ev_user[sl]]
+        logit = logit + popularity[ev_item[sl]] + pos_effect[sl] + scen_effect[sl]
         click[sl] = rng.random(logit.size) < _sigmoid(logit)
         conv_p = _sigmoid(-1.5 + 0.15 * aff) * (ev_domain[sl] == 1) * click[sl]
         conversion[sl] = rng.random(logit.size) < conv_p
@@ -122,6 +154,29 @@ def generate_world(config: WorldConfig | None = None, *, progress: bool = False)
             "centroids": centroids.tolist()}
     return World(users=users, items=items, events=events, meta=meta,
                  user_latent=user_latent.astype(np.float32), item_latent=item_latent.astype(np.float32))
+
+
+def _simplex(G: int, radius: float) -> np.ndarray:
+    """(G, G-1) vertices of a regular simplex centred on 0, each at distance ``radius`` from it.
+
+    Equally sized groups then have the same between-group variance, radius^2 / (G-1), along each
+    of the G-1 directions, and every pair of centroids is equally far apart.
+    """
+    centred = np.eye(G) - 1.0 / G                      # rows sum to zero, span a (G-1)-dim subspace
+    q = np.linalg.qr(centred)[0][:, : G - 1]          # orthonormal basis of that subspace
+    vertices = centred @ q                             # (G, G-1), norm sqrt((G-1)/G) each
+    return vertices * (radius / np.sqrt((G - 1) / G)) if G > 1 else vertices
+
+
+def _spread(rng: np.random.Generator, n: int, basis: np.ndarray, G: int, noise: float,
+            separation: float) -> np.ndarray:
+    """Deviations from the centroid: std ``noise`` along the G-1 group directions and
+    sqrt(noise^2 + separation^2 / (G-1)) along the others, so the latent (centroid + deviation)
+    has the same variance along every direction of the space."""
+    d = basis.shape[0]
+    between = separation**2 / (G - 1) if G > 1 else 0.0
+    std = np.r_[np.full(G - 1, noise), np.full(d - (G - 1), np.sqrt(noise**2 + between))]
+    return (rng.standard_normal((n, d)) * std) @ basis
 
 
 def _draw_items(
