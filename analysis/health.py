@@ -104,7 +104,9 @@ def table_stats(snapshot: Snapshot, kind: TableKind | str, *, reference: Referen
         if reference.dim_mean.size != d:
             raise InputError(f"{snapshot.table_path(kind)}: dim {d} differs from the reference's "
                              f"{reference.dim_mean.size}; a variant must keep one dim per table over time")
-        center, scale = reference.dim_mean, _std_floor(reference.dim_std)
+        # dims dead in the reference (no spread to measure against) never count as extreme
+        center = reference.dim_mean
+        scale = np.where(_alive(reference.dim_std), _std_floor(reference.dim_std), np.inf)
     for chunk in snapshot.iter_chunks(kind, rows=chunk_rows, allow_nonfinite=True):
         v = chunk.vectors
         finite = np.isfinite(v).all(axis=1)
@@ -153,16 +155,36 @@ def _reference(history: list[TableStats], th: HealthThresholds) -> Reference | N
     )
 
 
+def _typical_std(ref_std: np.ndarray) -> float:
+    """The reference's typical per-dimension std: the median over the dims that vary at all.
+
+    Dims that are constant for every row (a ReLU unit that never fires, common in CR tables read
+    from an MLP layer, often more than half of them) are left out: with them in, the median of a
+    mostly-dead table is 0, every flickering near-zero unit then counts as 'alive' and dies in the
+    next snapshot, and a unit that starts to fire has moved by billions of reference std.
+    """
+    top = float(ref_std.max()) if ref_std.size else 0.0
+    live = ref_std[ref_std > 1e-6 * top] if top > 0 else ref_std[:0]
+    return float(np.median(live)) if live.size else 0.0
+
+
+def _alive(ref_std: np.ndarray) -> np.ndarray:
+    """Dims with real spread in the reference: at least 10% of its typical std."""
+    typical = _typical_std(ref_std)
+    return (ref_std >= 0.1 * typical) & (ref_std > 0) if typical > 0 else np.zeros(ref_std.shape, bool)
+
+
 def _dead_dims(dim_std: np.ndarray, ref_std: np.ndarray, th: HealthThresholds) -> int:
-    """Dims that had real spread in the reference (≥ 10% of its median std) and lost it."""
-    alive = ref_std >= 0.1 * float(np.median(ref_std))
-    return int((alive & (dim_std < th.dead_std_ratio * ref_std)).sum())
+    """Dims that had real spread in the reference (≥ 10% of its typical std) and lost it. A dim
+    that was dead in the reference too (dead from the start) is how the representation is, not a
+    fault of this snapshot, and is not counted."""
+    return int((_alive(ref_std) & (dim_std < th.dead_std_ratio * ref_std)).sum())
 
 
 def _std_floor(ref_std: np.ndarray) -> np.ndarray:
-    """Per-dim std used as a yardstick: never below 1% of the median (near-constant dims would make
-    any change look like millions of std)."""
-    return np.maximum(ref_std, 0.01 * max(float(np.median(ref_std)), 1e-12))
+    """Per-dim std used as a yardstick: never below 1% of the typical std (near-constant dims would
+    make any change look like millions of std)."""
+    return np.maximum(ref_std, 0.01 * max(_typical_std(ref_std), 1e-12))
 
 
 def judge(stats: TableStats, ref: Reference | None, th: HealthThresholds) -> tuple[dict[str, float], list[str]]:
@@ -187,7 +209,11 @@ def judge(stats: TableStats, ref: Reference | None, th: HealthThresholds) -> tup
         reasons.append(f"{dead} dead dimension(s) (std < {th.dead_std_ratio:g} × reference)")
     measures["broken"] = bool(reasons)  # NaN rows or dead dims: never a new normal
     ratio = stats.l2_mean / max(ref.l2_mean, 1e-30)
-    shift = float(np.sqrt(np.mean(((stats.dim_mean - ref.dim_mean) / _std_floor(ref.dim_std)) ** 2)))
+    # mean shift over the dims alive in the reference: a unit that was dead and starts to fire has
+    # no spread to measure its move against (and a model still learning wakes units up)
+    alive = _alive(ref.dim_std)
+    z = (stats.dim_mean - ref.dim_mean) / _std_floor(ref.dim_std)
+    shift = float(np.sqrt(np.mean(z[alive] ** 2))) if alive.any() else 0.0
     measures.update(scale_ratio=ratio, mean_shift=shift, variance_change=stats.variance / max(ref.variance, 1e-30) - 1)
     if ratio > th.max_scale_ratio or ratio < 1.0 / th.max_scale_ratio:
         reasons.append(f"mean row norm is {ratio:.3g}× the reference's")
@@ -388,6 +414,12 @@ def _merged(engine: Engine, items: list[tuple[Any, ...]], labels: list[str]) -> 
     return total
 
 
+def _yardstick(reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dim center and scale that extremes are counted against, as :func:`table_stats` counts
+    them (keep the two in step): dims dead in the reference never count as extreme."""
+    return reference.dim_mean, np.where(_alive(reference.dim_std), _std_floor(reference.dim_std), np.inf)
+
+
 def table_stats_partitioned(snapshot: Snapshot, kind: TableKind | str, *, engine: Engine,
                             reference: Reference | None = None, extreme_z: float = 6.0,
                             rows_per_task: int = ROWS_PER_TASK) -> TableStats:
@@ -402,7 +434,7 @@ def table_stats_partitioned(snapshot: Snapshot, kind: TableKind | str, *, engine
         if reference.dim_mean.size != d:
             raise InputError(f"{snapshot.table_path(kind)}: dim {d} differs from the reference's "
                              f"{reference.dim_mean.size}; a variant must keep one dim per table over time")
-        center, scale = reference.dim_mean, _std_floor(reference.dim_std)
+        center, scale = _yardstick(reference)
     ranges = row_ranges(snapshot, kind, rows_per_task)
     labels = [f"{snapshot.table_path(kind)} rows {lo}..{hi}" for lo, hi in ranges]
     for _ in engine.map(_check_table, [(snapshot, kind)], labels=[str(snapshot.table_path(kind))]):
@@ -415,9 +447,9 @@ def table_stats_partitioned(snapshot: Snapshot, kind: TableKind | str, *, engine
     dim_std = np.sqrt(np.maximum(t.s2 / t.n - dim_mean**2, 0.0))
     extreme = t.extreme
     if center is None:   # no reference: extremes against the table's own moments, a second pass
-        own = _std_floor(dim_std)
-        extreme = _merged(engine, [(snapshot, kind, lo, hi, dim_mean, own, extreme_z, True) for lo, hi in ranges],
-                          labels).extreme
+        own_center, own_scale = _yardstick(Reference(dim_mean, dim_std, 0.0, 0.0, 0.0, 0))
+        extreme = _merged(engine, [(snapshot, kind, lo, hi, own_center, own_scale, extreme_z, True)
+                                   for lo, hi in ranges], labels).extreme
     mean = float(t.s1.sum() / (t.n * d))
     return TableStats(
         rows=info.rows, nonfinite_rows=t.bad, mean=mean, variance=float(t.s2.sum() / (t.n * d) - mean**2),
