@@ -27,8 +27,6 @@ from lee.jobs.config import load_job
 from lee.jobs.run import run_job
 from lee.jobs.store import ResultsStore
 from lee.snapshot import EmbeddingTable, SnapshotStore, write_snapshot
-from lee.world.io import save_world
-from lee.world.planted import write_planted_variants
 
 pytestmark = pytest.mark.slow   # ~1 minute on 2 cores, most of it starting Ray and its workers; part of CI
 
@@ -37,9 +35,11 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tiny" / "snaps
 JOB = """
 [job]
 name = "t"
-snapshots = "snapshots"
-world = "world"
+snapshots = "{root}/snapshots"
+world = "{root}/world"
 results = "{db}"
+variants = ["oracle", "random", "noise_high"]
+latest_only = true
 device = "cpu"
 
 [eval]
@@ -67,17 +67,15 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def job_dir(tiny_world, tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("rayjob")
-    save_world(tiny_world, d / "world")
-    write_planted_variants(tiny_world, d / "snapshots", n_snapshots=1, seed=0,
-                           variants=("oracle", "random", "noise_high"))
-    return d
+def job_dir(tmp_path_factory) -> Path:
+    """Job files and results stores; the job reads the committed tiny world and its snapshots."""
+    return tmp_path_factory.mktemp("rayjob")
 
 
 def _job(d: Path, name: str, kind: str, retries: int = 3) -> Path:
     path = d / f"{name}.toml"
-    path.write_text(JOB.format(db=f"{name}.sqlite", kind=kind, retries=retries), encoding="utf-8")
+    path.write_text(JOB.format(root=FIXTURES.parent.as_posix(), db=f"{name}.sqlite", kind=kind, retries=retries),
+                    encoding="utf-8")
     return path
 
 
@@ -134,6 +132,18 @@ def test_engine_section_is_checked():
         EngineSpec(kind="spark")
     with pytest.raises(ConfigError, match="max_retries"):
         EngineSpec(kind="ray", max_retries=-1)
+
+
+def test_engine_section_of_a_job_file_is_checked_and_overridden(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('[job]\nsnapshots = "s"\nworld = "w"\n[engine]\nkind = "spark"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"job.toml: \[engine\] kind: expected one of 'local' or 'ray'"):
+        load_job(path)
+    path.write_text('[job]\nsnapshots = "s"\nworld = "w"\n[engine]\nkind = "ray"\nmax_retries = 1\n', encoding="utf-8")
+    job = load_job(path)
+    assert (job.engine.kind, job.engine.address, job.engine.max_retries) == ("ray", None, 1)
+    assert job.with_engine("ray", "auto").engine.max_retries == 1          # --address keeps the section
+    assert job.with_engine("local").engine == EngineSpec()                   # --engine local replaces it
 
 
 def test_ray_engine_yields_every_item_and_a_failed_task_costs_only_itself(cluster):
