@@ -106,11 +106,11 @@ def _pca(x: np.ndarray, seed: int, threads: int) -> tuple[np.ndarray, Placer]:
 
 def _faiss_knn_index() -> type:
     """An openTSNE nearest-neighbour index backed by faiss: exact (BLAS) search among the fitted
-    rows, and an IVF index (nlist 4·sqrt(n), nprobe 16) when many new rows are placed."""
+    rows, and an IVF index (nlist 4·sqrt(n), at most n/39, nprobe 16) when many new rows are placed."""
     import faiss
     from openTSNE.nearest_neighbors import KNNIndex
 
-    class FaissKNN(KNNIndex):  # type: ignore[misc]
+    class FaissKNN(KNNIndex):
         VALID_METRICS = ["euclidean"]
 
         def build(self) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +126,7 @@ def _faiss_knn_index() -> type:
             if self.n_samples >= 10_000 and q.shape[0] >= 10_000:
                 if getattr(self, "_ivf", None) is None:
                     data = np.ascontiguousarray(self.data, dtype=np.float32)
-                    nlist = int(4 * np.sqrt(self.n_samples))
+                    nlist = max(1, min(int(4 * np.sqrt(self.n_samples)), self.n_samples // 39))  # faiss: 39/list
                     ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(data.shape[1]), data.shape[1], nlist)
                     ivf.cp.seed = 0 if self.random_state is None else int(self.random_state) % (2**31)
                     ivf.train(data)

@@ -64,6 +64,7 @@ class SuiteConfig(ConfigModel):
     map_methods: tuple[MapMethod, ...] = (MapMethod.PCA,)
     map_variants: tuple[str, ...] | None = None  # default: every clustered variant
     map_sample: int = Field(5000, gt=0)
+    map_place_rest: bool = False  # place every other row by the method's transform (maps of every id)
     importance_variants: tuple[str, ...] = ()
     importance_usage: Usage = Usage.UR_IR
     importance_mode: MaskingMode = MaskingMode.PERMUTATION
@@ -232,7 +233,8 @@ def run_suite(data: Dataset | World, root: str | Path, *, config: SuiteConfig | 
             order = pd.Index(table.ids).get_indexer(res.clusters[v].ids)
             vectors = table.vectors[order]
             for method in cfg.map_methods:
-                m = embed_2d(vectors, method, sample=cfg.map_sample, strata=res.clusters[v].assignment, seed=cfg.seed)
+                m = embed_2d(vectors, method, sample=cfg.map_sample, strata=res.clusters[v].assignment, seed=cfg.seed,
+                             place_rest=cfg.map_place_rest)
                 res.maps.setdefault(v, {})[method] = m
                 frame = map_frame(m, res.clusters[v], labels if kind.entity == "user" else None)
                 res.map_frames.setdefault(v, {})[method] = frame

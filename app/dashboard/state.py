@@ -206,7 +206,7 @@ def world(src: Sources):
 def _suite(world_path: str, root: str, key: tuple, maps: tuple[str, ...]):
     from analysis.suite import SuiteConfig, run_suite
 
-    return run_suite(_world(world_path), root, config=SuiteConfig(map_methods=maps, n_boot=200),
+    return run_suite(_world(world_path), root, config=SuiteConfig(map_methods=maps, n_boot=200, map_place_rest=True),
                      log=lambda *_: None)
 
 
