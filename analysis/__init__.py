@@ -31,5 +31,6 @@ for _name, _where in {
     "release-review": "analysis.compare.review:ReleaseReview",
     "variant-compare": "analysis.variant_compare:VariantComparison",
     "cluster-labels": "analysis.cluster_labels:ClusterLabelResult",
+    "fidelity": "analysis.fidelity:FidelityResult",
 }.items():
     declare(_name, _where)

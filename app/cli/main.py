@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+import app.cli.fidelity as fidelity
 from app.cli import analyze, casestudy, compare, data, demo, evaluate, gate, report, snapshots, upstream, world
 from app.cli.output import (
     EXIT_BUG,
@@ -28,7 +29,7 @@ from app.cli.output import (
 from lee import __version__
 from lee.errors import LeeError
 
-NOUNS = (world, data, upstream, snapshots, evaluate, analyze, compare, gate, casestudy, report, demo)
+NOUNS = (world, data, upstream, snapshots, evaluate, analyze, compare, gate, fidelity, casestudy, report, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

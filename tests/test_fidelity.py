@@ -1,0 +1,102 @@
+"""``lee fidelity`` end to end at a reduced size: LEE's proxy and the full downstream model rank a tiny
+planted world's oracle, its noise levels and random alike, the figures are SciPy's, the JSON has its
+keys and the saved result round-trips.
+
+Reduced size for CI (about a minute on 2 cores): a tiny world with 12k events and a stronger click
+signal, one seed, five windows (the last one tests the full model, the one before validates), the full
+model at the proxy's widths for at most two epochs. The full-size figures are ``benchmarks/fidelity.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import kendalltau, spearmanr
+
+from analysis.fidelity import FidelityResult, fidelity_figure
+from analysis.fidelity_variants import Selection, planted_names, rank_k, with_noise
+from app.cli.main import main
+from lee.errors import InputError
+from lee.results import load_result
+
+
+@pytest.fixture(scope="module")
+def fidelity_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fidelity")
+    world, out = base / "world", base / "out"
+    assert main(["world", "generate", "--out", str(world), "--scale", "tiny", "--seed", "7", "--set", "n_events=12000",
+                 "--set", "affinity_strength=0.8", "--quiet"]) == 0
+    assert main(["fidelity", "--world", str(world), "--out", str(out), "--variants", "oracle,noise,random",
+                 "--seeds", "0", "--boot", "30", "--windows", "5", "--test-windows", "1", "--max-epochs", "2",
+                 "--full", "emb_dim=16", "--full", "mlp_hidden=[64,32]", "--full", "cross_layers=2",
+                 "--quiet"]) == 0
+    return out, json.loads((out / "fidelity.json").read_text())
+
+
+def test_fidelity_json_has_its_keys_and_the_figures_are_scipys(fidelity_run):
+    _, doc = fidelity_run
+    for key in ("kendall_tau", "kendall_tau_ci", "spearman_rho", "spearman_rho_ci", "verdict_agreement",
+                "time_ratio", "lee_seconds", "full_seconds", "pairs", "interval", "machine", "config"):
+        assert key in doc, key
+    pairs = pd.DataFrame(doc["pairs"])
+    assert {"oracle", "random"} <= set(pairs["variant"]) and (pairs["family"] == "noise").sum() >= 4
+    lee, full = pairs["lee_delta_auc"].to_numpy(), pairs["full_delta_auc"].to_numpy()
+    assert doc["kendall_tau"] == pytest.approx(kendalltau(lee, full).statistic, abs=1e-12)
+    assert doc["spearman_rho"] == pytest.approx(spearmanr(lee, full).statistic, abs=1e-12)
+    assert doc["verdict_agreement"] == pytest.approx(float(np.mean(pairs["lee_verdict"] == pairs["full_verdict"])))
+    assert doc["time_ratio"] == pytest.approx(doc["full_seconds"] / doc["lee_seconds"])
+    lo, hi = doc["kendall_tau_ci"]
+    assert -1.0 <= lo <= hi <= 1.0
+
+
+def test_lee_ranks_the_planted_world_as_full_training_does(fidelity_run):
+    _, doc = fidelity_run
+    pairs = pd.DataFrame(doc["pairs"]).set_index("variant")
+    # six variants: Kendall's tau >= 0.6 has p < 0.07 under random rankings; the world's order is clear
+    assert doc["kendall_tau"] >= 0.6 and doc["spearman_rho"] >= 0.75, pairs
+    _, level, _ = planted_names()
+
+    def lvl(name: str) -> float:  # planted noise_X / noise_low, or derived oracle.noiseX
+        return level(name) or float(name.rsplit("noise", 1)[1])
+
+    noisy = list(pairs.index[pairs["family"] == "noise"])
+    lowest, highest = min(noisy, key=lvl), max(noisy, key=lvl)
+    for col in ("lee_delta_auc", "full_delta_auc"):
+        top = min(pairs.loc["oracle", col], pairs.loc[lowest, col])
+        bottom = max(pairs.loc[highest, col], pairs.loc["random", col])
+        assert top > bottom, (col, pairs[col])
+    assert pairs.loc["oracle", "lee_verdict"] == pairs.loc["oracle", "full_verdict"] == "better"
+
+
+def test_fidelity_result_round_trips(fidelity_run):
+    out, doc = fidelity_run
+    res = load_result(out / "fidelity", FidelityResult)
+    again = FidelityResult.load(out / "fidelity")
+    pd.testing.assert_frame_equal(res.variants, again.variants)
+    assert res.metrics["kendall_tau"] == doc["kendall_tau"]
+    assert list(res.variants["variant"]) == [p["variant"] for p in doc["pairs"]]
+    assert len(res.boot) == 30
+    fig = fidelity_figure(res)
+    assert len(fig.data) == res.variants["family"].nunique()
+
+
+def test_selection_and_derived_tables():
+    sel = Selection(["noise", "upstream@*"])
+    assert sel.wants("noise_2", "noise") and sel.wants("upstream@20260101T000000Z", "upstream")
+    assert not sel.wants("oracle", "planted")
+    with pytest.raises(InputError, match="matched no variant"):
+        Selection(["nope"]).check(["oracle"])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 8)) @ rng.standard_normal((8, 8))
+    assert np.linalg.matrix_rank(rank_k(x, 3) - x.mean(0), tol=1e-3) == 3
+    assert rank_k(x, 8) == pytest.approx(x, abs=1e-4)  # every direction kept: the table itself
+    noisy = with_noise(x, 1.0, np.random.default_rng(1))
+    assert np.std(noisy - x, axis=0) == pytest.approx(x.std(0), rel=0.25)
+
+
+def test_bad_full_setting_is_one_paragraph(tmp_path, capsys):
+    assert main(["fidelity", "--world", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--full", "emb_dim"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
