@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
 
 from lee.device import resolve_device
 from lee.errors import ConfigError, DeviceError, InputError
@@ -47,9 +49,9 @@ def learned(small_enc, tmp_path_factory):
     return result, SnapshotStore(root)
 
 
-def test_learned_model_beats_the_planted_random_variant(small_enc, planted_root, learned):
-    """Held-out ad AUC of the learned towers vs the same mix tower over frozen planted towers."""
-    result, _ = learned
+@pytest.fixture(scope="module")
+def frozen_aucs(small_enc, planted_root):
+    """Held-out ad AUC of the same mix tower, same training, over frozen planted towers."""
     aucs = {}
     for variant in ("random", "oracle"):
         res = train_upstream(
@@ -58,9 +60,43 @@ def test_learned_model_beats_the_planted_random_variant(small_enc, planted_root,
             item_tower=_frozen(planted_root, variant, "IR", small_enc.item_ids),
         )
         aucs[variant] = res.holdout_auc_ad
-    assert result.holdout_auc_ad >= aucs["random"] + 0.05, (result.holdout_auc_ad, aucs)
-    assert aucs["oracle"] > result.holdout_auc_ad  # the planted truth is the ceiling
+    return aucs
+
+
+def test_learned_model_beats_the_planted_random_variant(learned, frozen_aucs):
+    """Held-out ad AUC of the learned towers vs the same mix tower over frozen planted towers."""
+    result, _ = learned
+    assert result.holdout_auc_ad >= frozen_aucs["random"] + 0.05, (result.holdout_auc_ad, frozen_aucs)
+    assert frozen_aucs["oracle"] > result.holdout_auc_ad  # the planted truth is the ceiling
     assert result.holdout_auc_content > 0.6
+
+
+def test_learned_model_learns_the_world(small_world, learned, frozen_aucs):
+    """At the demo's scale (the small world): held-out ad AUC within 0.03 of the oracle towers
+    (measured 0.794 vs 0.814), and K-means on the learned UR recovers the planted groups (ARI
+    measured 0.84; before the user tower read the click history it was 0.00)."""
+    result, store = learned
+    assert frozen_aucs["oracle"] - result.holdout_auc_ad <= 0.03, (result.holdout_auc_ad, frozen_aucs)
+    ur = store.latest("upstream").load("UR")
+    x = ur.vectors.astype(np.float64)
+    x = (x - x.mean(0)) / x.std(0)
+    groups = small_world.users.set_index("user_id")["group"].reindex(ur.ids).to_numpy()
+    labels = KMeans(n_clusters=int(groups.max()) + 1, n_init=10, random_state=0).fit_predict(x)
+    assert adjusted_rand_score(groups, labels) >= 0.5
+
+
+def test_snapshots_show_the_model_settling(learned):
+    """Volatility falls as the model learns: consecutive UR snapshots agree more at the end."""
+    _, store = learned
+    times = store.times("upstream")
+    cos = []
+    for a, b in zip(times, times[1:]):
+        ta, tb = store.open("upstream", a).load("UR"), store.open("upstream", b).load("UR")
+        rows = pd.Index(ta.ids).get_indexer(tb.ids)
+        keep = rows >= 0
+        x, y = ta.vectors[rows[keep]].astype(np.float64), tb.vectors[keep].astype(np.float64)
+        cos.append(float(((x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)).mean()))
+    assert np.mean(cos[-3:]) > np.mean(cos[:3]) and cos[-1] > 0.9, cos
 
 
 def test_snapshots_are_written_every_five_minutes_of_event_time(small_world, learned):

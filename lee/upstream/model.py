@@ -30,6 +30,7 @@ class UpstreamConfig:
     cross_layers: int = 2
     mlp_hidden: tuple[int, ...] = (64, 32)
     cr_layer: str = "ads.mlp.1"  # default CR: the ads branch's penultimate layer (input to its head)
+    user_history: bool = True    # the user tower also reads the user's click and exposure shares per item category
 
     def layer_names(self) -> list[str]:
         names = []
@@ -44,23 +45,56 @@ class UpstreamConfig:
 
 
 class UserTower(nn.Module):
-    """user id + activity level -> UR. Id embeddings are sparse (SparseAdam) so 1M users stay cheap."""
+    """user id + activity level (+ click history) -> UR. Id embeddings are sparse (SparseAdam) so 1M
+    users stay cheap.
 
-    activity: torch.Tensor  # buffer: activity level of every user id
+    With ``cfg.user_history`` the tower also reads, per item category, the share of the user's past
+    clicks and of their past exposures (counts kept in buffers, updated by :meth:`observe` after each
+    training step, so an event's own label never feeds its prediction). A per-user id embedding
+    learns little from the tens of events most users have (measured on the planted world: its UR
+    told the planted groups apart no better than chance, ARI 0.00); the shares are what a
+    production user tower reads from the behaviour sequence, and they carry the interests.
+    """
+
+    activity: torch.Tensor       # buffer: activity level of every user id
+    hist_clicks: torch.Tensor    # buffers (with user_history): (U, C) click and exposure counts
+    hist_exposures: torch.Tensor
 
     def __init__(self, enc: EncodedWorld, cfg: UpstreamConfig) -> None:
         super().__init__()
         c = enc.cardinalities
         self.id_emb = nn.Embedding(c["users"], cfg.id_dim, sparse=True)
         self.act_emb = nn.Embedding(c["activity"], cfg.side_dim)
-        self.mlp = MLP(cfg.id_dim + cfg.side_dim, cfg.tower_hidden)
+        self.use_history = cfg.user_history
+        hist_dim = 0
+        if cfg.user_history:
+            self.register_buffer("hist_clicks", torch.zeros(c["users"], c["category"]), persistent=False)
+            self.register_buffer("hist_exposures", torch.zeros(c["users"], c["category"]), persistent=False)
+            self.hist_proj = nn.Linear(2 * c["category"], cfg.id_dim)
+            hist_dim = cfg.id_dim
+        self.mlp = MLP(cfg.id_dim + cfg.side_dim + hist_dim, cfg.tower_hidden)
         self.out = nn.Linear(self.mlp.out_dim, cfg.rep_dim)
         nn.init.normal_(self.id_emb.weight, std=0.05)
         self.register_buffer("activity", enc.user_activity.clone(), persistent=False)
 
+    def history(self, user: torch.Tensor) -> torch.Tensor:
+        """(B, 2C): each user's click shares and exposure shares per category (zeros before any event)."""
+        clicks, shown = self.hist_clicks[user], self.hist_exposures[user]
+        return torch.cat([clicks / (clicks.sum(1, keepdim=True) + 1.0),
+                          shown / (shown.sum(1, keepdim=True) + 1.0)], dim=1)
+
+    @torch.no_grad()
+    def observe(self, user: torch.Tensor, category: torch.Tensor, click: torch.Tensor) -> None:
+        """Add events (user row, item category, click 0/1) to the history counts."""
+        if self.use_history:
+            self.hist_exposures.index_put_((user, category), torch.ones_like(click), accumulate=True)
+            self.hist_clicks.index_put_((user, category), click, accumulate=True)
+
     def forward(self, user: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.id_emb(user), self.act_emb(self.activity[user])], dim=1)  # (B, id+side)
-        return self.out(self.mlp(x))  # (B, rep_dim)
+        parts = [self.id_emb(user), self.act_emb(self.activity[user])]
+        if self.use_history:
+            parts.append(self.hist_proj(self.history(user)))
+        return self.out(self.mlp(torch.cat(parts, dim=1)))  # (B, rep_dim)
 
 
 class ItemTower(nn.Module):
