@@ -69,8 +69,9 @@ class Engine(ABC):
 
     @abstractmethod
     def map(self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], *,
-            labels: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
-        """``(index, fn(*items[index]))`` for every item; ``labels`` name the items in errors."""
+            labels: Sequence[str] | None = None, gpus: float = 0.0) -> Iterator[tuple[int, Any]]:
+        """``(index, fn(*items[index]))`` for every item; ``labels`` name the items in errors;
+        ``gpus``: GPUs each task needs (a cluster schedules it where they are free)."""
 
     @abstractmethod
     def scatter(self, fn: Callable[..., Sequence[Any]], items: Sequence[tuple[Any, ...]],
@@ -86,6 +87,11 @@ class Engine(ABC):
     def parallelism(self) -> int:
         """How many tasks run at once (a guide for choosing partition counts)."""
         return 1
+
+    @property
+    def gpus(self) -> float:
+        """GPUs the engine can give tasks (0 locally: there the job's device is this machine's)."""
+        return 0.0
 
     @abstractmethod
     def close(self) -> None:
@@ -104,7 +110,7 @@ class LocalEngine(Engine):
     name = "local"
 
     def map(self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], *,
-            labels: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
+            labels: Sequence[str] | None = None, gpus: float = 0.0) -> Iterator[tuple[int, Any]]:
         for k, args in enumerate(items):
             yield k, fn(*args)
 
@@ -159,6 +165,10 @@ class RayEngine(Engine):
     def parallelism(self) -> int:
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
+    @property
+    def gpus(self) -> float:
+        return float(self._ray.cluster_resources().get("GPU", 0.0))
+
     def put(self, obj: Any) -> Any:
         return self._ray.put(obj)
 
@@ -176,9 +186,9 @@ class RayEngine(Engine):
         return out
 
     def map(self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], *,
-            labels: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
+            labels: Sequence[str] | None = None, gpus: float = 0.0) -> Iterator[tuple[int, Any]]:
         ray = self._ray
-        remote = self._remote(fn)
+        remote = self._remote(fn, num_gpus=gpus) if gpus else self._remote(fn)
         index = {remote.remote(*args): k for k, args in enumerate(items)}
         pending = list(index)
         failures: list[tuple[int, BaseException]] = []

@@ -22,7 +22,7 @@ import ray
 from analysis.health import snapshot_health, table_stats, table_stats_partitioned
 from analysis.volatility import cosine_by_id, cosine_by_id_partitioned, id_partition
 from lee.engine import EngineError, EngineSpec, LocalEngine, RayEngine, make_engine
-from lee.errors import ConfigError, InputError, SnapshotError
+from lee.errors import ConfigError, DeviceError, InputError, SnapshotError
 from lee.jobs.config import load_job
 from lee.jobs.run import run_job
 from lee.jobs.store import ResultsStore
@@ -168,6 +168,14 @@ def test_lee_job_on_ray_equals_the_local_engine(cluster, job_dir, local_results)
     assert doc["extra"]["engine"].startswith("ray")
     again = run_job(load_job(_job(job_dir, "ray", "ray")), progress=False, log=_quiet)
     assert again.evaluated == [] and again.skipped == 3   # idempotent, as locally
+
+
+def test_cuda_on_a_cluster_without_a_gpu_is_refused_before_any_unit_runs(cluster, job_dir):
+    path = _job(job_dir, "cuda", "ray")
+    path.write_text(path.read_text(encoding="utf-8").replace('device = "cpu"', 'device = "cuda"'), encoding="utf-8")
+    with pytest.raises(DeviceError, match="device cuda was asked for but the ray cluster has no GPU"):
+        run_job(load_job(path), progress=False, log=_quiet)
+    assert ResultsStore(job_dir / "cuda.sqlite").runs().empty
 
 
 def _unit_task_pids() -> list[int]:

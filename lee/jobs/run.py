@@ -34,9 +34,9 @@ from tqdm.auto import tqdm
 from lee import __version__
 from lee.data.dataset import Dataset
 from lee.data.worlds import dataset_from_world
-from lee.device import resolve_device
+from lee.device import Device, resolve_device
 from lee.engine import Engine, make_engine
-from lee.errors import InputError, LeeError
+from lee.errors import DeviceError, InputError, LeeError
 from lee.evaluator.compare import (
     EvalConfig,
     VariantResult,
@@ -241,7 +241,8 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
     spec = job.job
     store = ResultsStore(spec.results)
     with JobLock(spec.results.with_name(spec.results.name + ".lock")):
-        device = resolve_device(spec.device)
+        # locally the device is this machine's; on Ray each unit's task resolves it where it runs
+        device = resolve_device(spec.device) if job.engine.kind == "local" else None
         stream = job_stream(job)
         data_hash = stream_hash(stream)
         units, skipped, misfits = pending_units(job, store, data_hash)
@@ -255,7 +256,7 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
         if units:
             with make_engine(job.engine) as engine:
                 _evaluate_units(job, units, stream, data_hash, store, engine, report, log=log, progress=progress,
-                                on_unit=on_unit, device=str(device) if engine.name == "local" else spec.device.value)
+                                on_unit=on_unit, device=str(device) if device is not None else spec.device.value)
         if on_unit is not None:
             on_unit(len(units), len(units), "done")
     report.seconds = time.perf_counter() - started
@@ -266,6 +267,17 @@ def _base_key(unit: Unit) -> str:
     """What a baseline depends on: the config and the injected tables' widths."""
     dims = {k.value: unit.snapshot.info(k).dim for k in PAIRS[unit.cfg.usage]}
     return _hash({"cfg": unit.cfg.to_dict(), "dims": dims})
+
+
+def _gpus_per_unit(device: Device, engine: Engine) -> float:
+    """GPUs each unit's task asks the engine for: one when the job runs on ``cuda`` (or ``auto``
+    on a cluster that has GPUs), none otherwise; ``cuda`` on a cluster without a GPU is refused
+    here rather than left waiting for a GPU that never comes."""
+    have = engine.gpus
+    if device == Device.CUDA and engine.name != "local" and not have:
+        raise DeviceError(f"device cuda was asked for but the {engine.name} cluster has no GPU; "
+                          "use device cpu or auto")
+    return 1.0 if have and device in (Device.CUDA, Device.AUTO) else 0.0
 
 
 def _evaluate_units(job: JobConfig, units: list[Unit], stream: DownstreamStream, data_hash: str,
@@ -280,18 +292,19 @@ def _evaluate_units(job: JobConfig, units: list[Unit], stream: DownstreamStream,
     needs: dict[str, Unit] = {}
     for content in contents:
         needs.setdefault(_base_key(groups[content][0]), groups[content][0])
+    gpus = _gpus_per_unit(spec.device, engine)
     shared = engine.put(stream)
     base_keys = list(needs)
     baselines = {base_keys[k]: res for k, res in engine.map(
         baseline_task, [(shared, u.cfg, u.snapshot, device) for u in needs.values()],
-        labels=[f"baseline {u.cfg.usage}/{u.cfg.fusion}" for u in needs.values()])}
+        labels=[f"baseline {u.cfg.usage}/{u.cfg.fusion}" for u in needs.values()], gpus=gpus)}
     info = window_info(stream, job.eval.windows)
     firsts = [groups[c][0] for c in contents]
     bar = tqdm(total=len(units), desc=f"LEE {spec.name}", unit="unit", disable=not progress)
     done = 0
     for k, outcome in engine.map(
             variant_task, [(shared, u.cfg, u.snapshot, baselines[_base_key(u)], device) for u in firsts],
-            labels=[f"{u.label} {u.cfg.usage}/{u.cfg.fusion}" for u in firsts]):
+            labels=[f"{u.label} {u.cfg.usage}/{u.cfg.fusion}" for u in firsts], gpus=gpus):
         group = groups[contents[k]]
         base = baselines[_base_key(group[0])]
         for j, unit in enumerate(group):
