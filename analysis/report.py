@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -23,6 +23,9 @@ from analysis.gains import GainsResult, gains_figure
 from analysis.lee_results import LeeComparison
 from analysis.suite import SuiteResult
 from lee.fileio import atomic_dir, atomic_write_text, check_output_target
+
+if TYPE_CHECKING:
+    from analysis.fidelity import FidelityResult
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:0 24px;
@@ -99,9 +102,33 @@ def release_sections(review: ReleaseReview | None) -> list[tuple[str, str, str]]
     return out
 
 
+def fidelity_section(f: FidelityResult) -> str:
+    """LEE against full downstream training: the figures, the scatter, the per-variant pairs and swaps."""
+    from analysis.fidelity import fidelity_figure
+
+    e = html.escape
+    m = f.metrics
+    lo, hi = m["kendall_tau_ci"]
+    rlo, rhi = m["spearman_rho_ci"]
+    body = (f"<p>Kendall τ {m['kendall_tau']:.3f} [{lo:.3f}, {hi:.3f}], Spearman ρ {m['spearman_rho']:.3f} "
+            f"[{rlo:.3f}, {rhi:.3f}] over {m['n_variants']} variants; verdicts agree on "
+            f"{m['verdict_agreement']:.0%} (Cohen's κ {m['cohen_kappa']:.2f}); full training took "
+            f"{m['time_ratio']:.1f}× LEE's wall time ({m['full_seconds']:.0f} s vs {m['lee_seconds']:.0f} s).</p>"
+            f"<p class='note'>Intervals: {e(m['interval'])}. LEE's ΔAUC: {e(m['lee_delta'])}; full training's: "
+            f"{e(m['full_delta'])}. Data: {e(f.data)}.</p>")
+    body += _figure(fidelity_figure(f)) + _table(f.variants, [
+        "variant", "family", "lee_delta_auc", "lee_ci_low", "lee_ci_high", "lee_verdict", "full_delta_auc",
+        "full_ci_low", "full_ci_high", "full_verdict", "lee_rank", "full_rank", "full_epochs"])
+    if len(f.swaps):
+        body += "<h3>Pairs the two rankings order differently</h3>" + _table(f.swaps)
+    if f.notes:
+        body += "<ul>" + "".join(f"<li>{e(x)}</li>" for x in f.notes) + "</ul>"
+    return body
+
+
 def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review: ReleaseReview | None = None,
                  title: str = "LEE Workbench report", meta: dict[str, Any] | None = None,
-                 gains: GainsResult | None = None) -> str:
+                 gains: GainsResult | None = None, fidelity: FidelityResult | None = None) -> str:
     """The report as one HTML string (Plotly's JavaScript included)."""
     e = html.escape
     parts: list[str] = []
@@ -131,6 +158,10 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review
         if sweep is not None and len(sweep):
             body += _figure(figures.layer_sweep(sweep)) + _table(sweep.reset_index())
         section("lee", "LEE: variants against the baseline", body)
+
+    # --- fidelity: does LEE rank as full downstream training would
+    if fidelity is not None:
+        section("fidelity", "Fidelity: LEE against full downstream training", fidelity_section(fidelity))
 
     # --- health
     if suite.health:
@@ -226,7 +257,7 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review
 def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | None = None,
                  review: ReleaseReview | None = None,
                  title: str = "LEE Workbench report", meta: dict[str, Any] | None = None,
-                 gains: GainsResult | None = None) -> Path:
+                 gains: GainsResult | None = None, fidelity: FidelityResult | None = None) -> Path:
     """Write ``out/report.html`` and ``out/data/`` (``suite/``, ``lee/``, ``gains/``: saved results, JSON and
     CSV of every number shown); returns the HTML path. Each part is replaced whole, never half-written."""
     # a symlinked or device out, data/ or report.html is refused before anything is written; data/ is
@@ -241,6 +272,9 @@ def write_report(out: str | Path, suite: SuiteResult, *, lee: LeeComparison | No
             gains.save(data / "gains")
         if review is not None:
             review.save(data / "release")
+        if fidelity is not None:
+            fidelity.save(data / "fidelity")
     path = out / "report.html"
-    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta, gains=gains, review=review))
+    atomic_write_text(path, build_report(suite, lee=lee, title=title, meta=meta, gains=gains, review=review,
+                                           fidelity=fidelity))
     return path

@@ -10,6 +10,7 @@ model at the proxy's widths for at most two epochs. The full-size figures are ``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,3 +101,30 @@ def test_selection_and_derived_tables():
 def test_bad_full_setting_is_one_paragraph(tmp_path, capsys):
     assert main(["fidelity", "--world", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--full", "emb_dim"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_report_section_and_dashboard_show_the_figures(fidelity_run, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from analysis.report import build_report
+    from analysis.suite import SuiteResult
+
+    out, doc = fidelity_run
+    res = FidelityResult.load(out / "fidelity")
+    page = build_report(SuiteResult(variants=[]), fidelity=res)
+    assert "id='fidelity'" in page and f"Kendall τ {doc['kendall_tau']:.3f}" in page
+    assert all(p["variant"] in page for p in doc["pairs"])
+
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "dashboard" / "main.py"),
+                            default_timeout=180)
+    app.run()
+    app.text_input(key="src_db").set_value(str(tmp_path / "results.sqlite")).run()
+    app.switch_page("pages/lee.py").run()
+    app.text_input(key="fidelity_dir").set_value(str(out)).run()
+    assert not app.exception and not app.error, [e.value for e in [*app.exception, *app.error]]
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["Kendall τ"] == f"{doc['kendall_tau']:.2f}" and shown["Verdicts agree"] == \
+        f"{doc['verdict_agreement']:.0%}"
+    table = next(d.value for d in app.dataframe if "full_delta_auc" in d.value.columns).set_index("variant")
+    pairs = pd.DataFrame(doc["pairs"]).set_index("variant")
+    np.testing.assert_allclose(table.loc[pairs.index, "full_delta_auc"], pairs["full_delta_auc"])

@@ -23,6 +23,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         return tuple(x for x in text.split(",") if x) if text else None
 
     sweep = read_sweep_figure(args.sweep) if args.sweep else None  # a bad file fails before the analyses run
+    fidelity = None
+    if args.fidelity:  # a lee fidelity --out directory, or its fidelity/ result (read before the analyses run)
+        from analysis.fidelity import FidelityResult
+
+        fid = args.fidelity / "fidelity" if (args.fidelity / "fidelity").is_dir() else args.fidelity
+        fidelity = FidelityResult.load(fid)
     base = load_config(SuiteConfig, args.config, what="suite config file") if args.config else SuiteConfig()
     flags = {"variants": names(args.variants), "map_methods": names(args.maps and args.maps.lower()),
              "importance_variants": names(args.importance), "seed": args.seed, "n_boot": args.boot}
@@ -32,7 +38,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     lee = lee_comparison(args.db, sweep=sweep) if args.db else (
         LeeComparison(source=str(args.sweep), ranking=pd.DataFrame(), windows=pd.DataFrame(), sweep=sweep)
         if sweep is not None else None)
-    path = write_report(args.out, suite, lee=lee, meta={"data": str(args.data), "snapshots": str(args.root)})
+    path = write_report(args.out, suite, lee=lee, fidelity=fidelity,
+                        meta={"data": str(args.data), "snapshots": str(args.root)})
     emit({"report": str(path), "data": str(path.parent / "data"), "skipped": suite.skipped}, args)
     return 0
 
@@ -46,6 +53,7 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--out", required=True, type=Path, help="directory for report.html and data/")
     p.add_argument("--db", type=Path, help="LEE results store to include")
     p.add_argument("--sweep", type=Path, help="layer-sweep CSV (lee sweep --table) to include")
+    p.add_argument("--fidelity", type=Path, help="a lee fidelity --out directory to include")
     p.add_argument("--variants", help="comma-separated (default: all)")
     p.add_argument("--config", type=Path, help="suite config (TOML: SuiteConfig keys, [health] thresholds); "
                    "the flags below override it")

@@ -28,6 +28,39 @@ else:
 if lee is not None and lee.sweep is not None:
     st.plotly_chart(figures.layer_sweep(lee.sweep), key="lee_sweep")
 
+st.subheader("Fidelity: LEE against full downstream training")
+_fid_default = next((str(d) for d in ([src.run / "fidelity", src.run / "fidelity" / "fidelity"] if src.run else [])
+                     if (d / "result.json").is_file()), "")
+_fid_dir = st.text_input("A `lee fidelity --out` directory (or its fidelity/ result)", value=_fid_default,
+                         key="fidelity_dir", help="rank agreement of LEE and full training, from lee fidelity")
+if _fid_dir.strip():
+    from pathlib import Path
+
+    from analysis.fidelity import FidelityResult, fidelity_figure
+    from app.dashboard.state import is_allowed
+
+    _fid = Path(_fid_dir.strip()).expanduser()
+    _fid = _fid / "fidelity" if (_fid / "fidelity").is_dir() else _fid
+    if not is_allowed(_fid):
+        st.error(f"{_fid} lies outside the directories this dashboard may read (see LEE_DASHBOARD_ROOTS).")
+    else:
+        fid = guarded(FidelityResult.load, _fid)
+        fm = fid.metrics
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Kendall τ", f"{fm['kendall_tau']:.2f}",
+                  help=f"[{fm['kendall_tau_ci'][0]:.2f}, {fm['kendall_tau_ci'][1]:.2f}]: {fm['interval']}")
+        c2.metric("Spearman ρ", f"{fm['spearman_rho']:.2f}",
+                  help=f"[{fm['spearman_rho_ci'][0]:.2f}, {fm['spearman_rho_ci'][1]:.2f}]")
+        c3.metric("Verdicts agree", f"{fm['verdict_agreement']:.0%}")
+        c4.metric("Full / LEE wall time", f"{fm['time_ratio']:.1f}×")
+        st.plotly_chart(fidelity_figure(fid), key="fidelity_figure")
+        st.dataframe(fid.variants[["variant", "family", "lee_delta_auc", "lee_verdict", "full_delta_auc",
+                                   "full_verdict", "lee_rank", "full_rank"]], key="fidelity_table", hide_index=True)
+        if len(fid.swaps):
+            st.caption("Pairs the two rankings order differently")
+            st.dataframe(fid.swaps, key="fidelity_swaps", hide_index=True)
+        st.caption(f"{fid.data}: {fm['n_variants']} variants; notes: {'; '.join(fid.notes) or 'none'}.")
+
 st.subheader("Start a new evaluation")
 variants = suite(src).variants
 with st.form("lee_form"):
