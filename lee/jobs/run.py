@@ -298,12 +298,13 @@ def _evaluate_units(job: JobConfig, units: list[Unit], stream: DownstreamStream,
     baselines = {base_keys[k]: res for k, res in engine.map(
         baseline_task, [(shared, u.cfg, u.snapshot, device) for u in needs.values()],
         labels=[f"baseline {u.cfg.usage}/{u.cfg.fusion}" for u in needs.values()], gpus=gpus)}
+    shared_bases = {key: engine.put(res) for key, res in baselines.items()}   # shipped once, not per unit
     info = window_info(stream, job.eval.windows)
     firsts = [groups[c][0] for c in contents]
     bar = tqdm(total=len(units), desc=f"LEE {spec.name}", unit="unit", disable=not progress)
     done = 0
     for k, outcome in engine.map(
-            variant_task, [(shared, u.cfg, u.snapshot, baselines[_base_key(u)], device) for u in firsts],
+            variant_task, [(shared, u.cfg, u.snapshot, shared_bases[_base_key(u)], device) for u in firsts],
             labels=[f"{u.label} {u.cfg.usage}/{u.cfg.fusion}" for u in firsts], gpus=gpus):
         group = groups[contents[k]]
         base = baselines[_base_key(group[0])]
