@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,7 @@ from lee.evaluator.models import FusionMode, ProxyConfig
 from lee.evaluator.stats import DeltaCI, WindowedScores, paired_delta_ci
 from lee.fileio import atomic_write_text, check_output_target
 from lee.results import SavedResult, plain, register
-from lee.snapshot import Snapshot
+from lee.snapshot import Snapshot, TableKind
 
 VERDICTS = ("better", "no different", "worse")
 INTERVAL = ("percentile bootstrap over test events: each resample reweights the test events by user "
@@ -69,7 +69,7 @@ class FidelityConfig(ConfigModel):
 
     config_name: ClassVar[str] = "fidelity config"
 
-    usage: Usage = Usage.CR                    # CR: the one usage every variant family has
+    usage: Usage | Literal["auto"] = Usage.CR  # CR: the one usage every family has; auto: see usage_for
     fusion: FusionMode = FusionMode.CONCAT
     seeds: tuple[_Seed, ...] = Field((0, 1, 2), min_length=1)        # LEE's seeds, as a job's
     full_seeds: tuple[_Seed, ...] | None = None                     # None: the same as ``seeds``
@@ -92,9 +92,17 @@ class FidelityConfig(ConfigModel):
     def full_seed_list(self) -> tuple[int, ...]:
         return self.full_seeds if self.full_seeds is not None else self.seeds
 
-    def eval_config(self) -> EvalConfig:
-        """LEE's evaluation config: what a job with these settings runs."""
-        return EvalConfig(usage=self.usage, fusion=self.fusion, seeds=self.seeds, windows=self.windows,
+    def usage_for(self, snap: Snapshot) -> Usage:
+        """The usage a variant is evaluated under: ``usage``, or with ``auto`` UR+IR where the snapshot has
+        both tables (the planted and upstream ones) and CR otherwise (a layer's CR has only CR tables)."""
+        if self.usage != "auto":
+            return Usage(self.usage)
+        return Usage.UR_IR if {TableKind.UR, TableKind.IR} <= set(snap.kinds) else Usage.CR
+
+    def eval_config(self, usage: Usage | None = None) -> EvalConfig:
+        """LEE's evaluation config: what a job with these settings runs (under ``usage``, default ``usage``)."""
+        usage = usage or (Usage.CR if self.usage == "auto" else Usage(self.usage))
+        return EvalConfig(usage=usage, fusion=self.fusion, seeds=self.seeds, windows=self.windows,
                           n_boot=self.n_boot, level=self.level, bootstrap_seed=self.bootstrap_seed, proxy=self.proxy)
 
 
@@ -128,7 +136,7 @@ class FidelityResult(SavedResult):
 
     def pairs(self) -> list[dict[str, Any]]:
         """Per variant: the two ΔAUCs and verdicts (what ``fidelity.json`` lists)."""
-        cols = ["variant", "family", "lee_delta_auc", "lee_ci_low", "lee_ci_high", "lee_verdict",
+        cols = ["variant", "family", "usage", "lee_delta_auc", "lee_ci_low", "lee_ci_high", "lee_verdict",
                 "lee_test_delta_auc", "lee_test_verdict", "full_delta_auc", "full_ci_low", "full_ci_high",
                 "full_verdict", "lee_rank", "full_rank", "lee_seconds", "full_seconds", "full_epochs", "tau_without"]
         return self.variants[[c for c in cols if c in self.variants.columns]].to_dict(orient="records")
@@ -158,7 +166,7 @@ class _Measured:
     full: list[FullRun]
     full_delta: DeltaCI
     lee_test_delta: DeltaCI
-    group: tuple[int, ...]
+    group: tuple[Any, ...]                     # (usage, widths...): the baselines it is paired with
 
 
 def _scores_on(stream: DownstreamStream, run: Any, lo: int, bounds: Sequence[tuple[int, int]]) -> WindowedScores:
@@ -195,29 +203,31 @@ def measure_fidelity(stream: DownstreamStream, variants: Sequence[FidelityVarian
     if cfg.test_windows > cfg.windows - 2:
         raise InputError(f"test_windows ({cfg.test_windows}) must leave a validation window and at least one "
                          f"training window of the {cfg.windows} windows")
-    ecfg = cfg.eval_config()
     split = full_split(stream, cfg.windows, cfg.test_windows)
-    kinds = PAIRS[cfg.usage]
-    groups: dict[tuple[int, ...], _Group] = {}
+    groups: dict[tuple[Any, ...], _Group] = {}
     measured: list[_Measured] = []
     machine = {"start": machine_info()}
     for k, v in enumerate(variants, start=1):
         snap = Snapshot.open(v.path)
+        usage = cfg.usage_for(snap)
+        kinds = PAIRS[usage]
         missing = [t.value for t in kinds if t not in snap.kinds]
         if missing:
-            raise InputError(f"{v.path}: variant {v.name} has no {', '.join(missing)} table for usage {cfg.usage}")
+            raise InputError(f"{v.path}: variant {v.name} has no {', '.join(missing)} table for usage {usage}")
+        ecfg = cfg.eval_config(usage)
         dims = tuple(snap.info(t).dim for t in kinds)
-        if dims not in groups:
-            null = null_injection(cfg.usage, dict(zip(kinds, dims)), len(stream.user_ids), len(stream.item_ids))
-            log(f"baselines for widths {dims}: LEE ({len(cfg.seeds)} seed(s)) and full "
+        key = (str(usage), *dims)
+        if key not in groups:
+            null = null_injection(usage, dict(zip(kinds, dims)), len(stream.user_ids), len(stream.item_ids))
+            log(f"baselines for {usage} of widths {dims}: LEE ({len(cfg.seeds)} seed(s)) and full "
                 f"({len(cfg.full_seed_list)} seed(s))")
-            groups[dims] = _Group(
+            groups[key] = _Group(
                 lee=evaluate_baseline(stream, ecfg, dict(zip(kinds, dims)), device=device),
                 full=[run_full(stream, null, fusion=cfg.fusion, cfg=cfg.full, seed=s, n_windows=cfg.windows,
                                test_windows=cfg.test_windows, device=device) for s in cfg.full_seed_list])
-        g = groups[dims]
+        g = groups[key]
         lee = evaluate_variant(stream, v.name, snap, ecfg, g.lee, device=device)
-        injection = inject(snap, cfg.usage, stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
+        injection = inject(snap, usage, stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
         full = [run_full(stream, injection, fusion=cfg.fusion, cfg=cfg.full, seed=s, n_windows=cfg.windows,
                          test_windows=cfg.test_windows, device=device) for s in cfg.full_seed_list]
         users = stream.user_row[split.test_lo:]
@@ -226,7 +236,7 @@ def measure_fidelity(stream: DownstreamStream, variants: Sequence[FidelityVarian
         lee_test_delta = paired_delta_ci([_scores_on(stream, r, split.test_lo, split.test) for r in g.lee.runs],
                                          [_scores_on(stream, r, split.test_lo, split.test) for r in lee.runs],
                                          users, n_boot=cfg.n_boot, level=cfg.level, seed=cfg.bootstrap_seed)
-        measured.append(_Measured(v, lee, full, full_delta, lee_test_delta, dims))
+        measured.append(_Measured(v, lee, full, full_delta, lee_test_delta, key))
         assert lee.delta is not None
         log(f"[{k}/{len(variants)}] {v.name}: LEE ΔAUC {lee.delta.delta:+.4f} ({lee.verdict}); full ΔAUC "
             f"{full_delta.delta:+.4f} ({full_delta.verdict}); {sum(r.seconds for r in lee.runs):.0f} s vs "
@@ -235,7 +245,7 @@ def measure_fidelity(stream: DownstreamStream, variants: Sequence[FidelityVarian
     return _compare(stream, split, groups, measured, cfg, machine, data)
 
 
-def _joint_bootstrap(stream: DownstreamStream, split: Any, groups: dict[tuple[int, ...], _Group],
+def _joint_bootstrap(stream: DownstreamStream, split: Any, groups: dict[tuple[Any, ...], _Group],
                      measured: list[_Measured], cfg: FidelityConfig) -> tuple[np.ndarray, np.ndarray]:
     """ΔAUC of every variant under both protocols in each of ``n_boot`` shared user resamples: (B, V) twice."""
     codes, uniques = pd.factorize(stream.user_row)
@@ -269,7 +279,7 @@ def _joint_bootstrap(stream: DownstreamStream, split: Any, groups: dict[tuple[in
     return lee_d, full_d
 
 
-def _window_deltas(stream: DownstreamStream, split: Any, groups: dict[tuple[int, ...], _Group],
+def _window_deltas(stream: DownstreamStream, split: Any, groups: dict[tuple[Any, ...], _Group],
                    measured: list[_Measured], cfg: FidelityConfig) -> pd.DataFrame:
     """ΔAUC per window, variant and protocol (LEE on windows 1..W-1, full on the test windows)."""
     bounds = stream.window_bounds(cfg.windows)
@@ -301,7 +311,7 @@ def _swaps(names: Sequence[str], lee: np.ndarray, full: np.ndarray) -> pd.DataFr
     return out.sort_values("full_gap", ascending=False).reset_index(drop=True)
 
 
-def _compare(stream: DownstreamStream, split: Any, groups: dict[tuple[int, ...], _Group], measured: list[_Measured],
+def _compare(stream: DownstreamStream, split: Any, groups: dict[tuple[Any, ...], _Group], measured: list[_Measured],
              cfg: FidelityConfig, machine: dict[str, Any], data: str) -> FidelityResult:
     names = [m.variant.name for m in measured]
     lee = np.array([m.lee.delta.delta if m.lee.delta else 0.0 for m in measured])
@@ -334,7 +344,7 @@ def _compare(stream: DownstreamStream, split: Any, groups: dict[tuple[int, ...],
     tau_without = [(_rank_corr(np.delete(lee, j), np.delete(full, j))[0]) for j in range(len(names))]
 
     table = pd.DataFrame({
-        "variant": names, "family": [m.variant.family for m in measured],
+        "variant": names, "family": [m.variant.family for m in measured], "usage": [m.group[0] for m in measured],
         "lee_delta_auc": lee, "lee_ci_low": [m.lee.delta.low if m.lee.delta else 0.0 for m in measured],
         "lee_ci_high": [m.lee.delta.high if m.lee.delta else 0.0 for m in measured], "lee_verdict": lee_v,
         "lee_test_delta_auc": lee_test, "lee_test_verdict": lee_tv,

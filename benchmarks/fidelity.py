@@ -41,13 +41,13 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
-def planted_world(out: Path, scale: str, seed: int, events: int | None) -> Path:
+def planted_world(out: Path, scale: str, seed: int, events: int | None, click_model: str) -> Path:
     """Generate the planted world into ``out`` (a world directory opens as a dataset)."""
     from lee.world.config import config_for_scale
     from lee.world.generate import generate_world
     from lee.world.io import save_world
 
-    overrides: dict[str, Any] = {"n_events": events} if events else {}
+    overrides: dict[str, Any] = {"click_model": click_model, **({"n_events": events} if events else {})}
     world = generate_world(config_for_scale(scale, seed=seed, **overrides))
     save_world(world, out, overwrite=True)
     return out
@@ -65,13 +65,13 @@ def summarize(name: str, res: Any) -> dict[str, Any]:
     m = res.metrics
     t = res.variants
     return {
-        "dataset": name, "n_variants": m["n_variants"], "kendall_tau": m["kendall_tau"],
+        "dataset": name, "usage": res.config["usage"], "n_variants": m["n_variants"], "kendall_tau": m["kendall_tau"],
         "kendall_tau_ci": m["kendall_tau_ci"], "spearman_rho": m["spearman_rho"],
         "spearman_rho_ci": m["spearman_rho_ci"], "kendall_tau_test_windows": m["kendall_tau_test_windows"],
         "verdict_agreement": m["verdict_agreement"], "cohen_kappa": m["cohen_kappa"],
         "time_ratio": m["time_ratio"], "lee_seconds": m["lee_seconds"], "full_seconds": m["full_seconds"],
         "baselines": {k: res.baselines[k] for k in ("lee_auc", "lee_auc_test_windows", "full_auc", "stronger")},
-        "pairs": t[["variant", "family", "lee_delta_auc", "lee_verdict", "full_delta_auc", "full_verdict",
+        "pairs": t[["variant", "family", "usage", "lee_delta_auc", "lee_verdict", "full_delta_auc", "full_verdict",
                     "lee_rank", "full_rank", "full_epochs"]].to_dict(orient="records"),
         "swaps": res.swaps.head(10).to_dict(orient="records"), "upstream": {
             k: res.upstream.get(k) for k in ("snapshots", "holdout_auc", "train_events", "seconds")},
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", default="tiny", help="planted world scale (tiny, small, medium)")
     ap.add_argument("--world-seed", type=int, default=0)
     ap.add_argument("--events", type=int, help="planted world: override n_events")
+    ap.add_argument("--click-model", default="balanced", help="planted world: legacy or balanced")
+    ap.add_argument("--usage", default="auto", help="auto (UR+IR where a variant has both, else CR), CR, UR+IR, ...")
     ap.add_argument("--movielens", type=Path, default=MOVIELENS)
     ap.add_argument("--seeds", default="0", help="LEE proxy seeds")
     ap.add_argument("--full-seeds", default="0", help="full model seeds")
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.fidelity import FidelityConfig, run_fidelity
     from analysis.fidelity_variants import CatalogueConfig
 
-    cfg = FidelityConfig(seeds=_ints(args.seeds), full_seeds=_ints(args.full_seeds), windows=args.windows,
+    cfg = FidelityConfig(usage=args.usage, seeds=_ints(args.seeds), full_seeds=_ints(args.full_seeds),
+                         windows=args.windows,
                          test_windows=args.test_windows, n_boot=args.boot,
                          full={"max_epochs": args.max_epochs})
     cat = CatalogueConfig(upstream_times=args.upstream_times)
@@ -116,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         base.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         if name == "planted":
-            data = planted_world(base / "world", args.scale, args.world_seed, args.events)
-            label = f"planted {args.scale} (seed {args.world_seed}{f', {args.events} events' if args.events else ''})"
+            data = planted_world(base / "world", args.scale, args.world_seed, args.events, args.click_model)
+            label = (f"planted {args.scale} ({args.click_model} click model, seed {args.world_seed}"
+                     f"{f', {args.events} events' if args.events else ''})")
         else:
             data = movielens_data(base / "data", args.movielens)
             label = "MovieLens latest-small (generic path)"
