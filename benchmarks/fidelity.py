@@ -41,6 +41,14 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
+def _settings(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value)
+    return out
+
+
 def planted_world(out: Path, scale: str, seed: int, events: int | None, click_model: str) -> Path:
     """Generate the planted world into ``out`` (a world directory opens as a dataset)."""
     from lee.world.config import config_for_scale
@@ -97,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--upstream-times", type=int, default=4)
     ap.add_argument("--variants", help="comma-separated families or name patterns (default: all)")
+    ap.add_argument("--full", action="append", default=[], metavar="KEY=VALUE",
+                    help="full model setting (FullConfig), value as JSON: --full sparse_lr=0.01")
+    ap.add_argument("--proxy", action="append", default=[], metavar="KEY=VALUE",
+                    help="LEE proxy setting (ProxyConfig), value as JSON: --proxy epochs_per_window=2")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args(argv)
 
@@ -109,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FidelityConfig(usage=args.usage, seeds=_ints(args.seeds), full_seeds=_ints(args.full_seeds),
                          windows=args.windows,
                          test_windows=args.test_windows, n_boot=args.boot,
-                         full={"max_epochs": args.max_epochs})
+                         full={"max_epochs": args.max_epochs, **_settings(args.full)},
+                         proxy=_settings(args.proxy))
     cat = CatalogueConfig(upstream_times=args.upstream_times)
     select = [x for x in args.variants.split(",") if x] if args.variants else None
     todo = [args.only] if args.only else ["planted", "movielens"]

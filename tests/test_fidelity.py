@@ -128,3 +128,22 @@ def test_report_section_and_dashboard_show_the_figures(fidelity_run, tmp_path):
     table = next(d.value for d in app.dataframe if "full_delta_auc" in d.value.columns).set_index("variant")
     pairs = pd.DataFrame(doc["pairs"]).set_index("variant")
     np.testing.assert_allclose(table.loc[pairs.index, "full_delta_auc"], pairs["full_delta_auc"])
+
+
+def test_full_model_early_stops_and_refits_on_the_validation_window_too(tiny_world):
+    from lee.evaluator.data import stream_from_world
+    from lee.evaluator.full_model import FullConfig, full_split, run_full
+
+    stream = stream_from_world(tiny_world)
+    split = full_split(stream, 5, 1)
+    cfg = FullConfig(emb_dim=8, cross_layers=1, mlp_hidden=(16,), max_epochs=3, patience=1)
+    plain = run_full(stream, None, cfg=cfg, n_windows=5, test_windows=1)
+    assert 1 <= plain.best_epoch <= plain.epochs == len(plain.val_auc) <= 3
+    assert plain.best_epoch == int(np.argmax(plain.val_auc)) + 1
+    assert plain.samples_trained == plain.epochs * split.val_lo
+    refit = run_full(stream, None, cfg=cfg.model_copy(update={"refit": True}), n_windows=5, test_windows=1)
+    assert refit.val_auc == plain.val_auc  # same seed: the same validation path, then the refit
+    assert refit.samples_trained == refit.epochs * split.val_lo + refit.best_epoch * split.test_lo
+    assert len(refit.scores) == len(plain.scores) == len(stream) - split.test_lo
+    with pytest.raises(InputError, match="test_windows"):
+        full_split(stream, 5, 4)

@@ -11,7 +11,9 @@ test windows. :mod:`analysis.fidelity` compares the two rankings.
 Protocol over the stream's ``n_windows`` event-time windows (the same windows LEE uses): the last
 ``test_windows`` are the held-out test windows; the one before them validates (the AUC after
 every epoch; training stops after ``patience`` epochs without improvement and the best epoch's
-weights are kept); every event before the validation window trains. A baseline and a variant
+weights are kept); every event before the validation window trains. With ``refit`` the model then
+starts again from its initial weights and trains the validated number of epochs on every event
+before the test windows (validation window included), the usual last step of a production fit. A baseline and a variant
 built with the same seed start from the same downstream weights and see the same batches, as in
 LEE, so their ΔAUC measures the representation.
 """
@@ -61,6 +63,7 @@ class FullConfig(ConfigModel):
     patience: int = Field(2, ge=1)             # epochs without a better validation AUC before stopping
     min_delta: float = Field(1e-4, ge=0)       # what counts as better
     min_steps_per_epoch: int = Field(50, ge=1)  # small data: smaller batches, so an epoch still learns
+    refit: bool = False                         # after early stopping, retrain on train + validation events
 
     def proxy_config(self) -> ProxyConfig:
         """The :class:`ProxyConfig` that builds this model (the proxy's architecture at these sizes)."""
@@ -116,6 +119,7 @@ def run_full(stream: DownstreamStream, injection: Injection | None, *, fusion: s
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ProxyCTR(stream.cardinalities, pcfg, injection, fusion, slots=stream.slots).to(device)
+    init_state = copy.deepcopy(model.state_dict()) if cfg.refit else None
     opts = proxy_optimizers(model, pcfg, split.val_lo)
     loss_fn = nn.BCEWithLogitsLoss()
     rows = rep_rows_for(stream, injection)
@@ -147,11 +151,23 @@ def run_full(stream: DownstreamStream, injection: Injection | None, *, fusion: s
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if init_state is not None:
+        # the validated number of epochs, from the same initial weights, over every event before the test windows
+        model.load_state_dict(init_state)
+        opts = proxy_optimizers(model, pcfg, split.test_lo)
+        batch = cfg.batch_for(split.test_lo)
+        for _ in range(max(best_epoch, 1)):
+            perm = torch.randperm(split.test_lo, generator=gen)
+            for a in range(0, perm.numel(), batch):
+                idx = perm[a:a + batch]
+                loss = loss_fn(model(x[idx].to(device), [r[idx].to(device) for r in rows]), y[idx].to(device))
+                optimizer_step(opts, loss)
+                trained += idx.numel()
     scores = score(model, x, rows, split.test_lo, len(stream), device)
     seconds = time.perf_counter() - t0
     training = {"train_events": split.val_lo, "validation_events": split.test_lo - split.val_lo,
                 "test_events": len(stream) - split.test_lo, "batch_size": batch, "max_epochs": cfg.max_epochs,
-                "patience": cfg.patience, "sparse_lr": cfg.sparse_lr, "lr": cfg.lr}
+                "patience": cfg.patience, "sparse_lr": cfg.sparse_lr, "lr": cfg.lr, "refit": cfg.refit}
     return finish_run(FullRun, stream, scores, [(0, split.test_lo), *split.test], seed=seed, seconds=seconds,
                       samples_trained=trained, training=training, epochs=len(val_auc), best_epoch=best_epoch,
                       val_auc=val_auc)
