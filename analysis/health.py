@@ -6,8 +6,12 @@ dimensions. Each snapshot is then judged against a *reference* — the median of
 ``reference_size`` healthy snapshots — so one broken snapshot never becomes the yardstick for
 the next, and the most recent snapshot with every table healthy is the one to roll back to. A lasting level
 shift (``rebaseline_after`` drift-flagged snapshots in a row, e.g. a model still training) becomes
-the new reference, so it is flagged while it happens rather than forever after; NaN rows and dead
-dimensions never become normal.
+the new reference, so it is flagged while it happens rather than forever after. Dead dimensions
+are judged against the typical spread of the dims that vary at all: a unit dead from the start (a
+ReLU that never fires, common in CR tables) is how the table is; a unit that dies is flagged as
+broken, and after ``rebaseline_after`` such snapshots in a row it is dead in the reference too
+(a unit that died in training does not make every later snapshot broken). NaN rows never become
+normal.
 """
 
 from __future__ import annotations
@@ -301,6 +305,7 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
         raise InputError(f"variant {variant!r} has no snapshots to monitor")
     history: dict[TableKind, list[TableStats]] = {}
     streak: dict[TableKind, list[TableStats]] = {}  # consecutive drift-only flags, per table
+    dead_runs: dict[TableKind, list[TableStats]] = {}  # consecutive dead-unit-only breakages, per table
     previous: dict[TableKind, TableStats] = {}
     rows = []
     for when in tqdm(times, desc=f"health {variant}", disable=not progress):
@@ -334,9 +339,21 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
                          "healthy": not reasons, "broken": broken, "reasons": "; ".join(reasons)})
             previous[kind] = stats
             run = streak.setdefault(kind, [])
+            if not (broken and stats.nonfinite_rows == 0):
+                dead_runs.pop(kind, None)  # a run of dead-unit-only snapshots must be unbroken
             if not reasons:
                 healthy_hist.append(stats)
                 run.clear()
+            elif broken and stats.nonfinite_rows == 0:
+                # dead units and nothing else: a ReLU unit that died in training stays dead. Flagged
+                # rebaseline_after times in a row, then those snapshots become the reference (where
+                # the unit is dead, so no longer counted); NaN/Inf rows never become normal
+                dead_run = dead_runs.setdefault(kind, [])
+                dead_run.append(stats)
+                run.clear()
+                if len(dead_run) >= th.rebaseline_after:
+                    history[kind] = list(dead_run)
+                    dead_run.clear()
             elif broken:
                 run.clear()
             else:

@@ -108,6 +108,7 @@ def timeline(store: SnapshotStore, variant: str) -> dict:
     snaps = health.snapshots
     return {"snapshots": len(times), "ur_cosine_next": cos,
             "healthy": [bool(h) for h in snaps["healthy"]],
+            "broken": [bool(b) for b in health.table.groupby("time", sort=True)["broken"].any()],
             "reasons": [r for r in snaps["reasons"]]}
 
 

@@ -102,12 +102,14 @@ def test_dead_dimension_relative_to_the_reference(tmp_path):
 def test_cr_table_with_mostly_dead_relu_units_is_healthy(tmp_path):
     """A CR table read from a ReLU layer: 20 of 32 units never fire, 3 fire for a handful of rows
     and fall silent now and then, one starts firing late. None of that is a fault of a snapshot
-    (with the median std over all dims, 0 here, every snapshot was flagged); a unit that had real
-    spread and dies still is."""
+    (with the median std over all dims, 0 here, snapshots 1, 3, 5 were flagged broken with '3 dead
+    dimensions' and moved by 7e12 std). A unit that had real spread and dies is flagged, 3 times
+    (rebaseline_after) while it stays dead, then it is dead in the reference: a unit that died in
+    training does not make every later snapshot broken."""
     rng = np.random.default_rng(8)
     n, t0 = 2000, 1_767_225_600
     base = rng.standard_normal((n, 32))
-    for k in range(6):
+    for k in range(10):
         x = np.maximum(base + 0.05 * rng.standard_normal(base.shape), 0.0)
         x[:, :20] = 0.0                                   # dead from the start
         for j in (20, 21, 22):                            # rare units: 5 rows, silent in odd snapshots
@@ -116,14 +118,24 @@ def test_cr_table_with_mostly_dead_relu_units_is_healthy(tmp_path):
                 x[rng.choice(n, 5, replace=False), j] = 1e-3
         if k < 3:
             x[:, 23] = 0.0                                # wakes up at snapshot 3
-        if k == 5:
-            x[:, 31] = 0.0                                # a live unit dies
+        if k >= 5:
+            x[:, 31] = 0.0                                # a live unit dies at snapshot 5, for good
         write_snapshot(tmp_path, "cr", t0 + 300 * k, {"CR_user": EmbeddingTable(np.arange(n), x.astype(np.float32))})
     rep = snapshot_health(tmp_path, "cr")
     times = SnapshotStore(tmp_path).times("cr")
-    assert rep.flagged_times == [times[5]], rep.table[["time", "reasons"]]
-    assert rep.table["reasons"].iloc[5] == "1 dead dimension(s) (std < 0.05 × reference)"
-    assert rep.table["mean_shift"].iloc[1:5].max() < 0.5 and rep.rollback_target == times[4]
+    assert rep.flagged_times == times[5:8], rep.table[["time", "reasons"]]
+    assert set(rep.table["reasons"].iloc[5:8]) == {"1 dead dimension(s) (std < 0.05 × reference)"}
+    assert rep.table["broken"].iloc[5:8].all() and rep.table["mean_shift"].iloc[1:5].max() < 0.5
+    assert rep.rollback_target == times[9] and rep.latest_usable == times[9]
+    # NaN rows never become normal
+    for k in range(10, 14):
+        x = np.maximum(base, 0.0).astype(np.float32)
+        x[:, :20] = 0.0
+        x[:, 31] = 0.0
+        x[:3] = np.nan
+        write_snapshot(tmp_path, "cr", t0 + 300 * k, {"CR_user": EmbeddingTable(np.arange(n), x)}, allow_nonfinite=True)
+    rep = snapshot_health(tmp_path, "cr")
+    assert rep.table["broken"].iloc[10:].all() and rep.rollback_target == times[9]
 
 
 def test_level_shift_rebaselines(tmp_path):
