@@ -41,12 +41,10 @@ def cmd_world_generate(args: argparse.Namespace) -> int:
 
 def cmd_world_plant(args: argparse.Namespace) -> int:
     from lee.world.io import load_world
-    from lee.world.planted import PLANTED_VARIANTS, write_planted_variants
+    from lee.world.planted import PLANTED_VARIANTS, check_variant_names, write_planted_variants
 
     variants = args.variants.split(",") if args.variants else list(PLANTED_VARIANTS)
-    unknown = sorted(set(variants) - set(PLANTED_VARIANTS))
-    if unknown:
-        raise InputError(f"unknown planted variant(s) {', '.join(unknown)}; choose from {', '.join(PLANTED_VARIANTS)}")
+    check_variant_names(variants)  # also rank_K and noise_X
     if args.snapshots <= 0 or args.interval <= 0:
         raise InputError(f"--snapshots and --interval must be positive; got {args.snapshots} and {args.interval}")
     world = load_world(args.world)
@@ -140,7 +138,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--snapshots", type=int, default=3, help="snapshots per variant")
     p.add_argument("--interval", type=int, default=5, help="minutes between snapshots")
-    p.add_argument("--variants", default="", help="comma-separated subset (default: all)")
+    p.add_argument("--variants", default="", help="comma-separated (default: the six default variants; also rank_K, "
+                                                  "noise_X)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_world_plant)
