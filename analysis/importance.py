@@ -127,7 +127,10 @@ class ImportanceResult(SavedResult):
 
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "n_repeats": self.n_repeats, "base_auc": self.base_auc,
-                "events": list(self.events), "top": self.ranking()[:3]}
+                "events": list(self.events), "top": self.ranking()[:3],
+                # the most important single input: a group masks several fields at once and may drop more
+                "top_single": next(iter(self.table[self.table["kind"] != "group"]
+                                        .sort_values("drop", ascending=False)["target"]), None)}
 
 
 @torch.no_grad()
