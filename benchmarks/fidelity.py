@@ -49,6 +49,19 @@ def _settings(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _code_version() -> dict[str, Any]:
+    """The commit the run used and whether lee/ had uncommitted edits (the engine changes under a long run)."""
+    import subprocess
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        except OSError:
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "lee_dirty": bool(git("status", "--porcelain", "--", "lee"))}
+
+
 def planted_world(out: Path, scale: str, seed: int, events: int | None, click_model: str) -> Path:
     """Generate the planted world into ``out`` (a world directory opens as a dataset)."""
     from lee.world.config import config_for_scale
@@ -127,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     select = [x for x in args.variants.split(",") if x] if args.variants else None
     todo = [args.only] if args.only else ["planted", "movielens"]
     out: dict[str, Any] = {}
+    code = _code_version()
+    print(f"code {code}", flush=True)
     for name in todo:
         base = args.out / name
         base.mkdir(parents=True, exist_ok=True)
@@ -145,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: tau {s['kendall_tau']:+.3f} {[round(x, 3) for x in s['kendall_tau_ci']]}, rho "
               f"{s['spearman_rho']:+.3f}, verdicts agree {s['verdict_agreement']:.0%}, full/LEE time "
               f"{s['time_ratio']:.1f}x; load {os.getloadavg()}", flush=True)
+    out["code"] = {"start": code, "end": _code_version()}
     (args.out / "summary.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(json.dumps(out, indent=1, default=str))
     return 0
