@@ -297,6 +297,15 @@ def _window_deltas(stream: DownstreamStream, split: Any, groups: dict[tuple[Any,
     return pd.DataFrame(rows)
 
 
+def _late_delta(deltas: pd.DataFrame, names: Sequence[str], first: int) -> np.ndarray:
+    """Per variant (in ``names`` order), LEE's ΔAUC as the event-weighted mean over windows ``first``.. only."""
+    part = deltas[deltas["window"] >= first]
+    ok = part["lee_delta_auc"].notna()
+    part = part[ok].assign(w=part.loc[ok, "events"] * part.loc[ok, "lee_delta_auc"])
+    sums = part.groupby("variant")[["w", "events"]].sum()
+    return (sums["w"] / sums["events"]).reindex(names).to_numpy(dtype=float)
+
+
 def _swaps(names: Sequence[str], lee: np.ndarray, full: np.ndarray) -> pd.DataFrame:
     """Pairs ordered one way by LEE and the other way by full training (ties in either count as half-swaps)."""
     rows = []
@@ -362,6 +371,9 @@ def _compare(stream: DownstreamStream, split: Any, groups: dict[tuple[Any, ...],
     table = table.sort_values("full_delta_auc", ascending=False).reset_index(drop=True)
 
     deltas = _window_deltas(stream, split, groups, measured, cfg)
+    late_from = cfg.windows // 2
+    late = _late_delta(deltas, names, late_from)
+    tau_late, rho_late = _rank_corr(late, full)
     wrows = []
     for w, part in deltas.groupby("window", sort=True):
         part = part.set_index("variant").reindex(names)
@@ -386,6 +398,9 @@ def _compare(stream: DownstreamStream, split: Any, groups: dict[tuple[Any, ...],
         "kendall_tau": tau, "kendall_tau_ci": ci(0), "kendall_p": float(kendalltau(lee, full).pvalue),
         "spearman_rho": rho, "spearman_rho_ci": ci(1),
         "kendall_tau_test_windows": tau_t, "spearman_rho_test_windows": rho_t,
+        "kendall_tau_late_windows": tau_late, "spearman_rho_late_windows": rho_late,
+        "late_windows": f"LEE's ΔAUC as the event-weighted mean over windows {late_from}..{cfg.windows - 1} only "
+        "(the proxy warmed up on the first half of the stream)",
         "verdict_agreement": agree, "verdict_agreement_test_windows": agree_t, "cohen_kappa": kappa,
         "verdict_confusion": {f"lee {a}": {f"full {b}": int(confusion.loc[a, b]) for b in VERDICTS}
                               for a in VERDICTS},

@@ -80,6 +80,13 @@ def test_fidelity_result_round_trips(fidelity_run):
     assert res.metrics["kendall_tau"] == doc["kendall_tau"]
     assert list(res.variants["variant"]) == [p["variant"] for p in doc["pairs"]]
     assert len(res.boot) == 30
+    # LEE read on the later half of the stream (windows 2..4 of 5), from the per-window table
+    late = res.deltas[res.deltas["window"] >= 2]
+    late = late.groupby("variant").apply(lambda g: np.average(g["lee_delta_auc"], weights=g["events"]),
+                                         include_groups=False)
+    v = res.variants.set_index("variant")
+    assert res.metrics["kendall_tau_late_windows"] == pytest.approx(
+        kendalltau(late.reindex(v.index), v["full_delta_auc"]).statistic, abs=1e-12)
     fig = fidelity_figure(res)
     assert len(fig.data) == res.variants["family"].nunique()
 
