@@ -69,7 +69,7 @@ class FidelityConfig(ConfigModel):
 
     config_name: ClassVar[str] = "fidelity config"
 
-    usage: Usage | Literal["auto"] = Usage.CR  # CR: the one usage every family has; auto: see usage_for
+    usage: Usage | Literal["auto"] = "auto"    # auto: UR+IR where a variant has both, else CR (usage_for)
     fusion: FusionMode = FusionMode.CONCAT
     seeds: tuple[_Seed, ...] = Field((0, 1, 2), min_length=1)        # LEE's seeds, as a job's
     full_seeds: tuple[_Seed, ...] | None = None                     # None: the same as ``seeds``

@@ -86,8 +86,8 @@ def register(sub: Any, common: AddCommon) -> None:
                    "name patterns such as 'upstream@*' (default: all)")
     p.add_argument("--seeds", help="LEE's proxy seeds (default 0,1,2)")
     p.add_argument("--full-seeds", help="the full model's seeds (default: the same as --seeds)")
-    p.add_argument("--usage", default="CR", choices=[*choices.USAGES, "auto"],
-                   help="tables injected (auto: UR+IR where a variant has them, else CR; default CR)")
+    p.add_argument("--usage", default="auto", choices=[*choices.USAGES, "auto"],
+                   help="tables injected (auto, the default: UR+IR where a variant has them, else CR)")
     p.add_argument("--fusion", default="concat", choices=choices.FUSIONS)
     p.add_argument("--windows", type=int, default=10, help="event-time windows of the downstream stream")
     p.add_argument("--test-windows", type=int, default=3, help="the last N windows are the full model's test set")
