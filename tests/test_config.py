@@ -121,7 +121,7 @@ def test_unknown_keys_and_sections_are_named_with_the_known_ones(tmp_path):
         load_job(path)
     known = ", ".join(sorted(JobEval.model_fields))
     one_paragraph_error(exc, path, f"unknown key(s) window in [eval]; known keys: {known}",
-                        "unknown section [evaluation]; known sections: [eval], [job], [proxy], [stream]")
+                        "unknown section [evaluation]; known sections: [engine], [eval], [job], [proxy], [stream]")
     path = write(tmp_path / "job.toml", '[job]\nworld = "w"\n')
     with pytest.raises(ConfigError) as exc:
         load_job(path)
