@@ -135,13 +135,35 @@ def test_case_study_reduced_end_to_end(tmp_path):
     assert MovieLensCase.load(out / "case-study").summary() == case.summary()
 
 
+@pytest.fixture(scope="module")
+def full_case(tmp_path_factory) -> MovieLensCase:
+    """The case study on all of MovieLens, once for the tests below."""
+    return run_movielens_case(DATA, tmp_path_factory.mktemp("ml-full") / "case", seeds=(0, 1, 2), n_boot=100,
+                              log=lambda *_: None)
+
+
 @pytest.mark.slow
-def test_case_study_acceptance_full_data(tmp_path):
-    """On all of MovieLens, through the generic path: the upstream UR beats a random snapshot of its shape
-    under LEE with 95% confidence (paired by seed and window), and its clusters' genre mix diverges from
-    the population more than for any of 20 random embeddings of the same shape."""
-    case = run_movielens_case(DATA, tmp_path / "case", seeds=(0, 1, 2), n_boot=100, log=lambda *_: None)
-    ur = case.upstream_vs_random.set_index("usage").loc["UR"]
+def test_case_study_acceptance_full_data(full_case):
+    """On all of MovieLens, through the generic path: against the baseline, the upstream UR, IR and CR
+    are judged better and the random snapshot of their shape no different, in every usage."""
+    lee = full_case.lee.set_index(["variant", "usage"])
+    for usage in ("UR", "IR", "CR"):
+        up, rnd = lee.loc[("upstream", usage)], lee.loc[("random", usage)]
+        assert up["verdict"] == "better" and up["ci_low"] > 0, (usage, up)
+        assert rnd["verdict"] == "no different", (usage, rnd)
+
+
+@pytest.mark.slow
+def test_case_study_ur_beats_random_paired(full_case):
+    """The upstream UR beats a random snapshot of its shape under LEE with 95% confidence (paired by
+    seed and window)."""
+    ur = full_case.upstream_vs_random.set_index("usage").loc["UR"]
     assert ur["verdict"] == "better" and ur["ci_low"] > 0
-    p = case.purity.set_index("variant")["genre_mix_divergence"]
+
+
+@pytest.mark.slow
+def test_case_study_clusters_beat_every_random_draw(full_case):
+    """The UR's clusters' genre mix diverges from the population more than for any of 20 random
+    embeddings of the same shape."""
+    p = full_case.purity.set_index("variant")["genre_mix_divergence"]
     assert p["upstream"] > p.drop("upstream").max()
