@@ -108,6 +108,19 @@ def _chunk_rows(k: int) -> int:
     return int(min(65_536, max(1_024, _ELEMS // max(k, 1))))
 
 
+
+def _chunk_stats(lo: int, xc: np.ndarray, lab: np.ndarray, mind: np.ndarray, labels: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray, float, int, float]:
+    """A chunk's share of a Lloyd pass, from its rows ``xc`` (starting at row ``lo``), their nearest
+    centroid ``lab`` and squared distance ``mind``: per-centroid sums and counts, the inertia, and
+    the farthest row with its distance (``labels`` is filled in place)."""
+    labels[lo:lo + lab.size] = lab
+    onehot = np.zeros((lab.size, k), np.float32)
+    onehot[np.arange(lab.size), lab] = 1.0
+    sums = onehot.T @ xc
+    far = int(mind.argmax())
+    return sums, np.bincount(lab, minlength=k), float(mind.sum(dtype=np.float64)), lo + far, float(mind[far])
+
 class _NumpyEngine:
     """Distances by SGEMM, sums by a one-hot SGEMM; run by the caller's thread pool."""
 
@@ -127,13 +140,7 @@ class _NumpyEngine:
         mind = dist[np.arange(lab.size), lab]
         mind += self.xnorm[lo:hi]
         np.maximum(mind, 0.0, out=mind)
-        labels[lo:hi] = lab
-        onehot = np.zeros((lab.size, c.shape[0]), np.float32)
-        onehot[np.arange(lab.size), lab] = 1.0
-        sums = onehot.T @ xc
-        far = int(mind.argmax())
-        return sums, np.bincount(lab, minlength=c.shape[0]), float(mind.sum(dtype=np.float64)), lo + far, \
-            float(mind[far])
+        return _chunk_stats(lo, xc, lab, mind, labels, c.shape[0])
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
@@ -163,13 +170,7 @@ class _FaissEngine(_NumpyEngine):
         dist, idx = self._index.search(xc, 1)
         lab = idx[:, 0]
         mind = np.maximum(dist[:, 0], 0.0)
-        labels[lo:hi] = lab
-        onehot = np.zeros((lab.size, c.shape[0]), np.float32)
-        onehot[np.arange(lab.size), lab] = 1.0
-        sums = onehot.T @ xc
-        far = int(mind.argmax())
-        return sums, np.bincount(lab, minlength=c.shape[0]), float(mind.sum(dtype=np.float64)), lo + far, \
-            float(mind[far])
+        return _chunk_stats(lo, xc, lab, mind, labels, c.shape[0])
 
 
 def _lloyd_pass(engine: Any, pool: ThreadPoolExecutor | None, c: np.ndarray, n: int) -> _Pass:

@@ -107,6 +107,18 @@ class FullRun(StreamRun):
     val_auc: list[float] = field(default_factory=list)  # validation AUC after each epoch
 
 
+def _epoch(model: nn.Module, opts: list[torch.optim.Optimizer], loss_fn: nn.Module, x: torch.Tensor,
+           rows: list[torch.Tensor], y: torch.Tensor, n: int, batch: int, gen: torch.Generator,
+           device: torch.device) -> int:
+    """One pass over events ``[0, n)`` in a shuffled order drawn from ``gen``; returns samples trained."""
+    perm = torch.randperm(n, generator=gen)
+    for a in range(0, perm.numel(), batch):
+        idx = perm[a:a + batch]
+        loss = loss_fn(model(x[idx].to(device), [r[idx].to(device) for r in rows]), y[idx].to(device))
+        optimizer_step(opts, loss)
+    return int(perm.numel())
+
+
 def run_full(stream: DownstreamStream, injection: Injection | None, *, fusion: str = "concat",
              cfg: FullConfig | None = None, seed: int = 0, n_windows: int = 10, test_windows: int = 3,
              device: torch.device | str = "cpu") -> FullRun:
@@ -131,12 +143,7 @@ def run_full(stream: DownstreamStream, injection: Injection | None, *, fusion: s
     best, best_epoch, best_state, stale, trained = -np.inf, 0, None, 0, 0
     val_auc: list[float] = []
     for epoch in range(1, cfg.max_epochs + 1):
-        perm = torch.randperm(split.val_lo, generator=gen)
-        for a in range(0, perm.numel(), batch):
-            idx = perm[a:a + batch]
-            loss = loss_fn(model(x[idx].to(device), [r[idx].to(device) for r in rows]), y[idx].to(device))
-            optimizer_step(opts, loss)
-            trained += idx.numel()
+        trained += _epoch(model, opts, loss_fn, x, rows, y, split.val_lo, batch, gen, device)
         s_val = score(model, x, rows, split.val_lo, split.test_lo, device)
         auc = roc_auc(y_val, s_val) if 0 < y_val.sum() < y_val.size else float("nan")
         val_auc.append(float(auc))
@@ -157,12 +164,7 @@ def run_full(stream: DownstreamStream, injection: Injection | None, *, fusion: s
         opts = proxy_optimizers(model, pcfg, split.test_lo)
         batch = cfg.batch_for(split.test_lo)
         for _ in range(max(best_epoch, 1)):
-            perm = torch.randperm(split.test_lo, generator=gen)
-            for a in range(0, perm.numel(), batch):
-                idx = perm[a:a + batch]
-                loss = loss_fn(model(x[idx].to(device), [r[idx].to(device) for r in rows]), y[idx].to(device))
-                optimizer_step(opts, loss)
-                trained += idx.numel()
+            trained += _epoch(model, opts, loss_fn, x, rows, y, split.test_lo, batch, gen, device)
     scores = score(model, x, rows, split.test_lo, len(stream), device)
     seconds = time.perf_counter() - t0
     training = {"train_events": split.val_lo, "validation_events": split.test_lo - split.val_lo,
