@@ -107,6 +107,30 @@ def test_new_evaluation_with_progress_then_ranking(app, tmp_path):
     assert shown.loc["oracle", "delta_auc"] > shown.loc["random", "delta_auc"]
 
 
+def test_new_evaluation_form_passes_the_engine(app, monkeypatch):
+    """The form's engine and Ray address reach the job as its [engine] (the dashboard computes nothing
+    itself: run_job, the same call `lee evaluate` makes, gets the job)."""
+    import lee.jobs.run as jobs_run
+    from lee.jobs.run import JobReport
+
+    seen = []
+
+    def fake_run_job(job, **_):
+        seen.append(job)
+        return JobReport(evaluated=["oracle UR+IR concat"])
+
+    monkeypatch.setattr(jobs_run, "run_job", fake_run_job)
+    app.switch_page("pages/lee.py").run()
+    app.multiselect(key="lee_variants").set_value(["oracle"])
+    app.selectbox(key="lee_engine").set_value("ray")
+    app.text_input(key="lee_address").set_value(" auto ")
+    app.button[0].click().run()
+    _clean(app)
+    assert "1 evaluated" in app.success[0].value
+    assert len(seen) == 1 and seen[0].engine.kind == "ray" and seen[0].engine.address == "auto"
+    assert seen[0].job.variants == ("oracle",)
+
+
 def test_importance_page(app):
     app.switch_page("pages/importance.py").run()
     app.selectbox(key="imp_variant").set_value("oracle")

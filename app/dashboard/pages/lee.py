@@ -72,6 +72,11 @@ with st.form("lee_form"):
     seeds = st.slider("Seeds", 1, 3, 1, key="lee_seeds")
     part = st.selectbox("Events the proxy learns from and is scored on", ["downstream", "upstream", "all"],
                         key="lee_part", help="the dataset's split decides which events are downstream")
+    engine = st.selectbox("Engine", ["local", "ray"], key="lee_engine",
+                          help="local: in the dashboard's process; ray: each unit a Ray task (a local Ray instance, "
+                               "or the cluster at the address below); the dashboard stays the only writer of the store")
+    address = st.text_input("Ray address (optional)", key="lee_address",
+                            help="e.g. auto or ray://head:10001; empty starts a Ray instance on this machine")
     go = st.form_submit_button("Evaluate")
 if go:
     if not chosen:
@@ -81,7 +86,7 @@ if go:
     job = JobConfig(job=JobSpec(name="dashboard", snapshots=src.root, data=src.world, results=src.db,
                                 variants=tuple(chosen), latest_only=True, device=Device.CPU),
                     eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds))),
-                    stream=StreamSpec(part=part))
+                    stream=StreamSpec(part=part)).with_engine(engine, address.strip() or None)
     bar = st.progress(0.0, text="starting…")
 
     def on_unit(done: int, total: int, label: str) -> None:
