@@ -264,3 +264,21 @@ def test_results_show_json_has_per_window_figures(job_dir, capsys):
     assert main(["results", "show", run_id, "--db", str(job.job.results)]) == 0
     text = capsys.readouterr().out
     assert "auc_pooled" in text and "baseline_auc" in text and "positives" in text
+
+
+def test_version_skew_in_a_unit_is_logged_and_reported(job_dir):
+    """A snapshot whose UR and IR were written by different checkpoints: the job warns (log, report,
+    VersionSkewWarning) for the usage that combines them (UR+IR), not for CR."""
+    from lee.errors import VersionSkewWarning
+    from lee.snapshot import SnapshotStore, write_snapshot
+
+    oracle = SnapshotStore(job_dir / "snapshots").latest("oracle")
+    tables = {k: oracle.load(k) for k in oracle.kinds}
+    write_snapshot(job_dir / "snapshots", "mixed", oracle.event_time, tables,
+                   extra={"checkpoint": "run@200", "checkpoints": {"IR": "run@100"}})
+    lines: list[str] = []
+    with pytest.warns(VersionSkewWarning, match="LEE injection UR\\+IR of mixed@"):
+        report = run_job(load_job(write_job(job_dir, variants='["mixed"]')), progress=False, log=lines.append,
+                         stop_after=0)
+    assert len(report.warnings) == 1 and "run@100" in report.warnings[0] and "run@200" in report.warnings[0]
+    assert any(line.startswith("warning: version skew in LEE injection UR+IR of mixed@") for line in lines)

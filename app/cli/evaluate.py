@@ -27,7 +27,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                      stop_after=args.max_units)
     doc = {"job": job.job.name, "results": str(job.job.results), "evaluated": report.evaluated,
            "already_done": report.skipped, "not_applicable": report.not_applicable,
-           "seconds": round(report.seconds, 2)}
+           "warnings": report.warnings, "seconds": round(report.seconds, 2)}
     if args.json:
         emit(doc, args)
     else:

@@ -22,7 +22,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from lee.jobs.tasks import UnitOutcome, baseline_task, variant_task
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore
 from lee.timeutil import epoch_seconds, iso
+from lee.versions import warn_skew
 from lee.world.model import World
 
 
@@ -112,6 +113,7 @@ class JobReport(SavedResult):
     skipped: int = 0
     not_applicable: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)   # version skew among the tables a unit combines
 
     def summary(self) -> dict[str, Any]:
         return {"evaluated": len(self.evaluated), "already_done": self.skipped,
@@ -246,7 +248,9 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
         stream = job_stream(job)
         data_hash = stream_hash(stream)
         units, skipped, misfits = pending_units(job, store, data_hash)
-        report = JobReport(skipped=skipped, not_applicable=misfits)
+        report = JobReport(skipped=skipped, not_applicable=misfits, warnings=skew_of(units))
+        for message in report.warnings:
+            log(f"warning: {message}")
         if stop_after is not None:
             units = units[:stop_after]
         on = f" on {job.engine.describe()}" if job.engine.kind != "local" else ""
@@ -261,6 +265,18 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             on_unit(len(units), len(units), "done")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def skew_of(units: Sequence[Unit]) -> list[str]:
+    """Version skew among the tables each unit injects together (e.g. a UR of one checkpoint with an
+    IR of another in one snapshot): one message per distinct snapshot and usage, also raised as a
+    :class:`~lee.errors.VersionSkewWarning`. The unit is still evaluated; the warning is logged and
+    kept with the job's report so a verdict on mismatched tables is never read without it."""
+    messages: list[str] = []
+    for unit in {(u.snapshot.path, u.cfg.usage): u for u in units}.values():
+        messages += warn_skew([(unit.snapshot, k) for k in PAIRS[unit.cfg.usage]],
+                              what=f"LEE injection {unit.cfg.usage} of {unit.label}")
+    return messages
 
 
 def _base_key(unit: Unit) -> str:
