@@ -449,9 +449,9 @@ def record(decision: GateDecision, db: str | Path) -> None:
 def latest_decisions(db: str | Path) -> pd.DataFrame:
     """The newest gate decision per candidate variant in a results store (empty when none or no store)."""
     cols = ["candidate_variant", "decision", "candidate", "incumbent", "decided_at", "reasons"]
-    if not Path(db).is_file():
+    if not Path(db).is_file() or Path(db).stat().st_size == 0:
         return pd.DataFrame(columns=cols)
-    frame = ResultsStore(db).gate_decisions(latest_per_variant=True)
+    frame = ResultsStore(db, readonly=True).gate_decisions(latest_per_variant=True)  # reading never alters it
     if frame.empty:
         return pd.DataFrame(columns=cols)
     frame["reasons"] = ["; ".join(r) if r else "every rule passed" for r in frame["reasons"]]

@@ -137,7 +137,7 @@ def compare_variants(db: str | Path, a: str, b: str, *, usage: str | None = None
         raise InputError(f"compare needs two different variants; got {a!r} twice")
     if not 0.0 < level < 1.0:
         raise InputError(f"level must lie strictly between 0 and 1; got {level!r}")
-    store = ResultsStore(db)
+    store = ResultsStore(db, readonly=True)  # comparing never creates or alters the store
     runs = store.runs(job=job)
     present = sorted(set(runs["variant"]))
     for v in (a, b):
