@@ -5,8 +5,13 @@ cluster a snapshot table with K-means, name each cluster by the behaviour of its
 item category they click most), check the clustering against planted truth when there is one
 (adjusted Rand index) and show which clusters click ads significantly more or less than average.
 
-Everything runs on all rows (no subsampling for the fit); only the silhouette, which is quadratic
-in the number of points, is computed on a seeded sample whose size is stated in the result.
+Everything runs on all rows (no subsampling for the fit) when the table fits the memory bound
+(``memory_mb``); only the silhouette, which is quadratic in the number of points, is computed on a
+seeded sample whose size is stated in the result. A table larger than the bound is clustered out
+of core: K-means is fitted on a stated seeded sample of rows (``fit_sample``, picked in one
+streamed pass), then every row is assigned to its nearest centroid chunk by chunk (a second pass,
+the assignment a Lloyd pass computes) and the inertia summed over all rows; the result says so
+(``fit_rows``).
 
 CTR intervals
 -------------
@@ -49,6 +54,7 @@ from analysis._inputs import as_matrix, require_columns, require_numeric, requir
 from lee.errors import FewerClustersWarning, InputError, SmallSampleWarning
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, TableKind
+from lee.snapshot.reader import DEFAULT_MEMORY_MB
 
 
 class KMeansBackend(StrEnum):
@@ -364,6 +370,7 @@ class ClusterResult(SavedResult):
     snapshot: str
     level: float
     domain: int | None
+    fit_rows: int | None = None   # rows K-means was fitted on out of core (None: every row, in memory)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"clusters": self.table}
@@ -373,6 +380,7 @@ class ClusterResult(SavedResult):
         return {"table": self.kind.value, "snapshot": self.snapshot, "k": self.k, "backend": self.backend,
                 "ari": self.ari, "silhouette": self.silhouette, "silhouette_sample": self.silhouette_sample,
                 "overall_ctr": self.overall_ctr, "inertia": self.inertia, "n_ids": self.n_ids,
+                "fit_rows": self.fit_rows if self.fit_rows is not None else self.n_ids,
                 "n_ids_with_events": self.n_ids_with_events, "level": self.level,
                 "clusters_above": int((self.table["flag"] == "above").sum()),
                 "clusters_below": int((self.table["flag"] == "below").sum()),
@@ -481,6 +489,8 @@ def cluster_snapshot(
     n_init: int = 10,
     max_iter: int = 300,
     device: str = "cpu",
+    memory_mb: float | None = DEFAULT_MEMORY_MB,
+    fit_sample: int = KMEANS_SAMPLE,
 ) -> ClusterResult:
     """Cluster one snapshot table with K-means and describe every cluster.
 
@@ -498,6 +508,11 @@ def cluster_snapshot(
     :class:`SmallSampleWarning` for clusters with fewer than ``min_clicks`` clicks. ``n_init``
     restarts run on the seeding sample (see :func:`kmeans`); ``device='cuda'`` runs K-means in
     torch on a GPU.
+
+    ``memory_mb`` (MiB; None: no bound) decides where the vectors live: a table whose in-memory
+    clustering fits it is loaded and clustered on every row; a larger one is clustered out of core
+    (fitted on ``fit_sample`` seeded rows, every row assigned in streamed chunks; see the module
+    docstring), within the bound.
     """
     if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
         raise InputError(f"level must lie strictly between 0 and 1 (e.g. 0.95); got {level!r}")
@@ -517,8 +532,9 @@ def cluster_snapshot(
     require_numeric(ctr_events, ["click"], name="events", nonnegative=True)
     backend_name = resolve_backend(backend, device)
 
-    table = snap.load(kind)
-    ids = table.ids
+    out_of_core = memory_mb is not None and _in_memory_bytes(snap, kind, silhouette_sample) > memory_mb * (1 << 20)
+    table = None if out_of_core else snap.load(kind)
+    ids = snap.load_ids(kind) if table is None else table.ids
     where = f"{snap.path} ({kind.value})"
     rows = pd.Index(ids).get_indexer(ctr_events[col].to_numpy())
     hit = rows >= 0
@@ -545,11 +561,19 @@ def cluster_snapshot(
     if truth is not None:
         truth_values = _aligned(_series(truth, "truth"), ids, "truth", where)
 
-    fit = kmeans(table.vectors, k, backend=backend_name, seed=seed, n_init=n_init, max_iter=max_iter,
-                 device=device)
-    assignment = fit.labels
+    fit_rows = None
+    if table is not None:
+        fit = kmeans(table.vectors, k, backend=backend_name, seed=seed, n_init=n_init, max_iter=max_iter,
+                     device=device)
+        assignment, inertia, n_k = fit.labels, fit.inertia, fit.k
+        sil, sil_n = silhouette_on_sample(table.vectors, assignment, sample=silhouette_sample, seed=seed)
+    else:
+        assert memory_mb is not None
+        fit, assignment, inertia, sil, sil_n = _cluster_out_of_core(
+            snap, kind, k, memory_mb=memory_mb, fit_sample=fit_sample, silhouette_sample=silhouette_sample,
+            seed=seed, backend=backend_name, n_init=n_init, max_iter=max_iter, device=device)
+        n_k, fit_rows = fit.k, int(min(fit_sample, len(ids)))
     n = len(ids)
-    sil, sil_n = silhouette_on_sample(table.vectors, assignment, sample=silhouette_sample, seed=seed)
 
     ari = None
     if truth_values is not None:
@@ -561,10 +585,10 @@ def cluster_snapshot(
     # Per-id totals, then per-cluster ratio estimates with id-clustered intervals.
     exposures = np.bincount(rows[hit], minlength=n).astype(np.float64)
     clicks = np.bincount(rows[hit], weights=ctr_events["click"].to_numpy(np.float64)[hit], minlength=n)
-    ctr = ratio_interval(clicks, exposures, assignment, fit.k, level=level)
+    ctr = ratio_interval(clicks, exposures, assignment, n_k, level=level)
     overall = float(clicks.sum() / exposures.sum())
 
-    size = np.bincount(assignment, minlength=fit.k)
+    size = np.bincount(assignment, minlength=n_k)
     clusters = np.flatnonzero(size > 0)
     ctr = ctr.iloc[clusters].reset_index(drop=True)
     flag = np.where(ctr["ctr_low"] > overall, "above", np.where(ctr["ctr_high"] < overall, "below", ""))
@@ -585,6 +609,68 @@ def cluster_snapshot(
     return ClusterResult(
         kind=kind, k=fit.k, backend=fit.backend, ids=ids, assignment=assignment, table=out,
         overall_ctr=overall, silhouette=sil, silhouette_sample=sil_n, ari=ari, n_ids=n,
-        n_ids_with_events=int((exposures > 0).sum()), inertia=fit.inertia, snapshot=str(snap.path),
-        level=float(level), domain=domain,
+        n_ids_with_events=int((exposures > 0).sum()), inertia=inertia, snapshot=str(snap.path),
+        level=float(level), domain=domain, fit_rows=fit_rows,
     )
+
+
+# --------------------------------------------------------------------------- out of core
+
+_ID_BYTES = 96   # per id, held for the whole analysis: assignment, per-id clicks and exposures, labels, masks
+
+
+def _in_memory_bytes(snap: Snapshot, kind: TableKind, silhouette_sample: int) -> float:
+    """What clustering the table in memory holds: the matrix (the mapped file, the loaded copy and
+    K-means' working arrays), the per-id arrays, and the silhouette's distance block (scikit-learn
+    computes it in blocks of at most its 1 GiB working memory)."""
+    info = snap.info(kind)
+    s = min(info.rows, silhouette_sample)
+    return ((16 << 20) + info.rows * (info.dim * 4 * 3 + _ID_BYTES + snap.id_bytes(kind))
+            + min(1 << 30, 8.0 * s * s))
+
+
+def _cluster_out_of_core(snap: Snapshot, kind: TableKind, k: int, *, memory_mb: float, fit_sample: int,
+                         silhouette_sample: int, seed: int, backend: str, n_init: int, max_iter: int,
+                         device: str) -> tuple[KMeansFit, np.ndarray, float, float, int]:
+    """K-means fitted on ``fit_sample`` seeded rows (picked in one streamed pass with the silhouette's
+    rows), then every row assigned to its nearest centroid in a second pass; the inertia summed
+    over all rows. Chunks are sized so that the whole stays within ``memory_mb`` MiB."""
+    from sklearn import config_context
+
+    from analysis.lloyd import assign
+
+    info = snap.info(kind)
+    n, d = info.rows, info.dim
+    fit_sample = _check_int(fit_sample, "fit_sample", at_least=k)
+    fit_pos = sample_rows(n, fit_sample, seed=seed)
+    sil_pos = sample_rows(n, silhouette_sample, seed=seed)
+    # held: the fit sample (picked, then K-means' copies) and the silhouette's rows with their distances
+    # (sklearn's working memory, below); per chunk row: the assignment's distance and one-hot blocks, the
+    # inertia's gathered centroids and differences (8 bytes per value)
+    sil_mb = max(1.0, memory_mb / 8)
+    costs = {"held_bytes": fit_pos.size * d * 4 * 3.0 + sil_pos.size * (d * 4 + 16) + sil_mb * (1 << 20)
+             + 2 * k * d * 8, "value_bytes": 8.0, "row_bytes": 8.0 * k + 24, "id_bytes": float(_ID_BYTES)}
+    rows = snap.chunk_rows(kind, memory_mb, what=f"K-means assignment (k={k}, fit on {fit_pos.size:,} rows)",
+                           **costs)
+    fit_x = np.empty((fit_pos.size, d), np.float32)
+    sil_x = np.empty((sil_pos.size, d), np.float32)
+    start = 0
+    for chunk in snap.iter_chunks(kind, rows=rows):
+        for pos, out in ((fit_pos, fit_x), (sil_pos, sil_x)):
+            a, b = np.searchsorted(pos, [start, start + len(chunk)])
+            out[a:b] = chunk.vectors[pos[a:b] - start]
+        start += len(chunk)
+    fit = kmeans(fit_x, k, backend=backend, seed=seed, n_init=n_init, max_iter=max_iter, sample=fit_pos.size,
+                 device=device)
+    del fit_x
+    assignment = np.empty(n, np.int64)
+    inertia = 0.0
+    start = 0
+    for chunk in snap.iter_chunks(kind, rows=rows, verify=False):   # checked by the first pass
+        lab = assign(chunk.vectors, fit.centroids)
+        assignment[start:start + lab.size] = lab
+        inertia += _inertia(chunk.vectors, lab, fit.centroids)
+        start += lab.size
+    with config_context(working_memory=sil_mb):   # sklearn's pairwise-distance blocks within the bound
+        sil, sil_n = silhouette_on_sample(sil_x, assignment[sil_pos], sample=sil_pos.size, seed=seed)
+    return fit, assignment, inertia, sil, sil_n

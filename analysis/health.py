@@ -32,7 +32,12 @@ from lee.engine import Engine
 from lee.errors import InputError, SnapshotError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
+from lee.snapshot.reader import DEFAULT_MEMORY_MB
 from lee.timeutil import iso
+
+CHUNK_COSTS: dict[str, float] = {"value_bytes": 32.0}
+"""Working bytes per value of a chunk beyond the reader's: its float64 copy and two float64
+temporaries at a time (squares, absolute values, distances to the reference) plus masks."""
 
 
 class HealthThresholds(ConfigModel):
@@ -88,15 +93,20 @@ class Reference:
 
 
 def table_stats(snapshot: Snapshot, kind: TableKind | str, *, reference: Reference | None = None,
-                extreme_z: float = 6.0, chunk_rows: int = 131_072) -> TableStats:
+                extreme_z: float = 6.0, memory_mb: float = DEFAULT_MEMORY_MB,
+                chunk_rows: int | None = None) -> TableStats:
     """Summarise one table in streaming passes (checksum verified; NaN/Inf rows counted, not refused).
 
     Extreme values are counted against ``reference`` when given, else against the table's own
-    per-dimension mean and std (which needs a second pass).
+    per-dimension mean and std (which needs a second pass). The passes read chunks sized so that
+    they stay within ``memory_mb`` MiB (:meth:`Snapshot.chunk_rows` with :data:`CHUNK_COSTS`),
+    whatever the table's size; ``chunk_rows`` sets the chunk size instead.
     """
     kind = TableKind.parse(kind)
     info = snapshot.info(kind)
     d = info.dim
+    if chunk_rows is None:
+        chunk_rows = snapshot.chunk_rows(kind, memory_mb, what="health statistics", **CHUNK_COSTS)
     s1 = np.zeros(d)
     s2 = np.zeros(d)
     n = bad = 0
@@ -136,7 +146,7 @@ def table_stats(snapshot: Snapshot, kind: TableKind | str, *, reference: Referen
     if center is None:  # no reference yet: extremes against the table's own moments
         own = Reference(dim_mean, dim_std, 0.0, 0.0, 0.0, 0)
         return dataclasses.replace(table_stats(snapshot, kind, reference=own, extreme_z=extreme_z,
-                                               chunk_rows=chunk_rows), nonfinite_rows=bad)
+                                               memory_mb=memory_mb, chunk_rows=chunk_rows), nonfinite_rows=bad)
     mean = float(s1.sum() / (n * d))
     return TableStats(
         rows=info.rows, nonfinite_rows=bad, mean=mean, variance=float(s2.sum() / (n * d) - mean**2),
@@ -295,9 +305,10 @@ def flag_table(reports: dict[str, HealthReport]) -> pd.DataFrame:
 def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
                     thresholds: HealthThresholds | None = None, kinds: list[TableKind | str] | None = None,
                     times: list[datetime] | None = None, progress: bool = False,
-                    engine: Engine | None = None) -> HealthReport:
-    """Monitor ``variant`` over its snapshots (all, or ``times``), table by table; with ``engine``
-    each table's statistics are summed by row range on it (:func:`table_stats_partitioned`)."""
+                    engine: Engine | None = None, memory_mb: float = DEFAULT_MEMORY_MB) -> HealthReport:
+    """Monitor ``variant`` over its snapshots (all, or ``times``), table by table, each table streamed
+    within ``memory_mb`` MiB (:func:`table_stats`); with ``engine`` each table's statistics are
+    summed by row range on it instead (:func:`table_stats_partitioned`)."""
     th = thresholds or HealthThresholds()
     store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
     times = list(times) if times is not None else store.times(variant)
@@ -324,7 +335,8 @@ def snapshot_health(store: SnapshotStore | str | Path, variant: str, *,
             healthy_hist = history.setdefault(kind, [])
             ref = _reference(healthy_hist, th)
             try:
-                stats = (table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z) if engine is None else
+                stats = (table_stats(snap, kind, reference=ref, extreme_z=th.extreme_z, memory_mb=memory_mb)
+                         if engine is None else
                          table_stats_partitioned(snap, kind, engine=engine, reference=ref, extreme_z=th.extreme_z))
             except SnapshotError as exc:  # duplicate ids, wrong id type, absurd values, checksum...: broken
                 rows.append({"time": pd.Timestamp(when), "table": kind.value, "healthy": False, "broken": True,

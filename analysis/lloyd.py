@@ -228,6 +228,22 @@ def _run(engine: Any, pool: ThreadPoolExecutor | None, x: np.ndarray, c: np.ndar
         c = _update(p, c, x)
 
 
+def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid of every row of ``x`` (int64 labels), computed exactly as a Lloyd pass
+    computes it (one single-threaded SGEMM per chunk of rows), so that rows assigned chunk by chunk
+    out of core get the labels an in-memory pass gives them. Memory: the pass's distance and
+    one-hot blocks (``8 · k`` bytes per row of a chunk of :func:`assign_chunk_rows` rows) and the labels."""
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    with _single_threaded_blas():
+        return _lloyd_pass(_NumpyEngine(x, 1, "cpu"), None, c, x.shape[0]).labels
+
+
+def assign_chunk_rows(k: int) -> int:
+    """Rows per SGEMM block of a Lloyd pass (and of :func:`assign`) with ``k`` centroids."""
+    return _chunk_rows(k)
+
+
 # --------------------------------------------------------------------------- torch engine
 
 

@@ -5,9 +5,11 @@ the cosine similarity of its two vectors; the shares above 0.99 and 0.95 summari
 paper reports 76.0% and 95.7% for its users). Ids in only one snapshot are counted as new or lost.
 
 The join is by id and streams the later table in Parquet batches against the earlier one held in
-memory — or, when the earlier table exceeds ``memory_mb``, against one block of it at a time
-(a block nested-loop join: one more pass over the later file per block). Only the id columns are
-ever held whole, so memory stays bounded for tables larger than RAM, with int64 or string ids.
+memory — or, when the earlier table exceeds what ``memory_mb`` leaves for it, against one block of
+it at a time (a block nested-loop join: one more pass over the later file per block). Only the id
+columns and per-id arrays (positions, dot products, norms: :data:`ID_BYTES` per id) are ever held
+whole; ``memory_mb`` bounds them, the later table's batch and the earlier table's block together,
+so a join of tables larger than the bound stays within it, with int64 or string ids.
 """
 
 from __future__ import annotations
@@ -28,12 +30,40 @@ from lee.engine import Engine
 from lee.errors import InputError, LeeError, SnapshotError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind
-from lee.snapshot.reader import RowGather
+from lee.snapshot.reader import DEFAULT_MEMORY_MB, MAX_CHUNK_ROWS, RowGather
 from lee.timeutil import iso
 
 THRESHOLDS = (0.99, 0.95)
-DEFAULT_MEMORY_MB = 4096
-_BATCH_ROWS = 131_072
+_BATCH_ROWS = MAX_CHUNK_ROWS
+ID_BYTES = 80
+"""Bytes per id of each table that the join holds whole (beyond the reader's own, see
+:meth:`Snapshot.id_bytes`): the earlier ids' hash index, positions, hit counts, the later rows'
+dot products and norms, the masks and the result's id and cosine arrays."""
+_BATCH_VALUE_BYTES = 16   # per value of a later batch: its mapped pages, the shared rows, the gathered ones
+_FIXED_BYTES = 16 << 20   # the reader's page buffers and the checksum's read buffer
+
+
+def join_budget(before: Snapshot, after: Snapshot, kind: TableKind, memory_mb: float,
+                batch_rows: int = _BATCH_ROWS) -> tuple[int, int]:
+    """``(batch_rows, block_rows)`` that keep the join within ``memory_mb`` MiB: the per-id arrays
+    first, then a quarter of what is left (at most ``batch_rows`` rows) for the later table's batch,
+    the rest for the block of the earlier table held in memory."""
+    ib, ia = before.info(kind), after.info(kind)
+    dim = ib.dim
+    fixed = (_FIXED_BYTES + ib.rows * (before.id_bytes(kind) + ID_BYTES)
+             + ia.rows * (after.id_bytes(kind) + ID_BYTES))
+    left = memory_mb * (1 << 20) - fixed
+    per_batch_row = dim * _BATCH_VALUE_BYTES + 64
+    batch = int(min(batch_rows, ia.rows, left / 4 // per_batch_row))
+    block = int((left - batch * per_batch_row) // (4 * dim))
+    if batch < 1 or block < 1:
+        need = (fixed + 1024 * (per_batch_row + 4 * dim)) / (1 << 20)
+        raise InputError(
+            f"volatility of {kind.value} ({before.table_path(kind)} vs {after.table_path(kind)}) cannot run within "
+            f"{memory_mb:g} MiB: the ids of both tables and the join's per-id arrays take {fixed / (1 << 20):.1f} "
+            f"MiB ({ib.rows:,} + {ia.rows:,} ids); give --memory-mb {int(need) + 1} or more")
+    return batch, block
+
 
 
 @register("volatility")
@@ -173,13 +203,16 @@ def _norms(x: np.ndarray, snap: Snapshot, kind: TableKind, ids: np.ndarray, offs
 
 
 def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = TableKind.UR, *,
-                 memory_mb: int = DEFAULT_MEMORY_MB, batch_rows: int = _BATCH_ROWS, verify: bool = True,
-                 progress: bool = False) -> VolatilityResult:
+                 memory_mb: float = DEFAULT_MEMORY_MB, batch_rows: int = _BATCH_ROWS, verify: bool = True,
+                 progress: bool = False, block_rows: int | None = None) -> VolatilityResult:
     """Cosine similarity of every id present in both snapshots' ``kind`` tables.
 
-    ``memory_mb`` bounds the block of the earlier table held in memory (the later one is always
-    streamed in ``batch_rows`` batches). ``verify`` checks both files' checksums on a second core
-    while the join runs; nothing is returned if a file does not match its manifest.
+    ``memory_mb`` bounds the whole join (:func:`join_budget`): the per-id arrays, the later table
+    streamed in batches of at most ``batch_rows`` rows and the block of the earlier table held in
+    memory. ``block_rows`` sets the block's size instead (the later batches stay bounded by
+    ``batch_rows``), e.g. to force many blocks on a small table. ``verify`` checks both files'
+    checksums on a second core while the join runs; nothing is returned if a file does not match
+    its manifest.
     """
     kind = TableKind.parse(kind)
     _check_pair(before, after, kind)
@@ -209,7 +242,10 @@ def cosine_by_id(before: Snapshot, after: Snapshot, kind: TableKind | str = Tabl
         seen_b = hits > 0
 
         dim = before.info(kind).dim
-        block_rows = max(batch_rows, (memory_mb << 20) // (4 * dim))
+        if block_rows is None:
+            batch_rows, block_rows = join_budget(before, after, kind, memory_mb, batch_rows)
+        elif block_rows <= 0:
+            raise InputError(f"block_rows must be positive; got {block_rows}")
         n_blocks = -(-ids_b.size // block_rows)
         bar = tqdm(total=n_blocks * ids_a.size, desc=f"volatility {kind.value}", unit="row", unit_scale=True,
                    disable=not progress, leave=False)

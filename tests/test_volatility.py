@@ -70,7 +70,8 @@ def test_blocked_join_gives_the_same_answer(rotated, memory_mb, batch_rows):
     """Tiny memory budgets force many blocks and batches; the answer must not change."""
     root, truth, _, _ = rotated
     store = SnapshotStore(root)
-    res = cosine_by_id(store.open("v", T0), store.open("v", T1), "UR", memory_mb=memory_mb, batch_rows=batch_rows)
+    res = cosine_by_id(store.open("v", T0), store.open("v", T1), "UR", batch_rows=batch_rows,
+                       block_rows=(memory_mb << 20) // (4 * 8))   # the block that memory_mb MiB of 8-d rows holds
     if memory_mb == 1:
         assert res.blocks == 1  # 2000 x 8 floats fits one block even at 1 MiB...
     got = pd.Series(res.cosine, index=res.ids).sort_index()
@@ -88,7 +89,7 @@ def test_many_blocks(tmp_path):
     write_snapshot(tmp_path, "v", T0, {"IR": EmbeddingTable(ids, a)})
     write_snapshot(tmp_path, "v", T1, {"IR": EmbeddingTable(ids[perm], b[perm])})
     store = SnapshotStore(tmp_path)
-    res = cosine_by_id(store.open("v", T0), store.open("v", T1), "IR", memory_mb=1, batch_rows=1500)
+    res = cosine_by_id(store.open("v", T0), store.open("v", T1), "IR", block_rows=4096, batch_rows=1500)
     assert res.blocks == 3
     ref = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     got = pd.Series(res.cosine, index=res.ids).reindex(ids).to_numpy()
@@ -227,5 +228,5 @@ def test_arrow_fallback_equals_mapped_path(tmp_path):
     np.testing.assert_array_equal(plain.ids, packed.ids)
     np.testing.assert_allclose(plain.cosine, packed.cosine, atol=1e-7)
     many = cosine_by_id(SnapshotStore(tmp_path / "zstd").open("v", T0), SnapshotStore(tmp_path / "zstd").open("v", T1),
-                        "UR", memory_mb=1, batch_rows=500)
+                        "UR", block_rows=(1 << 20) // (4 * 16), batch_rows=500)
     np.testing.assert_allclose(many.cosine, plain.cosine, atol=1e-7)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -33,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lee.errors import LeeError, SnapshotError
+from lee.errors import InputError, LeeError, SnapshotError
 from lee.fileio import UnsafeFileError, check_regular, open_regular, resolve_inside, sha256_fd
 from lee.snapshot.checks import check_ids, check_vectors, max_abs_bound
 from lee.snapshot.format import MANIFEST_NAME, EmbeddingTable, Manifest, TableInfo, TableKind
@@ -41,7 +42,22 @@ from lee.snapshot.parquet_io import check_schema, from_arrow, open_parquet, read
 from lee.snapshot.rawread import RawVectors, RowGather, raw_vectors
 from lee.timeutil import DIR_FORMAT, iso, time_dirname
 
-__all__ = ["RowGather", "Snapshot", "TableReport", "validate_snapshot"]
+__all__ = ["DEFAULT_MEMORY_MB", "MAX_CHUNK_ROWS", "RowGather", "Snapshot", "TableReport", "validate_snapshot"]
+
+DEFAULT_MEMORY_MB = 4096
+"""The memory bound (MiB) of the snapshot analyses when none is given (``--memory-mb``)."""
+MAX_CHUNK_ROWS = 131_072
+"""Chunks never exceed this many rows (one of the writer's row groups): larger ones gain nothing."""
+# What :meth:`Snapshot.iter_chunks` itself costs, measured on 64-d float32 tables (pyarrow 26): Arrow
+# decodes a FixedSizeList<float32> batch through definition and repetition levels and growing builders,
+# about 5x the batch's 4 bytes per value at its peak, plus the mapped pages of one batch (released after
+# it, see _release); Arrow's page buffers and the checksum's 8 MiB read buffer whatever the batch; and
+# per id of the table the ids held for the duplicate-id check after the last chunk (the chunks' ids,
+# their concatenation, the hash table).
+_READER_VALUE_BYTES = 24
+_READER_FIXED_BYTES = 16 << 20
+_INT_ID_BYTES = 48
+_STR_ID_BYTES = 160      # plus the id's length: a Python str per id, pointers, the hash table
 
 
 @dataclass(frozen=True)
@@ -204,11 +220,6 @@ class Snapshot:
                           max_abs=self.max_abs, first_row=first_row)
             raise
 
-    @staticmethod
-    def _check_digests(tf: _TableFile, got: str, raw: RawVectors | None) -> None:
-        _check_sha(got, tf.info, tf.path)
-        _check_crc(raw.bad_page() if raw is not None else None, tf.path)
-
     # ------------------------------------------------------------------ readers
 
     def load(self, kind: TableKind | str, *, verify: bool = True) -> EmbeddingTable:
@@ -297,8 +308,55 @@ class Snapshot:
                 id_parts.append(chunk.ids)
                 seen += len(chunk)
                 yield chunk
+                _release(tf)
             _check_rows(seen, tf.info, tf.path)
             check_ids(np.concatenate(id_parts), where=tf.path, id_type=tf.info.id_type)
+
+    def id_bytes(self, kind: TableKind | str) -> float:
+        """Bytes per row that holding and checking the table's ids costs (int64: 48; strings: 160 plus
+        their mean length, estimated from the file's bytes beyond its vectors)."""
+        info = self.info(kind)
+        if info.id_type == "int64":
+            return float(_INT_ID_BYTES)
+        extra = max(0, (info.bytes or 0) - info.rows * info.dim * 4)
+        return _STR_ID_BYTES + extra / max(info.rows, 1)
+
+    def chunk_rows(self, kind: TableKind | str, memory_mb: float, *, value_bytes: float = 0.0,
+                   row_bytes: float = 0.0, id_bytes: float = 0.0, held_bytes: float = 0.0,
+                   what: str = "this analysis") -> int:
+        """Rows per :meth:`iter_chunks` chunk so that a streamed pass stays within ``memory_mb`` MiB.
+
+        The bound covers the reader's own cost (Arrow's decode of a chunk, the ids held for the
+        duplicate check: :meth:`id_bytes` per row of the table) plus what the caller states it
+        needs: ``value_bytes`` per value and ``row_bytes`` per row of a chunk (its working arrays),
+        ``id_bytes`` per row of the table (per-id arrays held for the whole pass, e.g. results) and
+        ``held_bytes`` whatever the chunk size (a d×d Gram matrix, a sample). At most
+        :data:`MAX_CHUNK_ROWS` rows; an :class:`InputError` names the least bound that would do
+        when not even one row fits.
+        """
+        info = self.info(kind)
+        if not memory_mb > 0:
+            raise InputError(f"the memory bound must be a positive number of MiB; got {memory_mb!r}")
+        fixed = _READER_FIXED_BYTES + held_bytes + info.rows * (self.id_bytes(kind) + id_bytes)
+        per_row = info.dim * (_READER_VALUE_BYTES + value_bytes) + row_bytes + 16
+        rows = int((memory_mb * (1 << 20) - fixed) // per_row)
+        if rows < 1:
+            need = (fixed + per_row * min(info.rows, 1024)) / (1 << 20)
+            raise InputError(
+                f"{self.table_path(kind)}: {what} cannot run within {memory_mb:g} MiB: it holds "
+                f"{fixed / (1 << 20):.1f} MiB whatever the chunk size ({info.rows:,} ids at "
+                f"{self.id_bytes(kind) + id_bytes:.0f} bytes each, plus {held_bytes / (1 << 20):.1f} MiB of "
+                f"state and {_READER_FIXED_BYTES >> 20} MiB of reader buffers); give --memory-mb {int(need) + 1} "
+                "or more (chunks of 1,024 rows)")
+        return max(1, min(rows, MAX_CHUNK_ROWS, info.rows))
+
+    def memory_mb_for(self, kind: TableKind | str, rows: int, *, value_bytes: float = 0.0, row_bytes: float = 0.0,
+                      id_bytes: float = 0.0, held_bytes: float = 0.0) -> float:
+        """The bound (MiB) under which :meth:`chunk_rows` gives chunks of ``rows`` rows (its inverse)."""
+        info = self.info(kind)
+        fixed = _READER_FIXED_BYTES + held_bytes + info.rows * (self.id_bytes(kind) + id_bytes)
+        per_row = info.dim * (_READER_VALUE_BYTES + value_bytes) + row_bytes + 16
+        return (fixed + per_row * (rows + 0.5)) / (1 << 20)
 
     def verify_checksum(self, kind: TableKind | str) -> None:
         """Hash the table's file (streamed, bounded memory and bounded by the manifest's size) and
@@ -312,7 +370,8 @@ class Snapshot:
             got = sha256_fd(tf.fd, tf.size)
             _check_sha(got, tf.info, tf.path)
             pf = self._parquet(tf)  # the schema against the manifest (id type, dim) costs nothing here
-            self._check_digests(tf, got, raw_vectors(tf.map, tf.info.dim, parquet=pf))
+            raw = raw_vectors(tf.map, tf.info.dim, parquet=pf)
+            _check_crc(_bad_page(raw, tf) if raw is not None else None, tf.path)
 
     def vector_batches(self, kind: TableKind | str, *, rows: int = 131_072) -> Iterator[np.ndarray]:
         """The ``vector`` column in row order, in batches of at most ``rows`` rows, as float32
@@ -338,6 +397,7 @@ class Snapshot:
                         self._check_values(batch, tf, seen)
                         seen += batch.shape[0]
                         yield batch
+                        _release(tf)
                 _check_rows(seen, tf.info, tf.path)
                 return
             batches = pf.iter_batches(batch_size=rows, columns=["vector"])
@@ -355,6 +415,7 @@ class Snapshot:
                 self._check_values(batch, tf, seen)
                 seen += batch.shape[0]
                 yield batch
+                _release(tf)
             _check_rows(seen, tf.info, tf.path)
 
     def row_gather(self, kind: TableKind | str) -> RowGather | None:
@@ -379,6 +440,36 @@ class Snapshot:
                 self._check_values(m, tf, seen)
                 seen += m.shape[0]
             return gather
+
+
+def _release(tf: _TableFile) -> None:
+    """Drop the mapped file's pages from this process's resident set (``MADV_DONTNEED``) once a
+    batch has been consumed: they stay in the page cache and fault back in if read again (the
+    mapping is shared and read-only, so nothing changes but the accounting), and a streamed pass
+    over a file larger than memory holds about one batch of it, not the whole file, in its RSS."""
+    try:
+        tf.map.madvise(mmap.MADV_DONTNEED)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - a platform without madvise
+        pass
+
+
+def _bad_page(raw: RawVectors, tf: _TableFile, release_every: int = 64 << 20) -> int | None:
+    """:meth:`RawVectors.bad_page`, releasing the mapped pages (:func:`_release`) every
+    ``release_every`` bytes, so that checking a file larger than memory does not hold it all."""
+    view = memoryview(tf.map)
+    done = 0
+    try:
+        for k, (start, size, crc) in enumerate(raw.crcs):
+            if zlib.crc32(view[start:start + size]) != crc & 0xFFFFFFFF:
+                return k
+            done += size
+            if done >= release_every:
+                _release(tf)
+                done = 0
+        return None
+    finally:
+        view.release()
+        _release(tf)
 
 
 def _check_sha(got: str, info: TableInfo, path: Path) -> None:
