@@ -327,12 +327,22 @@ def _read_blocks(snap: Snapshot, kind: TableKind, batch_rows: int, block_rows: i
 # --------------------------------------------------------------------------- entry points
 
 
+def _join(before: Snapshot, after: Snapshot, kind: TableKind | str, engine: Engine | None,
+          **kwargs: Any) -> VolatilityResult:
+    """:func:`cosine_by_id` in this process (``engine`` None), else :func:`cosine_by_id_partitioned` on it."""
+    if engine is None:
+        return cosine_by_id(before, after, kind, **kwargs)
+    return cosine_by_id_partitioned(before, after, kind, engine=engine, verify=kwargs.get("verify", True))
+
+
 def volatility(store: SnapshotStore | str | Path, variant: str, kind: TableKind | str = TableKind.UR, *,
                at: str | datetime | int | None = None, minutes: float | None = None, tolerance_minutes: float = 0.0,
-               **kwargs: Any) -> VolatilityResult:
+               engine: Engine | None = None, **kwargs: Any) -> VolatilityResult:
     """Volatility of ``variant`` at ``at`` (default: its latest snapshot) against the snapshot
     ``minutes`` before (default: the previous snapshot, whatever the gap; the result's
-    ``minutes_apart`` says which gap was used)."""
+    ``minutes_apart`` says which gap was used). ``kwargs`` go to :func:`cosine_by_id` (``memory_mb``,
+    ``verify``, ``progress``); with ``engine`` the join is hash-partitioned on it instead
+    (:func:`cosine_by_id_partitioned`, equal results)."""
     store = store if isinstance(store, SnapshotStore) else SnapshotStore(store)
     after = store.latest(variant) if at is None else store.open(variant, at)
     if minutes is None:
@@ -344,7 +354,7 @@ def volatility(store: SnapshotStore | str | Path, variant: str, kind: TableKind 
         before = store.open(variant, times[k - 1])
     else:
         before = store.previous(after, minutes=minutes, tolerance_minutes=tolerance_minutes)
-    return cosine_by_id(before, after, kind, **kwargs)
+    return _join(before, after, kind, engine, **kwargs)
 
 
 @register("volatility-series")
@@ -367,7 +377,7 @@ class VolatilitySeries(SavedResult):
 
 def volatility_series(store: SnapshotStore | str | Path, variant: str, kind: TableKind | str = TableKind.UR, *,
                       times: Sequence[datetime] | None = None, progress: bool = False, skip_errors: bool = False,
-                      **kwargs: Any) -> VolatilitySeries:
+                      engine: Engine | None = None, **kwargs: Any) -> VolatilitySeries:
     """Volatility over a whole sequence of snapshots (consecutive pairs, oldest first).
 
     With ``skip_errors`` a pair that cannot be compared (e.g. a snapshot with NaN rows) becomes a
@@ -381,7 +391,7 @@ def volatility_series(store: SnapshotStore | str | Path, variant: str, kind: Tab
     rows = []
     for t0, t1 in tqdm(list(zip(times[:-1], times[1:])), desc=f"volatility {variant}", disable=not progress):
         try:
-            res = cosine_by_id(store.open(variant, t0), store.open(variant, t1), kind, **kwargs)
+            res = _join(store.open(variant, t0), store.open(variant, t1), kind, engine, **kwargs)
         except LeeError as exc:
             if not skip_errors:
                 raise

@@ -192,3 +192,40 @@ def test_bound_too_small_names_what_it_needs(store):
         table_stats(snap, "UR", memory_mb=2)
     with pytest.raises(InputError, match=r"must be a positive number of MiB"):
         snap.chunk_rows("UR", 0)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_memory_bound_on_every_snapshot_analysis(store, capsys):
+    """``--memory-mb`` reaches each analysis: a tight bound gives the default bound's answer, one
+    below the reader's floor is a one-paragraph error naming the least bound that would do."""
+    import json
+
+    from app.cli import analyze as cli
+    from app.cli.main import main
+    from lee.snapshot import reader
+
+    assert cli.DEFAULT_MEMORY_MB == reader.DEFAULT_MEMORY_MB
+    root = str(store.root)
+
+    def run(*argv: str) -> dict:
+        capsys.readouterr()
+        assert main(["analyze", *argv, "--root", root, "--json", "-q"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    for analysis in (["health", "--variant", "v"], ["collapse", "--variants", "v"], ["volatility", "--variant", "v"]):
+        tight, default = run(*analysis, "--memory-mb", "18"), run(*analysis)
+        if analysis[0] == "collapse":
+            assert tight["variants"][0]["effective_rank"] == pytest.approx(default["variants"][0]["effective_rank"],
+                                                                           rel=1e-9)
+        elif analysis[0] == "health":
+            assert tight["flagged"] == default["flagged"] == 0
+        else:
+            assert tight["mean_cosine"] == default["mean_cosine"] and tight["n_shared"] == N - 100
+        capsys.readouterr()
+        assert main(["analyze", *analysis, "--root", root, "--memory-mb", "3", "-q"]) == 2
+        err = " ".join(capsys.readouterr().err.split())   # the message is wrapped to the terminal
+        assert "cannot run within 3 MiB" in err and "--memory-mb" in err and "Traceback" not in err
+    assert main(["analyze", "health", "--root", root, "--variant", "v", "--address", "auto", "-q"]) == 2
+    assert "needs --engine ray" in capsys.readouterr().err

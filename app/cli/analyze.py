@@ -7,12 +7,16 @@ JSON and, with ``--out DIR``, saves the result there (its JSON and one CSV per t
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from app.cli import choices
 from app.cli.output import AddCommon, emit
 from lee.errors import InputError
+
+DEFAULT_MEMORY_MB = 4096   # lee.snapshot.reader.DEFAULT_MEMORY_MB, not imported: `lee --help` loads no pyarrow
 
 
 def _finish(result: Any, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> int:
@@ -28,14 +32,31 @@ def _finish(result: Any, args: argparse.Namespace, extra: dict[str, Any] | None 
     return 0
 
 
+@contextmanager
+def _engine(args: argparse.Namespace) -> Iterator[Any]:
+    """``--engine ray [--address ...]``: a Ray engine, released afterwards; ``--engine local``
+    (the default): None, i.e. streamed in this process within ``--memory-mb``."""
+    if args.address and args.engine != "ray":
+        raise InputError(f"--address {args.address} names a Ray cluster; it needs --engine ray")
+    if args.engine != "ray":
+        yield None
+        return
+    from lee.engine import EngineSpec, make_engine
+
+    with make_engine(EngineSpec(kind="ray", address=args.address)) as engine:
+        yield engine
+
+
 def cmd_volatility(args: argparse.Namespace) -> int:
     from analysis.volatility import volatility, volatility_series
 
     opts = {"memory_mb": args.memory_mb, "verify": not args.no_verify}
-    if args.series:
-        return _finish(volatility_series(args.root, args.variant, args.table, progress=not args.quiet, **opts), args)
-    res = volatility(args.root, args.variant, args.table, at=args.at, minutes=args.minutes,
-                     tolerance_minutes=args.tolerance, progress=not args.quiet, **opts)
+    with _engine(args) as engine:
+        if args.series:
+            return _finish(volatility_series(args.root, args.variant, args.table, progress=not args.quiet,
+                                             engine=engine, **opts), args)
+        res = volatility(args.root, args.variant, args.table, at=args.at, minutes=args.minutes,
+                         tolerance_minutes=args.tolerance, progress=not args.quiet, engine=engine, **opts)
     extra = None
     if args.by:
         if not args.data:
@@ -67,20 +88,24 @@ def _thresholds(path: Path | None):
 def cmd_health(args: argparse.Namespace) -> int:
     from analysis.health import snapshot_health
 
-    report = snapshot_health(args.root, args.variant, thresholds=_thresholds(args.thresholds),
-                             kinds=args.table or None, progress=not args.quiet)
+    with _engine(args) as engine:
+        report = snapshot_health(args.root, args.variant, thresholds=_thresholds(args.thresholds),
+                                 kinds=args.table or None, progress=not args.quiet, engine=engine,
+                                 memory_mb=args.memory_mb)
     flagged = report.table.loc[~report.table["healthy"], ["time", "table", "reasons"]]
     return _finish(report, args,
                    {"flags": flagged.astype(str).to_dict(orient="records")})
 
 
 def cmd_collapse(args: argparse.Namespace) -> int:
-    from analysis.collapse import collapse_comparison, collapse_of_table
+    from analysis.collapse import collapse_comparison, collapse_of_table, collapse_partitioned
     from lee.snapshot import SnapshotStore
 
     store = SnapshotStore(args.root)
     variants = args.variants.split(",") if args.variants else store.variants()
-    results = {v: collapse_of_table(store.latest(v), args.table) for v in variants}
+    with _engine(args) as engine:
+        results = {v: collapse_of_table(store.latest(v), args.table, memory_mb=args.memory_mb) if engine is None
+                   else collapse_partitioned(store.latest(v), args.table, engine=engine) for v in variants}
     return _finish(collapse_comparison(results, table=args.table, ratio=args.ratio), args)
 
 
@@ -193,7 +218,7 @@ def cmd_clusters(args: argparse.Namespace) -> int:
     items = ds.items if ds.items is not None and {"item_id", "category"} <= set(ds.items.columns) else None
     snap = SnapshotStore(args.root).latest(args.variant)
     res = cluster_snapshot(snap, kind, k=k, events=interactions(ds), items=items, labels=labels, truth=truth,
-                           seed=args.seed, backend=args.backend, domain=None)
+                           seed=args.seed, backend=args.backend, domain=None, memory_mb=args.memory_mb)
     if not args.against_random:
         return _finish(res, args, {"variant": args.variant})
     from analysis.cluster_labels import snapshot_cluster_labels
@@ -218,6 +243,18 @@ def register(sub: Any, common: AddCommon) -> None:
     def out(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, help="also write the result's JSON and CSV tables to this directory")
 
+    def memory(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB, metavar="MIB",
+                       help=f"memory bound in MiB for {what}: tables larger than it are read in Parquet chunks "
+                            f"sized to stay within it (default {DEFAULT_MEMORY_MB})")
+
+    def engine(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local (default): streamed in this process within --memory-mb; ray: row ranges (or "
+                            "hash partitions of ids) as Ray tasks, exact statistics merged; equal results")
+        p.add_argument("--address", help="with --engine ray: an existing Ray cluster ('auto', 'ray://HEAD:10001'); "
+                                         "default: a Ray instance started on this machine")
+
     p = common(analyze.add_parser("volatility", help="cosine of each id between a snapshot and the one before"))
     p.add_argument("--root", required=True, type=Path, help="snapshot root")
     p.add_argument("--variant", required=True)
@@ -231,7 +268,8 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="dataset (or world) whose users/items table holds the attribute for --by")
     p.add_argument("--by", help="break down by this user (or item) attribute, e.g. activity_level")
     p.add_argument("--bins", type=int, help="quantile bins for a numeric --by attribute")
-    p.add_argument("--memory-mb", type=int, default=4096, help="memory bound for the join (default 4096)")
+    memory(p, "the join (both tables' ids, the later table's batches, blocks of the earlier one)")
+    engine(p)
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     out(p)
     p.set_defaults(func=cmd_volatility)
@@ -241,6 +279,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--variant", required=True)
     p.add_argument("--table", action="append", help="only these tables (repeatable)")
     p.add_argument("--thresholds", type=Path, help="TOML file with a [health] table of thresholds")
+    memory(p, "each table's statistics")
+    engine(p)
     out(p)
     p.set_defaults(func=cmd_health)
 
@@ -249,6 +289,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--variants", default="", help="comma-separated (default: all)")
     p.add_argument("--table", default="UR")
     p.add_argument("--ratio", type=float, default=0.5, help="collapsed below this × the median effective rank")
+    memory(p, "each table's Gram matrix pass (the d×d Gram and the RankMe sample included)")
+    engine(p)
     out(p)
     p.set_defaults(func=cmd_collapse)
 
@@ -332,5 +374,7 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="also purity, NMI and label-mix divergence vs N random draws of the same shape")
     p.add_argument("--backend", default="auto", choices=choices.KMEANS_BACKENDS)
     p.add_argument("--seed", type=int, default=0)
+    memory(p, "K-means: a table whose in-memory clustering exceeds it is fitted on a 100,000-row seeded sample "
+              "and assigned in streamed chunks")
     out(p)
     p.set_defaults(func=cmd_clusters)
