@@ -453,7 +453,7 @@ def _release(tf: _TableFile) -> None:
         pass
 
 
-def _bad_page(raw: RawVectors, tf: _TableFile, release_every: int = 64 << 20) -> int | None:
+def _bad_page(raw: RawVectors, tf: _TableFile, release_every: int = 4 << 20) -> int | None:
     """:meth:`RawVectors.bad_page`, releasing the mapped pages (:func:`_release`) every
     ``release_every`` bytes, so that checking a file larger than memory does not hold it all."""
     view = memoryview(tf.map)
