@@ -1,5 +1,5 @@
 """Engines (issue 18): the local engine and a local Ray cluster (ray.init(num_cpus=2)) give equal
-results for a LEE job, volatility and health; a task process SIGKILLed mid-job costs at most its
+results for a LEE job, volatility, health and collapse; a task process SIGKILLed mid-job costs at most its
 unit (Ray retries it, or the next run redoes it), and nothing is recorded twice.
 
 One Ray instance serves the whole module (started once, ~10 s; shut down at the end)."""
@@ -357,6 +357,36 @@ def test_health_partitioned_on_ray_equals_the_local_statistics(cluster):
     on_ray = snapshot_health(store, "oracle", engine=cluster)
     pd.testing.assert_frame_equal(on_ray.table, local.table, check_exact=False, rtol=1e-9, atol=0)
     assert on_ray.summary() == local.summary()
+
+
+def test_collapse_partitioned_on_ray_equals_the_streamed_spectrum(cluster, capsys):
+    """The Gram matrix summed by row range on Ray: singular values equal the streamed ones to 1e-9 of
+    the largest, RankMe (the same sampled rows) exactly; `lee analyze collapse --engine ray` too."""
+    import json
+
+    from analysis.collapse import collapse_of_table, collapse_partitioned
+    from app.cli.main import main
+
+    store = SnapshotStore(FIXTURES)
+    for variant in ("oracle", "rank_collapsed"):
+        snap = store.latest(variant)
+        for kind in snap.kinds:
+            local = collapse_of_table(snap, kind, rankme_sample=300, seed=1)
+            on_ray = collapse_partitioned(snap, kind, engine=cluster, rankme_sample=300, seed=1, rows_per_task=90)
+            s, t = on_ray.singular_values, local.singular_values
+            np.testing.assert_allclose(s, t, rtol=1e-9, atol=1e-9 * t[0], err_msg=f"{variant} {kind.value}")
+            assert on_ray.rankme == local.rankme and on_ray.rows == local.rows
+            assert on_ray.effective_rank == pytest.approx(local.effective_rank, rel=1e-9)
+    docs = []
+    for engine in ("local", "ray"):
+        capsys.readouterr()
+        assert main(["analyze", "collapse", "--root", str(FIXTURES), "--json", "-q", "--engine", engine]) == 0
+        docs.append(json.loads(capsys.readouterr().out))
+    local_doc, ray_doc = docs
+    assert ray_doc["collapsed"] == local_doc["collapsed"]
+    for a, b in zip(ray_doc["variants"], local_doc["variants"]):
+        assert a["variant"] == b["variant"] and a["rankme"] == b["rankme"]
+        assert a["effective_rank"] == pytest.approx(b["effective_rank"], rel=1e-9)
 
 
 def test_evaluate_cli_engine_flags(cluster, job_dir, local_results, capsys):
