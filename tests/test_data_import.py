@@ -62,7 +62,8 @@ def copy_fixture(name: str, tmp_path: Path) -> Path:
 
 
 def test_registry_lists_every_format():
-    assert set(FORMATS) == {"csv", "parquet", "libfm", "libsvm", "criteo", "recbole", "movielens", "mind", "obd"}
+    assert set(FORMATS) == {"csv", "parquet", "jsonl", "libfm", "libsvm", "criteo", "recbole", "movielens", "mind",
+                            "obd"}
     assert all((FIX / f).is_dir() for f in FORMATS)
 
 

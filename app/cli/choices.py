@@ -15,5 +15,5 @@ MASKING_MODES = ("zero", "mean", "permutation")                     # analysis.i
 KMEANS_BACKENDS = ("auto", "numpy", "faiss", "torch", "sklearn")   # analysis.clusters.KMeansBackend
 MAP_METHODS = ("pca", "tsne", "umap")                               # analysis.maps.MapMethod
 SCALES = ("large", "medium", "small", "tiny")                       # sorted(lee.world.config.SCALES)
-DATA_FORMATS = ("csv", "parquet", "libfm", "libsvm", "criteo", "recbole", "movielens", "mind",
+DATA_FORMATS = ("csv", "parquet", "jsonl", "libfm", "libsvm", "criteo", "recbole", "movielens", "mind",
                 "obd")                                              # lee.data.importers.FORMATS

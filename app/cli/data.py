@@ -83,12 +83,13 @@ def register(sub: Any, common: AddCommon) -> None:
 
     data = sub.add_parser("data", help="import logs as datasets and inspect them (docs/data-format.md)").add_subparsers(
         dest="data_command", required=True, metavar="SUBCOMMAND")
-    p = common(data.add_parser("import", help="import a log (csv, parquet, libfm, libsvm, criteo, recbole, "
+    p = common(data.add_parser("import", help="import a log (csv, parquet, jsonl, libfm, libsvm, criteo, recbole, "
                                               "movielens, mind, obd) as a dataset directory"))
     p.add_argument("src", type=Path, metavar="SRC", help="the file or directory to import")
     p.add_argument("--format", required=True, choices=choices.DATA_FORMATS, help="the source format")
     p.add_argument("--out", required=True, type=Path, help="dataset directory to write")
-    p.add_argument("--mapping", type=Path, help="csv, parquet: TOML mapping of columns to roles and fields")
+    p.add_argument("--mapping", type=Path, help="csv, parquet, jsonl: TOML mapping of columns to roles, fields and "
+                                               "the time's unit (docs/data-format.md)")
     p.add_argument("--field-map", type=Path, help="libfm, libsvm: lines `field:value<TAB>index`")
     p.add_argument("--user-field", help="libfm, libsvm, criteo, recbole: the field holding the user id")
     p.add_argument("--item-field", help="libfm, libsvm, criteo, recbole: the field holding the item id")

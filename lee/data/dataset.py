@@ -174,6 +174,22 @@ class Dataset:
         if s.roles.value:
             v = self.events[s.roles.value].to_numpy(np.float64)
             out["value"] = {"column": s.roles.value, "total": float(v.sum()), "nonzero_share": float((v != 0).mean())}
+        out["warnings"] = self.warnings(down)
+        return out
+
+    def warnings(self, down: np.ndarray | None = None) -> list[str]:
+        """What would make a LEE verdict on this dataset meaningless or misleading (lee.data.sanity)."""
+        from lee.data.sanity import concentration_warnings, exact_tops
+
+        down = self.part_mask("downstream") if down is None else down
+        out = concentration_warnings(exact_tops(self.events, {"user": self.user_col, "item": self.item_col}),
+                                     len(self.events))
+        label = self.label[down]
+        if len(label) and (label.min() == label.max()):
+            out.append(f"every downstream event has label {int(label[0])}: AUC is undefined, so no verdict on this "
+                       "dataset means anything (a log of positives only needs its negatives)")
+        elif not down.any():
+            out.append("no event is downstream under this split: LEE has nothing to score")
         return out
 
 

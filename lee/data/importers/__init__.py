@@ -1,6 +1,6 @@
 """``lee data import``: one module per source format behind one interface, and the driver that runs them.
 
-Formats (``--format``): ``csv`` and ``parquet`` (with a TOML mapping), ``libfm`` and ``libsvm``
+Formats (``--format``): ``csv``, ``parquet`` and ``jsonl`` (with a TOML mapping), ``libfm`` and ``libsvm``
 (sparse ``label idx:val`` lines, with an optional field map), ``criteo`` (label, 13 integer and 26
 categorical features), ``recbole`` (atomic ``.inter`` / ``.user`` / ``.item`` files), ``movielens``
 (every GroupLens layout), ``mind`` (``behaviors.tsv`` impressions + ``news.tsv``) and ``obd``
@@ -21,17 +21,19 @@ from typing import Any
 from lee.data.chunked import ChunkedDatasetWriter
 from lee.data.importers.base import OPTION_FLAGS, ImportedTables, Importer, ImportOptions
 from lee.data.importers.criteo import CriteoImporter
+from lee.data.importers.jsonl import JsonLinesImporter
 from lee.data.importers.libsvm import LibfmImporter, LibsvmImporter
 from lee.data.importers.mind import MindImporter
 from lee.data.importers.movielens import MovielensImporter
 from lee.data.importers.obd import ObdImporter
 from lee.data.importers.recbole import RecboleImporter
 from lee.data.importers.tabular import CsvImporter, ParquetImporter
+from lee.data.sanity import TopIds, concentration_warnings, require_both_outcomes
 from lee.data.spec import DatasetSpec
 from lee.errors import InputError
 
 IMPORTERS: dict[str, type[Importer]] = {cls.name: cls for cls in (
-    CsvImporter, ParquetImporter, LibfmImporter, LibsvmImporter, CriteoImporter, RecboleImporter,
+    CsvImporter, ParquetImporter, JsonLinesImporter, LibfmImporter, LibsvmImporter, CriteoImporter, RecboleImporter,
     MovielensImporter, MindImporter, ObdImporter)}
 FORMATS = tuple(IMPORTERS)
 
@@ -108,18 +110,27 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
             from tqdm import tqdm
 
             bar = tqdm(unit=" rows", unit_scale=True, desc=f"importing {src.name}", leave=False)
+        positives = rows = 0
+        tops: dict[str, TopIds] = {}
         try:
             for chunk in importer.events():
                 assert importer.spec is not None, f"{cls.__name__} yielded events before setting its spec"
                 writer.add(chunk, importer.spec)
+                roles = importer.spec.roles
+                positives += int(chunk[roles.label].sum())
+                rows += len(chunk)
+                for role, col in (("user", roles.user_id), ("item", roles.item_id)):
+                    tops.setdefault(role, TopIds(col)).add(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
         finally:
             if bar is not None:
                 bar.close()
         tables = importer.result()
-        info = writer.finish(tables.spec.model_copy(update={"source": {**tables.spec.source,
-                                                                       "notes": list(tables.notes)}}),
+        require_both_outcomes(src, tables.spec.roles.label, tables.spec.source.get("label_rule"), positives, rows)
+        found = {role: (t.column, *top) for role, t in tops.items() if (top := t.top()) is not None}
+        notes = [*tables.notes, *("warning: " + w for w in concentration_warnings(found, rows))]
+        info = writer.finish(tables.spec.model_copy(update={"source": {**tables.spec.source, "notes": notes}}),
                              tables.users, tables.items)
     notes = list(info.spec.source.get("notes", []))
     return ImportReport(out=out, format=fmt, src=src, spec=info.spec, rows=info.rows,

@@ -292,6 +292,111 @@ def times(arr: pa.Array | pa.ChunkedArray, rows: Rows, column: str, unit: TimeUn
     return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
 
 
+CALENDAR = (631_152_000, 4_102_444_800)
+"""Epoch seconds of 1990-01-01 and 2100-01-01: where the times of a click log can lie."""
+
+_DATE_LAYOUTS = (("%Y%m%d%H%M%S", 14), ("%Y%m%d%H", 10), ("%Y%m%d", 8), ("%y%m%d%H", 8))
+"""Dates written as digits (KuaiRec's ``date`` 20200705, Avazu's ``hour`` 14102100), by digit count."""
+
+
+def describe_seconds(seconds: float) -> str:
+    """An epoch-seconds value as a date, or as a year when no calendar holds it."""
+    if -9e9 < seconds < 9e9:
+        return pd.Timestamp(int(seconds), unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"about the year {int(1970 + seconds / 31_556_952):,}"
+
+
+class TimeScale:
+    """Checks that a time column read in its declared unit lands on calendar dates (1990–2100).
+
+    A numeric time column carries no unit, and a wrong one is silently wrong by a factor of
+    1,000: RetailRocket's epoch milliseconds read as seconds are the year 47,000, Avazu's
+    ``hour`` 14102100 (YYMMDDHH) read as seconds is 1970-06-13. When most values of a chunk fall
+    outside the calendar in the declared unit and another reading puts (almost) all of them inside
+    it, the import stops and names that reading; ``fix`` says how to declare it (e.g. ``set [time]
+    unit = "ms" in map.toml``). Values outside the calendar that no reading explains (relative
+    seconds, a few corrupt rows) are kept as read and counted; :meth:`notes` states them.
+    """
+
+    def __init__(self, column: str, unit: str, fix: str, *, default_unit: bool = False) -> None:
+        self.column, self.unit, self.fix, self.default_unit = column, unit, fix, default_unit
+        self.rows = 0
+        self.outside = 0
+        self.first_outside: str | None = None
+        self.low: int | None = None
+        self.high: int | None = None
+
+    def _alternative(self, raw: np.ndarray, text: pd.Series | None) -> tuple[str, str] | None:
+        """A reading (and how to declare it) that puts >= 99% of the values inside the calendar."""
+        lo, hi = CALENDAR
+        finite = raw[np.isfinite(raw)]
+        if len(finite) == 0:
+            return None
+        for unit, scale in _SCALE.items():
+            if unit != self.unit and np.mean((finite / scale >= lo) & (finite / scale < hi)) >= 0.99:
+                return f"epoch {_UNIT_WORDS[unit]}", f'unit = "{unit}"'
+        if text is not None and (finite == np.round(finite)).all() and (finite > 0).all():
+            digits = text.str.strip().str.len()
+            for fmt, n in _DATE_LAYOUTS:
+                if (digits == n).all():
+                    parsed = pd.to_datetime(text.str.strip(), format=fmt, errors="coerce", utc=True)
+                    inside = (parsed >= pd.Timestamp(lo, unit="s", tz="UTC")) & (parsed < pd.Timestamp(hi, unit="s",
+                                                                                                        tz="UTC"))
+                    if inside.mean() >= 0.99:
+                        return f"dates written as digits ({fmt})", f'unit = "format" and format = "{fmt}"'
+        return None
+
+    def __call__(self, seconds: np.ndarray, arr: pa.Array | pa.ChunkedArray, rows: Rows) -> None:
+        """Check one chunk's converted ``seconds`` against its source values ``arr``."""
+        if len(seconds) == 0:
+            return
+        lo, hi = CALENDAR
+        out = (seconds < lo) | (seconds >= hi)
+        self.rows += len(seconds)
+        self.low = int(seconds.min()) if self.low is None else min(self.low, int(seconds.min()))
+        self.high = int(seconds.max()) if self.high is None else max(self.high, int(seconds.max()))
+        if not out.any():
+            return
+        k = _first(out)
+        if out.mean() > 0.5 and self.unit in _SCALE and not (pa.types.is_timestamp(arr.type)
+                                                              or pa.types.is_date(arr.type)):
+            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+                text_values: pd.Series | None = arr.to_pandas()
+                raw = pd.to_numeric(text_values, errors="coerce").to_numpy(np.float64)
+            else:
+                raw = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+                whole = np.isfinite(raw).all() and (raw == np.round(raw)).all()
+                text_values = pd.Series(raw.astype(np.int64).astype(str)) if whole else None
+            alt = self._alternative(raw, text_values)
+            if alt is not None:
+                declared = (f"the {'default' if self.default_unit else 'declared'} unit, epoch "
+                            f"{_UNIT_WORDS[self.unit]}")
+                raise InputError(
+                    f"{rows(k)}: column {self.column} holds {_show(_value(arr, k))}, which read in {declared}, "
+                    f"is {describe_seconds(float(seconds[k]))}; {out.mean():.0%} of this chunk's values fall "
+                    f"outside 1990–2100 that way, and they look like {alt[0]}: {self.fix.format(alt[1])}")
+        self.outside += int(out.sum())
+        if self.first_outside is None:
+            self.first_outside = (f"{rows(k)} holds {_show(_value(arr, k))}, read as "
+                                  f"{describe_seconds(float(seconds[k]))}")
+
+    def notes(self) -> list[str]:
+        """What the import should state about the times: values outside the calendar, if any."""
+        if not self.outside:
+            return []
+        assert self.low is not None and self.high is not None
+        if self.outside == self.rows:
+            return [f"time: every value of column {self.column} lies outside 1990–2100 "
+                    f"({describe_seconds(self.low)} .. {describe_seconds(self.high)}); they are kept as "
+                    "relative times (seconds from 1970-01-01), not calendar dates — if they are dates, "
+                    f"{self.fix.format('the unit they are written in')}"]
+        return [f"time: {self.outside:,} of {self.rows:,} values of column {self.column} lie outside 1990–2100, "
+                f"kept as read (first: {self.first_outside})"]
+
+
+_UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
+
 def apply_rule(rule: LabelRule, frame: pd.DataFrame, rows: Rows) -> np.ndarray:
     """The rule's 0/1 labels for a chunk; the rule's column must be one the format has."""
     if rule.column not in frame.columns:

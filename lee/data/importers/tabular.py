@@ -23,6 +23,7 @@ from lee.data.importers.base import (
     Importer,
     ImportOptions,
     Rows,
+    TimeScale,
     apply_rule,
     labels,
     numbers,
@@ -81,6 +82,11 @@ class _MappedImporter(Importer):
         self.user_ids = IdColumn(r.user_id, m.ids)
         self.item_ids = IdColumn(r.item_id, m.ids)
         self._rows_seen = 0
+        self.time_scale: TimeScale | None = None
+        if r.ts is not None:
+            declared = "time" in m.model_fields_set
+            self.time_scale = TimeScale(r.ts, m.time.unit, f"set {{}} in the [time] table of {options.mapping}",
+                                        default_unit=not declared)
         for side in (m.users, m.items):
             if side is not None:
                 self._side_path(side)   # fails now, not after the events, when the file is missing
@@ -98,8 +104,9 @@ class _MappedImporter(Importer):
         if r.ts is None:
             self.notes.append("no time column: row order is the time (row k, from 0, is k seconds after 1970-01-01)")
         elif r.ts != "ts" or m.time.unit != "s":
+            zone = "; text without a time zone is taken as UTC" if m.time.unit in ("iso", "format") else ""
             self.notes.append(f"time: column {r.ts} ({m.time.unit}{' ' + repr(m.time.format) if m.time.format else ''})"
-                              " read as epoch seconds into column ts")
+                              f" read as epoch seconds into column ts{zone}")
 
     # ------------------------------------------------------------------ per format
 
@@ -134,6 +141,8 @@ class _MappedImporter(Importer):
             arr = table.column(c)
             if c == r.ts:
                 cols[self.ts_col] = times(arr, rows, c, m.time.unit, m.time.format)
+                if self.time_scale is not None:
+                    self.time_scale(cols[self.ts_col], arr, rows)
             elif c == r.label:
                 cols[c] = labels(arr, rows, c)
             elif c == r.user_id:
@@ -227,11 +236,14 @@ class _MappedImporter(Importer):
         if m.items is not None:
             items = self._read_side(m.items, "item", self.item_ids, r.item_id,
                                     [f for f in m.fields if f.table == "items" and f.derived is None])
+        if self.time_scale is not None:
+            self.notes += self.time_scale.notes()
         label_rule = self.rule.describe(self.label_col) if self.rule else f"{self.label_col} = the log's 0/1 column"
         spec = self.spec.model_copy(update={"source": {
             "format": self.name, "path": str(self.src.resolve()),
             "mapping": str(Path(self.options.mapping or "").resolve()), "label_rule": label_rule,
-            "time_column": m.roles.ts, "time_unit": m.time.unit if m.roles.ts else "row order"}})
+            "time_column": m.roles.ts, "time_unit": m.time.unit if m.roles.ts else "row order",
+            **({"time_format": m.time.format} if m.time.format else {})}})
         return ImportedTables(spec=spec, users=users, items=items, notes=self.notes)
 
 

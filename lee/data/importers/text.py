@@ -190,7 +190,12 @@ def require_columns(path: Path, layout: Delimited, names: Sequence[str], require
     missing = [c for c in required if c not in names]
     if not missing:
         return
-    hint = separator_hint(first_line(path, layout.encoding) or "", layout.separator) if layout.header else ""
+    line = first_line(path, layout.encoding) or ""
+    hint = separator_hint(line, layout.separator) if layout.header else ""
+    if line.lstrip().startswith("{"):
+        raise InputError(f"{path}: line 1 is a JSON object, not {'a header of' if layout.header else 'a line of'} "
+                         f"column names separated by {separator_name(layout.separator)}: the file looks like JSON "
+                         "lines (one object a line); use --format jsonl with the same mapping")
     shown = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
     raise InputError(f"{path}: missing column(s) {', '.join(missing)}{what}; the "
                      f"{'header' if layout.header else 'layout'} holds {len(names)} column(s): {shown}{hint}")
