@@ -225,3 +225,25 @@ def test_the_fixture_mappings_import_from_the_command_line(tmp_path: Path) -> No
     (d / "mapping.toml").write_text((d / "mapping.toml").read_text().replace('unit = "ms"', 'unit = "s"'))
     assert main(["data", "import", str(d / "events.csv"), "--format", "csv", "--mapping", str(d / "mapping.toml"),
                  "--out", str(tmp_path / "bad"), "-q"]) == 2
+
+
+def test_a_split_cut_in_milliseconds_is_refused_and_one_after_the_log_is_flagged(tmp_path: Path) -> None:
+    d = NATIVE / "retailrocket"
+    raw_ms = int(pd.read_csv(d / "events.csv")["timestamp"].median())
+    with pytest.raises(InputError, match=rf"--split 'time:{raw_ms}': the cut {raw_ms} read as epoch seconds is "
+                                         rf"after the year 2100; it looks like epoch milliseconds: give "
+                                         rf"time:{raw_ms // 1000}"):
+        run("csv", d / "events.csv", d / "mapping.toml", tmp_path / "ms", split=f"time:{raw_ms}")
+    mapping = tmp_path / "map.toml"
+    mapping.write_text((d / "mapping.toml").read_text() + f'\n[split]\nkind = "time"\ncut = {raw_ms}\n')
+    with pytest.raises(InputError, match=rf"map.toml: \[split\]: .*give cut = {raw_ms // 1000} \(seconds\)"):
+        run("csv", d / "events.csv", mapping, tmp_path / "ms2")
+    summary, ds = run("csv", d / "events.csv", d / "mapping.toml", tmp_path / "late", split="time:2019-01-01")
+    assert any(n.startswith("warning: the split's cut 2019-01-01T00:00:00Z is after the last event") for n in
+               summary["notes"])
+    assert not ds.part_mask("downstream").any()
+    assert "no event is downstream under this split: LEE has nothing to score" in ds.warnings()
+    _, ok = run("csv", d / "events.csv", d / "mapping.toml", tmp_path / "ok", split=f"time:{raw_ms // 1000}")
+    down = ok.part_mask("downstream")
+    assert down.sum() == (pd.read_csv(d / "events.csv")["timestamp"] // 1000 >= raw_ms // 1000).sum()
+    assert 0 < down.sum() < 80 and ok.warnings() == []

@@ -27,6 +27,8 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
 }
 _RULE = re.compile(r"""^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|!=|>|<)\s*(?:"([^"]*)"|'([^']*)'|(\S+))\s*$""")
+_YEAR_2100 = 4_102_444_800
+_SCALE_WORDS = {1_000: "milliseconds", 1_000_000: "microseconds", 1_000_000_000: "nanoseconds"}
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -101,5 +103,19 @@ def parse_split(text: str) -> SplitSpec:
             cut = int(arg) if re.fullmatch(r"[+-]?\d+", arg) else epoch_seconds(parse_event_time(arg))
         except InputError:
             raise InputError(f"--split {text!r}: {arg!r} is not a time; {usage}") from None
+        check_cut(cut, f"--split {text!r}", "time:{}")
         return SplitSpec(kind=SplitKind.TIME, cut=cut)
     raise InputError(f"--split {text!r}: {usage}")
+
+
+def check_cut(cut: int, where: str, form: str) -> None:
+    """Refuse a time cut after 2100: epoch milliseconds (or finer) given where seconds are meant.
+
+    ``form`` shows how to write the corrected cut (``time:{}`` for the flag, ``cut = {}`` in a mapping).
+    """
+    if cut < _YEAR_2100:
+        return
+    scale = next((n for n in (1_000, 1_000_000, 1_000_000_000) if cut // n < _YEAR_2100), None)
+    looks = (f"it looks like epoch {_SCALE_WORDS[scale]}: give {form.format(cut // scale)} (seconds)"
+             if scale else "give epoch seconds")
+    raise InputError(f"{where}: the cut {cut} read as epoch seconds is after the year 2100; {looks}")

@@ -10,6 +10,8 @@ A log can be perfectly well formed and still useless or misleading to LEE:
   matter. :class:`TopIds` finds such ids while the chunks stream by (exact for an id that is
   among a chunk's most frequent in every chunk, a lower bound otherwise) and
   :func:`concentration_warnings` words them; ``lee data show`` computes them exactly.
+* **a time split outside the log** — ``--split time:T`` after the last event leaves nothing
+  downstream (:func:`split_warnings`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lee.data.spec import SplitKind, SplitSpec
 from lee.errors import InputError
 
 DOMINANT_SHARE = 0.2
@@ -91,3 +94,20 @@ def exact_tops(events: pd.DataFrame, columns: dict[str, str]) -> dict[str, tuple
             out[role] = (column, key.item() if hasattr(key, "item") else key, int(vc.iloc[0]),
                          int(vc.iloc[1]) if len(vc) > 1 else 0)
     return out
+
+
+def split_warnings(split: SplitSpec, span: tuple[int, int] | None) -> list[str]:
+    """A time split whose cut leaves no downstream (or no upstream) event, given the events' time span."""
+    if split.kind != SplitKind.TIME or span is None or split.cut is None:
+        return []
+    from lee.timeutil import iso, parse_event_time
+
+    lo, hi = span
+    when = f"the events run from {iso(parse_event_time(lo))} to {iso(parse_event_time(hi))}"
+    if split.cut > hi:
+        return [f"the split's cut {iso(parse_event_time(split.cut))} is after the last event ({when}): no event is "
+                "downstream, so LEE has nothing to score — give --split time:T inside that span"]
+    if split.cut <= lo:
+        return [f"the split's cut {iso(parse_event_time(split.cut))} is at or before the first event ({when}): "
+                "every event is downstream and none is upstream"]
+    return []

@@ -28,7 +28,7 @@ from lee.data.importers.movielens import MovielensImporter
 from lee.data.importers.obd import ObdImporter
 from lee.data.importers.recbole import RecboleImporter
 from lee.data.importers.tabular import CsvImporter, ParquetImporter
-from lee.data.sanity import TopIds, concentration_warnings, require_both_outcomes
+from lee.data.sanity import TopIds, concentration_warnings, require_both_outcomes, split_warnings
 from lee.data.spec import DatasetSpec
 from lee.errors import InputError
 
@@ -111,6 +111,7 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
 
             bar = tqdm(unit=" rows", unit_scale=True, desc=f"importing {src.name}", leave=False)
         positives = rows = 0
+        span: tuple[int, int] | None = None
         tops: dict[str, TopIds] = {}
         try:
             for chunk in importer.events():
@@ -119,6 +120,10 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
                 roles = importer.spec.roles
                 positives += int(chunk[roles.label].sum())
                 rows += len(chunk)
+                if len(chunk):
+                    ts = chunk[roles.ts].to_numpy()
+                    span = (min(span[0], int(ts.min())), max(span[1], int(ts.max()))) if span else \
+                        (int(ts.min()), int(ts.max()))
                 for role, col in (("user", roles.user_id), ("item", roles.item_id)):
                     tops.setdefault(role, TopIds(col)).add(chunk)
                 if bar is not None:
@@ -129,7 +134,8 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
         tables = importer.result()
         require_both_outcomes(src, tables.spec.roles.label, tables.spec.source.get("label_rule"), positives, rows)
         found = {role: (t.column, *top) for role, t in tops.items() if (top := t.top()) is not None}
-        notes = [*tables.notes, *("warning: " + w for w in concentration_warnings(found, rows))]
+        notes = [*tables.notes, *("warning: " + w for w in [*concentration_warnings(found, rows),
+                                                             *split_warnings(tables.spec.split, span)])]
         info = writer.finish(tables.spec.model_copy(update={"source": {**tables.spec.source, "notes": notes}}),
                              tables.users, tables.items)
     notes = list(info.spec.source.get("notes", []))

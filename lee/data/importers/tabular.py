@@ -33,7 +33,7 @@ from lee.data.importers.base import (
 )
 from lee.data.importers.mapping import CsvLayout, Mapping, MappingField, SideTable, load_mapping
 from lee.data.importers.text import Delimited, header_names, read_delimited, require_columns
-from lee.data.rules import LabelRule, parse_split
+from lee.data.rules import LabelRule, check_cut, parse_split
 from lee.data.spec import DatasetSpec, FieldSpec, FieldType, Roles
 from lee.errors import ConfigError, InputError
 
@@ -91,6 +91,8 @@ class _MappedImporter(Importer):
             if side is not None:
                 self._side_path(side)   # fails now, not after the events, when the file is missing
         split = parse_split(options.split) if options.split else m.split
+        if split.cut is not None:
+            check_cut(split.cut, f"{options.mapping}: [split]", "cut = {}")
         try:
             fields = tuple(FieldSpec(name=f.name, role=f.role, type=f.type, table=f.table, column=f.column,
                                      separator=f.separator, derived=f.derived) for f in m.fields)
