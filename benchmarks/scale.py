@@ -1,7 +1,8 @@
-"""Scale benchmark (issue 18): volatility and health at 10M ids, local engine vs Ray on this box.
+"""Scale benchmark (issue 18): volatility, health and collapse at 10M ids, local engine vs Ray on this box.
 
     nice -n 10 python benchmarks/scale.py [--rows 10000000] [--dim 16] [--data DIR] [--json OUT]
-                                          [--analyses volatility,health,lee] [--engines local,ray]
+                                          [--analyses volatility,health,collapse,lee]
+                                          [--memory-mb 4096] [--engines local,ray]
 
 Data: two snapshots of one variant (``UR``, int64 ids, ``dim`` float32 per id), generated and
 written in 1M-row chunks with the writer's Parquet layout (never whole in memory): the later one
@@ -15,6 +16,8 @@ Each (analysis, engine) runs in its own fresh subprocess:
 * ``volatility`` — local: ``cosine_by_id`` (the streamed join, checksums on a second thread);
   ray: ``cosine_by_id_partitioned`` (hash-partitioned join: map tasks over 524,288-row ranges,
   reduce tasks per partition, checksums and ids checked as two more tasks).
+* ``collapse`` — one table's singular spectrum and RankMe: local ``collapse_of_table`` (streamed
+  Gram matrix), ray ``collapse_partitioned`` (one task per row range, Gram sums merged in order).
 * ``health`` — one table's statistics without a reference (two passes: moments, then extremes):
   local ``table_stats``, ray ``table_stats_partitioned`` (one task per row range, sums merged).
 
@@ -219,7 +222,8 @@ def _lee_job(root: Path, engine_kind: str) -> dict[str, Any]:
                         for k in ("auc", "delta_auc", "ci_low", "ci_high")}}
 
 
-def _child(analysis: str, engine_kind: str, root: Path) -> dict[str, Any]:
+def _child(analysis: str, engine_kind: str, root: Path, memory_mb: float) -> dict[str, Any]:
+    from analysis.collapse import collapse_of_table, collapse_partitioned
     from analysis.health import table_stats, table_stats_partitioned
     from analysis.volatility import cosine_by_id, cosine_by_id_partitioned, id_partition
     from lee.engine import EngineSpec, RayEngine
@@ -227,7 +231,8 @@ def _child(analysis: str, engine_kind: str, root: Path) -> dict[str, Any]:
 
     store = SnapshotStore(root)
     before, after = store.open("v", T0), store.open("v", T1)
-    out: dict[str, Any] = {"analysis": analysis, "engine": engine_kind}
+    out: dict[str, Any] = {"analysis": analysis, "engine": engine_kind,
+                           "memory_mb": memory_mb if engine_kind == "local" else None}
     sampler = _Sampler()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     engine = None
@@ -249,13 +254,18 @@ def _child(analysis: str, engine_kind: str, root: Path) -> dict[str, Any]:
         return out
     t = time.perf_counter()
     if analysis == "volatility":
-        res = (cosine_by_id(before, after, "UR") if engine is None
+        res = (cosine_by_id(before, after, "UR", memory_mb=memory_mb) if engine is None
                else cosine_by_id_partitioned(before, after, "UR", engine=engine))
         out["summary"] = res.summary()
         out["extra"] = res.extra
         out["blocks"] = res.blocks
+    elif analysis == "collapse":
+        spec = (collapse_of_table(after, "UR", memory_mb=memory_mb) if engine is None
+                else collapse_partitioned(after, "UR", engine=engine))
+        out["summary"] = {"rankme": float(spec.rankme), "rows": int(spec.rows),
+                          **{f"sv{i}": float(v) for i, v in enumerate(spec.singular_values)}}
     else:
-        stats = (table_stats(after, "UR") if engine is None
+        stats = (table_stats(after, "UR", memory_mb=memory_mb) if engine is None
                  else table_stats_partitioned(after, "UR", engine=engine))
         out["summary"] = {k: (float(v) if isinstance(v, float | np.floating) else int(v))
                           for k, v in stats.row().items()}
@@ -272,8 +282,9 @@ def _child(analysis: str, engine_kind: str, root: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- driver
 
 
-def _run_child(analysis: str, engine: str, root: Path) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", analysis, engine, "--data", str(root)],
+def _run_child(analysis: str, engine: str, root: Path, memory_mb: float) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--child", analysis, engine, "--data", str(root),
+                           "--memory-mb", str(memory_mb)],
                           capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"{analysis}/{engine} failed:\n{proc.stderr[-4000:]}")
@@ -298,14 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--data", type=Path, help="data directory (default: benchmarks/out/scale-<rows>-<dim>)")
-    p.add_argument("--analyses", default="volatility,health,lee")
+    p.add_argument("--analyses", default="volatility,health,collapse,lee")
     p.add_argument("--engines", default="local,ray")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "out" / "scale.json")
+    p.add_argument("--memory-mb", type=float, default=4096,
+                   help="the local engine's memory bound, MiB (the analyses' --memory-mb; default 4096)")
     p.add_argument("--child", nargs=2, metavar=("ANALYSIS", "ENGINE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     root = args.data or REPO / "benchmarks" / "out" / f"scale-{args.rows}-{args.dim}"
     if args.child:
-        print(json.dumps(_child(args.child[0], args.child[1], root), default=str))
+        print(json.dumps(_child(args.child[0], args.child[1], root, args.memory_mb), default=str))
         return 0
     if set(args.analyses.split(",")) - {"lee"}:
         make_data(root, args.rows, args.dim)
@@ -313,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     for analysis in args.analyses.split(","):
         for engine in args.engines.split(","):
             load = os.getloadavg()[0]
-            r = _run_child(analysis, engine, root)
+            r = _run_child(analysis, engine, root, args.memory_mb)
             r["load_before"] = load
             results.append(r)
             extra = (f", ray init {r['ray_init_s']:.1f} s, warm-up {r['ray_warmup_s']:.1f} s, "
