@@ -10,9 +10,9 @@ from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from lee.errors import ConfigError, InputError
-from lee.evaluator.compare import EvalConfig, compare_snapshots
+from lee.evaluator.compare import EvalConfig, compare_snapshots, evaluate_baseline
 from lee.evaluator.data import stream_from_world
-from lee.evaluator.inject import inject, null_injection
+from lee.evaluator.inject import inject, null_injection, random_code_injection
 from lee.evaluator.models import ProxyConfig, ProxyCTR
 from lee.evaluator.retrieval import TwoTower, run_retrieval
 from lee.evaluator.stats import RankedScores, gauc, paired_delta_ci, rela_impr
@@ -106,6 +106,48 @@ def test_baseline_and_variant_start_from_the_same_weights_in_every_fusion_mode(s
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name])
+
+
+def test_iim_baseline_holds_a_random_code_per_id_drawn_for_each_proxy_seed(stream, planted):
+    """Under iim the baseline's stand-in is a random-features control: every id present, a standardised
+    Gaussian code (as a snapshot is standardised), drawn afresh for each proxy seed, with the
+    variant's parameters and initial weights; evaluate_baseline trains exactly that model."""
+    dims = {TableKind.UR: 32, TableKind.IR: 32}
+    n_users, n_items = len(stream.user_ids), len(stream.item_ids)
+    codes = {s: random_code_injection("UR+IR", dims, n_users, n_items, s) for s in (0, 1)}
+    for table, n in zip(codes[0].tables, (n_users, n_items)):
+        assert table.present.all() and table.matrix.shape == (n + 1, 32)
+        body = table.matrix[:-1].double()
+        torch.testing.assert_close(body.mean(0), torch.zeros(32, dtype=torch.float64), atol=1e-6, rtol=0)
+        torch.testing.assert_close(body.std(0, unbiased=False), torch.ones(32, dtype=torch.float64), atol=1e-5, rtol=0)
+        assert not table.matrix[-1].any()
+    assert not torch.equal(codes[0].tables[0].matrix, codes[1].tables[0].matrix)
+    torch.testing.assert_close(random_code_injection("UR+IR", dims, n_users, n_items, 0).tables[1].matrix,
+                               codes[0].tables[1].matrix, rtol=0, atol=0)
+    oracle = inject(planted.latest("oracle"), "UR+IR", stream.user_ids, stream.item_ids, stream.user_row,
+                    stream.item_row)
+    models = []
+    for injection in (oracle, codes[0]):
+        torch.manual_seed(3)
+        models.append(ProxyCTR(stream.cardinalities, ProxyConfig(), injection, "iim"))
+    a, b = (dict(m.named_parameters()) for m in models)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name])
+    cfg = EvalConfig(usage="UR+IR", fusion="iim", seeds=(1,), windows=4)
+    base = evaluate_baseline(stream, cfg, dims)
+    want = run_stream(stream, codes[1], fusion="iim", seed=1, n_windows=4)
+    np.testing.assert_array_equal(base.runs[0].scores, want.scores)
+
+
+def test_iim_still_judges_the_planted_oracle_better(stream, planted):
+    """Against the random-code baseline the planted oracle (true latents) is still clearly better under
+    iim, and the planted random table (the oracle's per-dimension mean and std) is no different."""
+    comp = compare_snapshots(stream, {v: planted.latest(v) for v in ("oracle", "random")},
+                             EvalConfig(usage="UR+IR", fusion="iim"))
+    d = {v.name: v for v in comp.variants}
+    assert d["oracle"].verdict == "better" and d["oracle"].delta.low > 0.05, d["oracle"].delta
+    assert d["random"].verdict == "no different", d["random"].delta
 
 
 def test_retrieval_two_tower_shapes_and_gradients(stream, planted):

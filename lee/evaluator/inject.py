@@ -127,7 +127,8 @@ def null_injection(usage: str, dims: dict[TableKind, int], n_users: int, n_items
     """The baseline's stand-in: the same tables with every id 'missing', i.e. one learned constant.
 
     A baseline built on it has exactly the variant's architecture (and, seed for seed, its initial
-    weights), so ΔAUC measures what the representation's content adds, not the extra layer.
+    weights), so ΔAUC measures what the representation's content adds, not the extra layer. Used in
+    every fusion mode but ``iim``, whose baseline gets :func:`random_code_injection` instead.
     """
     if usage not in PAIRS:
         raise InputError(f"unknown usage {usage!r}; choose one of {', '.join(PAIRS)}")
@@ -138,9 +139,40 @@ def null_injection(usage: str, dims: dict[TableKind, int], n_users: int, n_items
     return Injection(tables, source="baseline (no representation)")
 
 
+RANDOM_CODE_SALT = 0x1EE_C0DE
+"""Mixed into a random-code control's seed, so that it never equals a random snapshot drawn from the
+same integer (``lee.evaluator.nulls.random_snapshot`` uses its own salt)."""
+
+
+def random_code_injection(usage: str, dims: dict[TableKind, int], n_users: int, n_items: int,
+                          seed: int) -> Injection:
+    """The ``iim`` baseline's stand-in: a standard-normal code for every user and item (a random-features
+    control), drawn from ``seed`` and standardised per column as :func:`inject` standardises a snapshot.
+
+    Under ``iim`` a fresh expert network reads the representation; fed any per-id code, random or not,
+    it can learn per-id effects of its own, faster than the proxy's sparsely trained id tables, so on
+    a small log a random snapshot beat a constant stand-in in 19 of 20 replicates (tiny planted world:
+    5 of 20 "better", mean ΔAUC +0.0022). A random code is an id encoding with nothing else in it: against
+    it, ΔAUC measures what a representation carries beyond telling ids apart. Every id is present, so a
+    snapshot that lacks ids is credited with less identity than the control has.
+    """
+    if usage not in PAIRS:
+        raise InputError(f"unknown usage {usage!r}; choose one of {', '.join(PAIRS)}")
+    rng = np.random.default_rng([seed, RANDOM_CODE_SALT])
+    tables = []
+    for kind in PAIRS[usage]:
+        n = n_users if kind.entity == "user" else n_items
+        code = rng.standard_normal((n, dims[kind]))
+        code = (code - code.mean(0)) / (code.std(0) + 1e-6)
+        full = np.vstack([code, np.zeros((1, dims[kind]))]).astype(np.float32)
+        tables.append(InjectedTable(kind, torch.from_numpy(full), np.ones(n, dtype=bool), 0))
+    return Injection(tables, source=f"baseline (a random code per id, seed {seed})")
+
+
 def lookup_rows(table: InjectedTable, rows: np.ndarray) -> np.ndarray:
     """Event rows mapped into ``table.matrix`` (absent ids to the missing row)."""
     return np.where(table.present[rows], rows, table.missing_row)
 
 
-__all__ = ["PAIRS", "InjectedTable", "Injection", "coverage", "inject", "lookup_rows"]
+__all__ = ["PAIRS", "InjectedTable", "Injection", "coverage", "inject", "lookup_rows", "null_injection",
+           "random_code_injection"]
