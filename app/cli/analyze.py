@@ -187,9 +187,15 @@ def cmd_gains(args: argparse.Namespace) -> int:
         raise InputError(f"--seeds expects comma-separated integers; got {args.seeds!r}") from None
     if not seeds:
         raise InputError("--seeds needs at least one value")
+    ds = Dataset.open(args.data)
+    by, chosen = _gains_by(ds, args.by)
+    if args.by is None:
+        from app.cli.output import print_error
+
+        print_error(f"segments by {chosen}", prefix="note")
     store = SnapshotStore(args.root)
     snap = store.nearest(args.variant, args.at, at_or_before=True) if args.at else store.latest(args.variant)
-    res = gains_for_snapshot(Dataset.open(args.data), snap, by=args.by, usage=args.usage, fusion=args.fusion,
+    res = gains_for_snapshot(ds, snap, by=by, usage=args.usage, fusion=args.fusion,
                              seeds=seeds, windows=args.windows, bins=args.bins, min_users=args.min_users,
                              min_positives=args.min_positives, n_boot=args.boot, level=args.level,
                              adjust=args.adjust, bootstrap_seed=args.seed, device=resolve_device(args.device),
@@ -197,36 +203,101 @@ def cmd_gains(args: argparse.Namespace) -> int:
     cols = ["segment", "users", "events", "positives", "delta_auc", "ci_low", "ci_high", "ci_low_adj", "ci_high_adj",
             "p_value", "p_adjusted", "significant", "delta_logloss", "logloss_p_adjusted", "contribution",
             "share_of_lift", "members"]
-    return _finish(res, args, {"rows": res.table[[c for c in cols if c in res.table]].to_dict(orient="records")})
+    return _finish(res, args, {"by_chosen": chosen,
+                               "rows": res.table[[c for c in cols if c in res.table]].to_dict(orient="records")})
+
+
+def _gains_by(ds: Any, given: str | None) -> tuple[str, str]:
+    """The attribute ``--by`` names (an events column is refused with the reason) or, without it, the dataset's
+    only users or items attribute; otherwise an error listing them."""
+    where = f"{ds.path or 'the dataset'}"
+    if given is not None:
+        entity, sep, col = given.partition(":")
+        col = col if sep and entity in ("user", "item") else given
+        if col not in ds.attribute_columns("user") and col not in ds.attribute_columns("item"):
+            why = ds.why_not_attribute(col)
+            if why is not None:
+                raise InputError(f"--by {given}: {why}; segments come from a users or items attribute of {where} "
+                                 f"({ds.describe_attributes()})")
+        return given, f"--by {given}"
+    found = [(e, c) for e in ("user", "item") for c in ds.attribute_columns(e)]
+    if len(found) == 1:
+        entity, col = found[0]
+        return f"{entity}:{col}", (f"the only attribute of the users and items tables, the {entity}s' {col} "
+                                   "(--by picks another)")
+    if not found:
+        raise InputError(f"--by: {where} has no user or item attribute to split the gains by "
+                         f"({ds.describe_attributes()}); import the log with a users/items file, or declare the "
+                         "events fields that describe a user or an item with role user or item in the mapping, so "
+                         "they become columns of those tables (docs/data-format.md)")
+    raise InputError(f"--by: {where} has {len(found)} user and item attributes, so none is chosen for you; pass "
+                     f"--by COLUMN (or user:COLUMN / item:COLUMN) — {ds.describe_attributes()}")
+
+
+def _cluster_label(ds: Any, entity: str, given: str | None) -> tuple[str | None, str]:
+    """The column that labels the clusters and how it was chosen: ``--label`` (a users or items attribute, never
+    an events column), else a column named label (items: category), else the entity table's only categorical
+    column; several candidates are an error listing them; none leaves the clusters unlabelled, and says so."""
+    other = "item" if entity == "user" else "user"
+    own = ds.attribute_columns(entity)
+    where = f"{ds.path or 'the dataset'}"
+    if given is not None:
+        if given in own or given in ds.attribute_columns(other):
+            return given, f"--label {given}"
+        why = ds.why_not_attribute(given) or f"no column {given!r} in the users or items table"
+        raise InputError(f"--label {given}: {why}; clusters are labelled by a users or items attribute of {where} "
+                         f"({ds.describe_attributes()})")
+    for conventional in ("label", "category") if entity == "item" else ("label",):
+        if conventional in own:
+            return conventional, f"the {entity}s table's column {conventional} (the default; --label picks another)"
+    cats = [c for c, kind in own.items() if kind != "numeric"]
+    if len(cats) == 1:
+        return cats[0], f"the {entity}s table's only categorical column, {cats[0]} (--label picks another)"
+    if len(cats) > 1:
+        raise InputError(f"--label: the {entity}s table of {where} has {len(cats)} categorical columns "
+                         f"({', '.join(cats)}), so none is chosen for you; pass --label COLUMN (attributes: "
+                         f"{ds.describe_attributes()})")
+    return None, (f"no label: the {entity}s table of {where} has no categorical column ({ds.describe_attributes()}); "
+                  f"--label COLUMN of the {other}s table labels each {entity} by the {other}s of its positive events")
 
 
 def cmd_clusters(args: argparse.Namespace) -> int:
     from analysis._data import id_labels, interactions, planted_truth
     from analysis.clusters import cluster_snapshot
+    from app.cli.output import print_error
     from lee.data.dataset import Dataset
     from lee.snapshot import SnapshotStore, TableKind
 
     ds = Dataset.open(args.data)
     kind = TableKind.parse(args.table)
-    labels = id_labels(ds, kind.entity, args.label)
-    if args.label != "label" and labels is None:  # a column of the other side table, through positive events
+    label_col, chosen = _cluster_label(ds, kind.entity, args.label)
+    labels = id_labels(ds, kind.entity, label_col)
+    if label_col is not None and labels is None:  # a column of the other side table, through positive events
         from analysis.cluster_labels import label_mix, top_labels
 
-        labels = top_labels(label_mix(ds, kind.entity, args.label).mix)
+        labels = top_labels(label_mix(ds, kind.entity, label_col).mix)
+    items = ds.items if ds.items is not None and {"item_id", "category"} <= set(ds.items.columns) else None
+    if labels is None and items is not None:
+        chosen = (f"each {kind.entity}'s most clicked category (the items table's column category)"
+                  if kind.entity == "user" else "the items table's column category")
+    if args.label is None:
+        print_error(f"clusters labelled by {chosen}" if label_col or items is not None else chosen, prefix="note")
     truth = planted_truth(ds) if kind.entity == "user" else None
     k = args.k or (int(labels.nunique()) if labels is not None else 8)
-    items = ds.items if ds.items is not None and {"item_id", "category"} <= set(ds.items.columns) else None
     snap = SnapshotStore(args.root).latest(args.variant)
     res = cluster_snapshot(snap, kind, k=k, events=interactions(ds), items=items, labels=labels, truth=truth,
                            seed=args.seed, backend=args.backend, domain=None, memory_mb=args.memory_mb)
+    label_doc = {"label_column": label_col, "label_chosen": chosen}
     if not args.against_random:
-        return _finish(res, args, {"variant": args.variant})
+        return _finish(res, args, {"variant": args.variant, **label_doc})
     from analysis.cluster_labels import snapshot_cluster_labels
     from lee.results import plain
 
-    vs = snapshot_cluster_labels(snap, kind, ds, args.label, k=res.k, draws=args.against_random, seed=args.seed,
+    if label_col is None:
+        raise InputError(f"--against-random compares the clusters with a label, and there is none: {chosen}")
+    vs = snapshot_cluster_labels(snap, kind, ds, label_col, k=res.k, draws=args.against_random, seed=args.seed,
                                  backend=args.backend, assignment=res.assignment)
-    doc = {**plain(res.summary()), "variant": args.variant, "against_random": plain(vs.summary())}
+    doc = {**plain(res.summary()), "variant": args.variant, **label_doc, "against_random": plain(vs.summary())}
     if args.out:  # the clusters in DIR, the comparison with random draws in DIR/against-random
         doc["written"] = str(res.save(args.out))
         doc["against_random"]["written"] = str(vs.save(Path(args.out) / "against-random"))
@@ -344,7 +415,8 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--root", required=True, type=Path, help="snapshot root")
     p.add_argument("--variant", required=True)
     p.add_argument("--at", help="event time of the snapshot (default: the latest)")
-    p.add_argument("--by", required=True, help="a user or item attribute column (user:COL / item:COL if both)")
+    p.add_argument("--by", help="a user or item attribute column (user:COL / item:COL if both; not an events column); "
+                                "default: the dataset's only attribute, else the attributes are listed to choose from")
     p.add_argument("--bins", type=int, default=4, help="quantile bins for a numeric attribute (default 4)")
     p.add_argument("--usage", default="UR+IR", choices=choices.USAGES)
     p.add_argument("--fusion", default="concat", choices=choices.FUSIONS)
@@ -365,7 +437,9 @@ def register(sub: Any, common: AddCommon) -> None:
     p = common(analyze.add_parser("clusters", help="K-means clusters with labels, per-cluster CTR and ARI"))
     p.add_argument("--data", "--world", dest="data", required=True, type=Path,
                    help="dataset (or world) directory: its downstream events give the CTRs, its side tables labels")
-    p.add_argument("--label", default="label", help="users/items column that names the clusters (default: label)")
+    p.add_argument("--label", help="users/items attribute that names the clusters (not an events column); default: "
+                                   "a column named label (items: category), else the table's only categorical "
+                                   "column, else none — several candidates are listed for you to choose")
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--variant", required=True)
     p.add_argument("--table", default="UR")

@@ -1,4 +1,7 @@
-"""``lee data ...``: import a log in a public or custom format as a dataset, and show a dataset."""
+"""``lee data ...``: import a log in a public or custom format as a dataset, and show a dataset.
+
+Both print the users and items columns that were derived from the events (``entity_columns``).
+"""
 
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     from lee.data.importers import ImportOptions, import_dataset
 
     given = {k: getattr(args, k) for k in ("mapping", "field_map", "user_field", "item_field", "positive", "split",
-                                           "campaign", "name", "memory_mb") if getattr(args, k) is not None}
+                                           "campaign", "name", "memory_mb", "entity_tolerance")
+             if getattr(args, k) is not None}
     report = import_dataset(args.format, args.src, args.out, ImportOptions(**given), overwrite=args.overwrite,
                             progress=not (args.quiet or args.json))
     _print(report.summary(), args)
@@ -98,6 +102,9 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--campaign", help="obd: all | men | women (default all)")
     p.add_argument("--name", help="the dataset's name (default: from the source)")
     p.add_argument("--memory-mb", type=int, help="memory for sorting a large log out of core, MiB (default 512)")
+    p.add_argument("--entity-tolerance", type=float, metavar="SHARE",
+                   help="a user- or item-role field on the events becomes a users/items column when at least this "
+                        "share of events holds its id's most frequent value (default 0.99)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_data_import)
 

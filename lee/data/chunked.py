@@ -12,7 +12,9 @@ directory, ``dataset.json`` and the tables read back are identical either way
 
 Both paths also complete the side tables: an id that occurs in the events but has no row in the
 users (items) table gets a row with empty attributes, so every event can be joined; how many were
-added is returned and stated by the import.
+added is returned and stated by the import. Then both derive the users and items columns that the
+events hold per id (:mod:`lee.data.entity_columns`: a field with role user or item whose value is
+constant per id, within ``entity_tolerance``), counting the events in pandas or in DuckDB.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lee.data.dataset import Dataset, check_dataset, complete_spec, write_dataset
+from lee.data.entity_columns import ENTITY_TOLERANCE, Counter, derive_entity_columns, pandas_counter
 from lee.data.spec import SPEC_FILE, DatasetSpec, FieldType, TableSpec
 from lee.errors import InputError
 from lee.fileio import atomic_dir, atomic_write_text
@@ -115,11 +118,16 @@ class ChunkedDatasetWriter:
     """
 
     def __init__(self, out: str | Path, *, overwrite: bool = False, spill_rows: int = DEFAULT_SPILL_ROWS,
-                 memory_mb: int = DEFAULT_MEMORY_MB, threads: int | None = None) -> None:
+                 memory_mb: int = DEFAULT_MEMORY_MB, threads: int | None = None,
+                 entity_tolerance: float = ENTITY_TOLERANCE) -> None:
         threads = threads if threads is not None else min(os.cpu_count() or 2, 8)
         if spill_rows < 0 or memory_mb < 64 or threads < 1:
             raise InputError(f"spill_rows must be >= 0, memory_mb >= 64 and threads >= 1; got {spill_rows}, "
                              f"{memory_mb} and {threads}")
+        if not 0.5 < entity_tolerance <= 1.0:
+            raise InputError(f"entity_tolerance must lie in (0.5, 1] (the share of events that must hold their "
+                             f"id's most frequent value); got {entity_tolerance}")
+        self.entity_tolerance = entity_tolerance
         self.out = Path(out)
         self.overwrite = overwrite
         self.spill_rows = spill_rows
@@ -205,7 +213,10 @@ class ChunkedDatasetWriter:
                     users = _complete_side(side, col, missing)
                 else:
                     items = _complete_side(side, col, missing)
-            ds = write_dataset(self.out, _note_added(spec, added), events, users, items, overwrite=self.overwrite)
+            entity = derive_entity_columns(spec, pandas_counter(events), users, items, dtypes=dict(events.dtypes),
+                                           tolerance=self.entity_tolerance)
+            ds = write_dataset(self.out, entity.annotate(_note_added(spec, added)), events, entity.users, entity.items,
+                               overwrite=self.overwrite)
             return WriteInfo(spec=ds.spec, rows=len(events), out_of_core=False, added_ids=added)
         return self._finish_out_of_core(spec, users, items)
 
@@ -248,7 +259,10 @@ class ChunkedDatasetWriter:
                 else:
                     items = _complete_side(side, col, ids)
 
-            spec = _note_added(spec, added)
+            entity = derive_entity_columns(spec, self._duckdb_counter(con), users, items,
+                                           dtypes=dict(self._sample.dtypes), tolerance=self.entity_tolerance)
+            users, items = entity.users, entity.items
+            spec = entity.annotate(_note_added(spec, added))
             # the same rules and the same completed spec as write_dataset, with the events statistics from DuckDB
             tables_spec = {"events": TableSpec(file="events.parquet", rows=self._rows)}
             if users is not None:
@@ -280,6 +294,18 @@ class ChunkedDatasetWriter:
         finally:
             con.close()
         return WriteInfo(spec=final, rows=self._rows, out_of_core=True, added_ids=added)
+
+    @staticmethod
+    def _duckdb_counter(con) -> Counter:
+        """Events per (id, value) of the staged events, counted by DuckDB under its memory limit."""
+
+        def count(id_col: str, col: str) -> pd.DataFrame:
+            frame = con.sql(f"SELECT {_quote(id_col)} AS id, {_quote(col)} AS value, count(*) AS n FROM parts "
+                            "GROUP BY ALL").df()
+            frame["n"] = frame["n"].astype(np.int64)
+            return frame
+
+        return count
 
     def _statistics(self, con, spec: DatasetSpec) -> dict:
         """Row count, time span, label rate and the events fields' cardinalities, computed by DuckDB."""

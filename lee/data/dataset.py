@@ -87,6 +87,70 @@ class Dataset:
         """The users or items side table (one row per id): segment attributes and cluster labels."""
         return self.users if entity == "user" else self.items
 
+    def attribute_columns(self, entity: str) -> dict[str, str]:
+        """The users (items) table's attribute columns (the id excluded) and their kind: ``categorical``,
+        ``multi`` or ``numeric`` — a declared field's type, else a column derived from the events takes its
+        field's type, else numeric dtypes (not booleans) are ``numeric`` and the rest ``categorical``."""
+        from lee.data.entity_columns import recorded_checks
+
+        side = self.attributes(entity)
+        if side is None:
+            return {}
+        table = f"{entity}s"
+        id_col = self.user_col if entity == "user" else self.item_col
+        declared = {f.source: f.type.value for f in self.spec.fields if f.table == table and f.derived is None}
+        derived = {c.column: self.spec.field(c.field).type.value for c in recorded_checks(self.spec)
+                   if c.derived and c.table == table and c.field in {f.name for f in self.spec.fields}}
+        out: dict[str, str] = {}
+        for col in side.columns:
+            if col == id_col:
+                continue
+            dtype = side[col].dtype
+            numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            out[str(col)] = declared.get(col) or derived.get(col) or ("numeric" if numeric else "categorical")
+        return out
+
+    def describe_attributes(self) -> str:
+        """Every users and items attribute with its kind, for messages: ``users: a (categorical), ...; no items
+        table``; and where derived columns came from."""
+        parts = []
+        for entity in ("user", "item"):
+            if self.attributes(entity) is None:
+                parts.append(f"no {entity}s table")
+                continue
+            cols = self.attribute_columns(entity)
+            parts.append(f"{entity}s: " + (", ".join(f"{c} ({k})" for c, k in cols.items()) or "no attribute columns"))
+        return "; ".join(parts)
+
+    def why_not_attribute(self, column: str) -> str | None:
+        """Why ``column``, a column of the events, is not a users or items attribute (None when it is not an
+        events column): the label role and the other roles are the events' own, a user/item field that varied
+        per id stayed on the events, and an undeclared column was never checked."""
+        from lee.data.entity_columns import recorded_checks
+
+        r = self.spec.roles
+        roles = {r.label: "the events' 0/1 outcome (the label role" + (
+            f": {self.spec.source['label_rule']})" if self.spec.source.get("label_rule") else ")"),
+                 r.user_id: "the user id", r.item_id: "the item id", r.ts: "the events' time"}
+        if r.value:
+            roles[r.value] = "the events' value column"
+        if column in roles:
+            return f"{column!r} is {roles[column]}, not a user or item attribute"
+        for c in recorded_checks(self.spec):
+            if c.column == column and not c.derived:
+                return f"{column!r} is an event field: {c.reason}"
+        if column in self.events.columns:
+            declared = next((f for f in self.spec.fields if f.table == "events" and f.source == column), None)
+            if declared is None:
+                why = "not a field with role user or item in the mapping, so not checked for being constant per id"
+            elif declared.role == FieldRole.CONTEXT:
+                why = f"field {declared.name} has role context: a property of each event"
+            else:
+                why = (f"field {declared.name} has role {declared.role.value} but was not checked at import; "
+                       "import the log again to derive it")
+            return f"{column!r} is a column of the events only ({why})"
+        return None
+
     def entity_ids(self, entity: str) -> np.ndarray:
         """Every user (item) id the dataset knows: the side table's, else those seen in events."""
         side = self.attributes(entity)
@@ -148,6 +212,8 @@ class Dataset:
 
     def summary(self) -> dict[str, Any]:
         """What ``lee data show`` prints: roles, fields, sizes, time span, label rate and split."""
+        from lee.data.entity_columns import SOURCE_KEY as ENTITY_KEY
+        from lee.data.entity_columns import recorded_checks
         from lee.timeutil import iso, parse_event_time
 
         s = self.spec
@@ -169,8 +235,11 @@ class Dataset:
             "downstream_events": int(down.sum()), "upstream_events": int(up.sum()),
             "downstream_label_rate": float(label[down].mean()) if down.any() else None,
             "downstream_where": s.downstream_where.to_dict() if s.downstream_where else None,
-            "source": s.source,
+            "source": {k: v for k, v in s.source.items() if k != ENTITY_KEY},
         }
+        derived = [c for c in recorded_checks(s) if c.derived]
+        if derived:
+            out["entity_columns"] = [c.describe() for c in derived]
         if s.roles.value:
             v = self.events[s.roles.value].to_numpy(np.float64)
             out["value"] = {"column": s.roles.value, "total": float(v.sum()), "nonzero_share": float((v != 0).mean())}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lee.data.chunked import ChunkedDatasetWriter
+from lee.data.entity_columns import recorded_checks
 from lee.data.importers.base import OPTION_FLAGS, ImportedTables, Importer, ImportOptions
 from lee.data.importers.criteo import CriteoImporter
 from lee.data.importers.jsonl import JsonLinesImporter
@@ -70,6 +71,7 @@ class ImportReport:
             "label_rule": s.source.get("label_rule"), "label_rate": s.label_rate,
             "time_span": [iso(parse_event_time(span[0])), iso(parse_event_time(span[1]))] if span else None,
             "split": s.split.describe(), "notes": self.notes,
+            "entity_columns": [c.describe() for c in recorded_checks(s) if c.derived],
             "out_of_core": self.out_of_core, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds) if self.seconds > 0 else None,
         }
@@ -103,7 +105,7 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
         raise InputError(f"{src}: no such file or directory")
     start = time.perf_counter()
     with ChunkedDatasetWriter(out, overwrite=overwrite, spill_rows=options.spill_rows,
-                              memory_mb=options.memory_mb) as writer:
+                              memory_mb=options.memory_mb, entity_tolerance=options.entity_tolerance) as writer:
         importer = cls(src, options)
         bar = None
         if progress:

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from lee.config import ConfigModel
 from lee.data.chunked import DEFAULT_MEMORY_MB, DEFAULT_SPILL_ROWS
+from lee.data.entity_columns import ENTITY_TOLERANCE
 from lee.data.rules import LabelRule, parse_split
 from lee.data.spec import DatasetSpec, SplitKind, SplitSpec
 from lee.errors import InputError
@@ -55,6 +56,8 @@ class ImportOptions(ConfigModel):
     chunk_mb: int = Field(16, ge=1, le=1024)          # bytes of text parsed per chunk
     spill_rows: int = Field(DEFAULT_SPILL_ROWS, ge=0)  # events kept in memory before sorting out of core
     memory_mb: int = Field(DEFAULT_MEMORY_MB, ge=64)   # DuckDB's memory limit for the out-of-core sort
+    entity_tolerance: float = Field(ENTITY_TOLERANCE, gt=0.5, le=1.0)  # a user/item field's share of events that
+    # must hold its id's most frequent value to become a users/items column (lee.data.entity_columns)
 
 
 @dataclass
