@@ -180,6 +180,8 @@ def test_a_few_disagreeing_items_are_counted_within_the_tolerance(taobao_big: Pa
     modal = raw.groupby("item_id")["category_id"].agg(lambda s: s.value_counts().index[0])
     assert _side(ds, "item", "category_id") == {k: str(v) for k, v in modal.items()}
     assert "999" not in set(ds.items["category_id"])       # the planted values lose to each item's own
+    # listed in the order of each item's first event, as without an items table: the proxy's rows do not move
+    assert list(ds.items["item_id"]) == list(pd.unique(ds.events["item_id"]))
     (check,) = recorded_checks(ds.spec)
     assert (check.derived, check.ids, check.ids_with_several_values, check.events_off_modal) == (True, n_items, 4, 4)
     assert (f"4 of {n_items} items hold more than one value (4 of 2,000 events differ from their item's most "

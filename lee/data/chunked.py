@@ -33,7 +33,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lee.data.dataset import Dataset, check_dataset, complete_spec, write_dataset
-from lee.data.entity_columns import ENTITY_TOLERANCE, Counter, derive_entity_columns, pandas_counter
+from lee.data.entity_columns import (
+    ENTITY_TOLERANCE,
+    Counter,
+    FirstSeen,
+    derive_entity_columns,
+    pandas_counter,
+    pandas_first_seen,
+)
 from lee.data.spec import SPEC_FILE, DatasetSpec, FieldType, TableSpec
 from lee.errors import InputError
 from lee.fileio import atomic_dir, atomic_write_text
@@ -214,7 +221,7 @@ class ChunkedDatasetWriter:
                 else:
                     items = _complete_side(side, col, missing)
             entity = derive_entity_columns(spec, pandas_counter(events), users, items, dtypes=dict(events.dtypes),
-                                           tolerance=self.entity_tolerance)
+                                           first_seen=pandas_first_seen(events, r.ts), tolerance=self.entity_tolerance)
             ds = write_dataset(self.out, entity.annotate(_note_added(spec, added)), events, entity.users, entity.items,
                                overwrite=self.overwrite)
             return WriteInfo(spec=ds.spec, rows=len(events), out_of_core=False, added_ids=added)
@@ -260,7 +267,9 @@ class ChunkedDatasetWriter:
                     items = _complete_side(side, col, ids)
 
             entity = derive_entity_columns(spec, self._duckdb_counter(con), users, items,
-                                           dtypes=dict(self._sample.dtypes), tolerance=self.entity_tolerance)
+                                           dtypes=dict(self._sample.dtypes),
+                                           first_seen=self._duckdb_first_seen(con, r.ts),
+                                           tolerance=self.entity_tolerance)
             users, items = entity.users, entity.items
             spec = entity.annotate(_note_added(spec, added))
             # the same rules and the same completed spec as write_dataset, with the events statistics from DuckDB
@@ -306,6 +315,19 @@ class ChunkedDatasetWriter:
             return frame
 
         return count
+
+    @staticmethod
+    def _duckdb_first_seen(con, ts_col: str) -> FirstSeen:
+        """Every id in the order of its first event by (time, arrival): the order of the sorted events file."""
+
+        def first(id_col: str) -> np.ndarray:
+            i, t = _quote(id_col), _quote(ts_col)
+            frame = con.sql(f"WITH f AS (SELECT {i} AS id, min({t}) AS t FROM parts GROUP BY ALL) "
+                            f"SELECT f.id FROM f JOIN parts p ON p.{i} = f.id AND p.{t} = f.t "
+                            f"GROUP BY f.id, f.t ORDER BY f.t, min(p.{_quote(_SEQ)})").df()
+            return frame["id"].to_numpy()
+
+        return first
 
     def _statistics(self, con, spec: DatasetSpec) -> dict:
         """Row count, time span, label rate and the events fields' cardinalities, computed by DuckDB."""

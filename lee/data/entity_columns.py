@@ -10,7 +10,9 @@ for being an attribute of its id:
   not depend on the order events arrive in) is the candidate attribute value;
 * the field is an attribute when at least ``tolerance`` (default 0.99) of the events hold their
   id's modal value; then it becomes a column of the users (items) table, named as in the log,
-  one row per id seen in the events. How many ids hold more than one value is counted and stated.
+  one row per id seen in the events, in the order of each id's first event (the order a dataset without
+  the table lists ids in, so the proxy's id rows do not move). How many ids hold more than one value is
+  counted and stated.
 * otherwise it varies per event and is not moved: it stays an event field (the proxy reads it per
   event either way), and the import says how far from constant it was.
 
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lee.data.spec import DatasetSpec, FieldRole, FieldSpec
@@ -37,6 +40,10 @@ ENTITY_TOLERANCE = 0.99
 
 SOURCE_KEY = "entity_columns"
 """The key of ``dataset.json``'s ``source`` that records the checks."""
+
+FirstSeen = Callable[[str], np.ndarray]
+"""``first_seen(id_column)``: every id of the events, in the order of its first event in time (stable): the
+order the dataset lists ids in without a side table, kept so that the proxy's rows do not change."""
 
 Counter = Callable[[str, str], pd.DataFrame]
 """``counter(id_column, column)``: a frame with columns ``id``, ``value``, ``n`` — how many events of each
@@ -89,8 +96,8 @@ class EntityColumnCheck:
         if self.ids_with_several_values:
             return head + (f"{self.ids_with_several_values:,} of {self.ids:,} {entity}s hold more than one value "
                            f"({self.events_off_modal:,} of {self.events:,} events differ from their {entity}'s most "
-                           f"frequent value, within the tolerance of {_share(1 - self.tolerance)}); each {entity} takes "
-                           "its most frequent value")
+                           f"frequent value, within the tolerance of {_share(1 - self.tolerance)}); each {entity} "
+                           "takes its most frequent value")
         if self.ids == self.events:
             return head + f"{self.ids:,} {entity}s, none with two events, so constancy could not be checked"
         return head + f"one value per {entity} ({self.ids:,} {entity}s)"
@@ -118,6 +125,16 @@ def candidate_fields(spec: DatasetSpec) -> list[FieldSpec]:
     return [f for f in spec.fields
             if f.table == "events" and f.derived is None and f.role in (FieldRole.USER, FieldRole.ITEM)
             and f.source not in (spec.roles.user_id, spec.roles.item_id)]
+
+
+def pandas_first_seen(events: pd.DataFrame, ts_col: str) -> FirstSeen:
+    """A :data:`FirstSeen` over an in-memory events frame (not necessarily sorted yet)."""
+    order = np.argsort(events[ts_col].to_numpy(), kind="stable")
+
+    def first(id_col: str) -> np.ndarray:
+        return pd.unique(events[id_col].to_numpy()[order])
+
+    return first
 
 
 def pandas_counter(events: pd.DataFrame) -> Counter:
@@ -151,12 +168,13 @@ def modal_values(counts: pd.DataFrame) -> tuple[pd.DataFrame, int, int, int]:
 
 
 def derive_entity_columns(spec: DatasetSpec, counter: Counter, users: pd.DataFrame | None,
-                          items: pd.DataFrame | None, *, dtypes: dict[str, Any],
+                          items: pd.DataFrame | None, *, dtypes: dict[str, Any], first_seen: FirstSeen,
                           tolerance: float = ENTITY_TOLERANCE) -> EntityColumns:
     """Check every :func:`candidate_fields` field and add the attributes to the side tables (module docstring).
 
     ``counter`` counts the events (in memory or out of core); ``dtypes`` maps each events column to its
-    dtype, so both paths give the same table. Side tables given must already hold every id of the events.
+    dtype, so both paths give the same table. A new side table lists the ids in ``first_seen`` order (that of
+    a dataset without one); side tables given keep their order and must already hold every id of the events.
     """
     sides: dict[str, pd.DataFrame | None] = {"users": users, "items": items}
     checks: list[EntityColumnCheck] = []
@@ -186,7 +204,8 @@ def derive_entity_columns(spec: DatasetSpec, counter: Counter, users: pd.DataFra
         derived = pd.DataFrame({id_col: _as(modal["id"], dtypes.get(id_col)),
                                 f.source: _as(modal["value"], dtypes.get(f.source))})
         if side is None:
-            sides[table] = derived
+            order = pd.Index(derived[id_col]).get_indexer(_as(pd.Series(first_seen(id_col)), dtypes.get(id_col)))
+            sides[table] = derived.iloc[order].reset_index(drop=True)
         else:
             merged = side.merge(derived, on=id_col, how="left", validate="one_to_one")
             sides[table] = merged
