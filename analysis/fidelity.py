@@ -50,7 +50,7 @@ from lee.errors import InputError
 from lee.evaluator.compare import EvalConfig, VariantResult, evaluate_baseline, evaluate_variant
 from lee.evaluator.data import DownstreamStream, stream_from_dataset
 from lee.evaluator.full_model import FullConfig, FullRun, full_split, run_full
-from lee.evaluator.inject import PAIRS, Usage, inject, null_injection
+from lee.evaluator.inject import PAIRS, Usage, baseline_injection, inject
 from lee.evaluator.models import FusionMode, ProxyConfig
 from lee.evaluator.stats import DeltaCI, WindowedScores, paired_delta_ci
 from lee.fileio import atomic_write_text, check_output_target
@@ -218,12 +218,14 @@ def measure_fidelity(stream: DownstreamStream, variants: Sequence[FidelityVarian
         dims = tuple(snap.info(t).dim for t in kinds)
         key = (str(usage), *dims)
         if key not in groups:
-            null = null_injection(usage, dict(zip(kinds, dims)), len(stream.user_ids), len(stream.item_ids))
+            widths = dict(zip(kinds, dims))
             log(f"baselines for {usage} of widths {dims}: LEE ({len(cfg.seeds)} seed(s)) and full "
                 f"({len(cfg.full_seed_list)} seed(s))")
             groups[key] = _Group(
                 lee=evaluate_baseline(stream, ecfg, dict(zip(kinds, dims)), device=device),
-                full=[run_full(stream, null, fusion=cfg.fusion, cfg=cfg.full, seed=s, n_windows=cfg.windows,
+                full=[run_full(stream, baseline_injection(cfg.fusion, usage, widths, len(stream.user_ids),
+                                                          len(stream.item_ids), s),
+                               fusion=cfg.fusion, cfg=cfg.full, seed=s, n_windows=cfg.windows,
                                test_windows=cfg.test_windows, device=device) for s in cfg.full_seed_list])
         g = groups[key]
         lee = evaluate_variant(stream, v.name, snap, ecfg, g.lee, device=device)

@@ -282,3 +282,17 @@ def test_version_skew_in_a_unit_is_logged_and_reported(job_dir):
                          stop_after=0)
     assert len(report.warnings) == 1 and "run@100" in report.warnings[0] and "run@200" in report.warnings[0]
     assert any(line.startswith("warning: version skew in LEE injection UR+IR of mixed@") for line in lines)
+
+
+def test_iim_units_are_keyed_by_their_baseline_stand_in(job_dir):
+    """Stored iim results predate the random-code baseline (issue 14) and must not be reused; every
+    other fusion keeps its key, so nothing else is re-evaluated."""
+    from lee.evaluator.compare import EvalConfig
+    from lee.jobs.run import Unit, _hash
+    from lee.snapshot import SnapshotStore
+
+    snap = SnapshotStore(job_dir / "snapshots").latest("oracle")
+    for fusion in ("concat", "gate", "iim"):
+        unit = Unit(snap, EvalConfig(fusion=fusion, usage="UR+IR"))
+        legacy = _hash({"config": unit.cfg.to_dict(), "data": "d", "tables": unit.checksums})
+        assert (unit.content_key("d") == legacy) == (fusion != "iim")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from lee.config import ConfigModel
 from lee.errors import InputError
 from lee.evaluator.data import DownstreamStream
-from lee.evaluator.inject import PAIRS, Usage, coverage, inject, null_injection, random_code_injection
+from lee.evaluator.inject import PAIRS, Usage, baseline_injection, coverage, inject
 from lee.evaluator.models import FusionMode, ProxyConfig
 from lee.evaluator.retrieval import RetrievalRun, run_retrieval
 from lee.evaluator.stats import DeltaCI, WindowedScores, paired_delta_ci, rela_impr
@@ -237,12 +237,10 @@ def evaluate_baseline(stream: DownstreamStream, cfg: EvalConfig, dims: Mapping[T
     if isinstance(dims, Snapshot):
         dims = {k: dims.info(k).dim for k in PAIRS[cfg.usage]}
     widths, n_users, n_items = dict(dims), len(stream.user_ids), len(stream.item_ids)
-    if cfg.fusion == FusionMode.IIM:
-        runs = [_run(stream, random_code_injection(cfg.usage, widths, n_users, n_items, s), cfg, s, device)
-                for s in cfg.seeds]
-        return VariantResult("baseline", "downstream fields and a random code per id", runs)
-    null = null_injection(cfg.usage, widths, n_users, n_items)
-    return VariantResult("baseline", "downstream fields only", [_run(stream, null, cfg, s, device) for s in cfg.seeds])
+    runs = [_run(stream, baseline_injection(cfg.fusion, cfg.usage, widths, n_users, n_items, s), cfg, s, device)
+            for s in cfg.seeds]
+    what = "downstream fields and a random code per id" if cfg.fusion == FusionMode.IIM else "downstream fields only"
+    return VariantResult("baseline", what, runs)
 
 
 def evaluate_variant(stream: DownstreamStream, name: str, snapshot: Snapshot, cfg: EvalConfig,

@@ -169,6 +169,16 @@ def random_code_injection(usage: str, dims: dict[TableKind, int], n_users: int, 
     return Injection(tables, source=f"baseline (a random code per id, seed {seed})")
 
 
+def baseline_injection(fusion: str, usage: str, dims: dict[TableKind, int], n_users: int, n_items: int,
+                       seed: int) -> Injection:
+    """What the baseline of ``fusion`` reads in place of a representation, for proxy seed ``seed``: a random
+    code per id under ``iim`` (:func:`random_code_injection`), one learned constant otherwise
+    (:func:`null_injection`). One rule for LEE's baselines and for full training's (``lee fidelity``)."""
+    if str(fusion) == "iim":
+        return random_code_injection(usage, dims, n_users, n_items, seed)
+    return null_injection(usage, dims, n_users, n_items)
+
+
 def lookup_rows(table: InjectedTable, rows: np.ndarray) -> np.ndarray:
     """Event rows mapped into ``table.matrix`` (absent ids to the missing row)."""
     return np.where(table.present[rows], rows, table.missing_row)

@@ -95,8 +95,13 @@ class Unit:
         return f"{self.snapshot.variant}@{iso(self.snapshot.event_time)}"
 
     def content_key(self, data_hash: str) -> str:
-        """What the evaluation depends on: config, stream and table contents (not the names)."""
-        return _hash({"config": self.cfg.to_dict(), "data": data_hash, "tables": self.checksums})
+        """What the evaluation depends on: config, stream and table contents (not the names), and under
+        ``iim`` the baseline's stand-in (a random code per id since issue 14; results stored against the
+        earlier constant stand-in are not reused: the next run re-evaluates them)."""
+        doc: dict[str, Any] = {"config": self.cfg.to_dict(), "data": data_hash, "tables": self.checksums}
+        if self.cfg.fusion == "iim":
+            doc["baseline"] = "random code per id"
+        return _hash(doc)
 
     def key(self, data_hash: str) -> str:
         """The unit's identity in the store: its content plus which variant and snapshot it is."""
