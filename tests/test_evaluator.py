@@ -87,6 +87,13 @@ def test_unmatched_ids_are_a_clear_error(stream, tmp_path):
         inject(snap, "UR", stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
     with pytest.raises(InputError, match="unknown usage"):
         inject(snap, "XR", stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
+    text = EmbeddingTable(ids=np.array(["u0", "u1"], dtype=object), vectors=np.ones((2, 4), np.float32))
+    snap = Snapshot.open(write_snapshot(tmp_path, "t", 0, {"UR": text}))
+    with pytest.raises(InputError) as err:
+        inject(snap, "UR", stream.user_ids, stream.item_ids, stream.user_row, stream.item_row)
+    message = str(err.value)
+    assert str(snap.path) in message and "its ids are text (first 'u0')" in message
+    assert "user ids are integers" in message and 'ids = "text"' in message
 
 
 @pytest.mark.parametrize("fusion", ["concat", "gate", "iim", "retrieval"])
@@ -220,6 +227,10 @@ def test_too_few_windows_or_events(stream):
         stream.window_bounds(1)
     with pytest.raises(InputError, match="too few"):
         stream.subset(15).window_bounds(5)
+    one_outcome = stream.subset(200)
+    one_outcome.y = torch.zeros_like(one_outcome.y)
+    with pytest.raises(InputError, match="every one of the 200 downstream events has label 0: .* no verdict"):
+        one_outcome.window_bounds(5)
 
 
 def test_eval_config_rejects_unknown_modes():

@@ -65,6 +65,13 @@ class DownstreamStream:
             raise InputError(f"streaming evaluation needs at least 2 windows; got {n_windows}")
         if len(self) < 10 * n_windows:
             raise InputError(f"the downstream stream has {len(self)} events, too few for {n_windows} windows")
+        outcomes = torch.unique(self.y)
+        if outcomes.numel() < 2:
+            raise InputError(
+                f"every one of the {len(self):,} downstream events has label {float(outcomes[0]):g}: AUC compares "
+                "events with and without a click, so with one outcome no verdict exists. Map a label that "
+                "takes both values (`label = COLUMN` or `positive = \"COLUMN==VALUE\"` in the mapping, "
+                "docs/data-format.md), or choose a downstream part that holds both")
         edges = np.linspace(0, len(self), n_windows + 1).round().astype(int)
         return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 

@@ -72,11 +72,24 @@ class Injection:
         return tuple(t.kind for t in self.tables)
 
 
-def _align(ids: np.ndarray, vectors: np.ndarray, world_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _id_kind(ids: np.ndarray) -> str:
+    return "integers" if ids.dtype.kind in "iu" else "text" if ids.dtype.kind in "OUS" else f"{ids.dtype}"
+
+
+def _first(ids: np.ndarray) -> object:
+    return ids[0].item() if isinstance(ids[0], np.generic) else ids[0]
+
+
+def _align(ids: np.ndarray, vectors: np.ndarray, world_ids: np.ndarray, *,
+           where: str = "snapshot table", entity: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``vectors`` reordered to ``world_ids``; absent ids get zeros and present=False."""
     if ids.dtype.kind != world_ids.dtype.kind and not (ids.dtype.kind in "iu" and world_ids.dtype.kind in "iu"):
+        theirs, ours = _id_kind(ids), _id_kind(world_ids)
         raise InputError(
-            f"snapshot ids are {ids.dtype} but the downstream ids are {world_ids.dtype}; they cannot be matched"
+            f"{where}: its ids are {theirs} (first {_first(ids)!r}) but the log's {entity} ids are {ours} (first "
+            f"{_first(world_ids)!r}), so no id can match. Make both the same kind: re-import the log with "
+            f"ids = \"{'text' if theirs == 'text' else 'integer'}\" in its mapping (docs/data-format.md), or write "
+            f"the snapshot with {ours.removesuffix('s')} ids"
         )
     rows = pd.Index(ids).get_indexer(world_ids)
     present = rows >= 0
@@ -94,7 +107,8 @@ def inject(snapshot: Snapshot, usage: str, user_ids: np.ndarray, item_ids: np.nd
     for kind in PAIRS[usage]:
         table = snapshot.load(kind)
         world_ids, ev_rows = (user_ids, user_row) if kind.entity == "user" else (item_ids, item_row)
-        mat, present = _align(table.ids, table.vectors, world_ids)
+        mat, present = _align(table.ids, table.vectors, world_ids, where=f"{snapshot.path}: the {kind.value} table",
+                              entity=kind.entity)
         if not present.any():
             raise InputError(
                 f"{snapshot.path}: no id of the {kind.value} table matches a downstream {kind.entity} id "
