@@ -23,6 +23,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.address and (args.engine or job.engine.kind) != "ray":
             raise InputError(f"--address {args.address} names a Ray cluster; it needs --engine ray")
         job = job.with_engine(args.engine or job.engine.kind, args.address)
+    if args.data_parallel is not None:  # overrides the job file's [eval] data_parallel
+        from lee.jobs.config import JobEval
+
+        job = job.model_copy(update={"eval": JobEval(**{**job.eval.model_dump(), "data_parallel": args.data_parallel})})
     report = run_job(job, progress=not args.quiet, log=(lambda *_: None) if args.json else print,
                      stop_after=args.max_units)
     doc = {"job": job.job.name, "results": str(job.job.results), "evaluated": report.evaluated,
@@ -201,6 +205,9 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="where units run: local (this process) or ray (Ray tasks); overrides the job's [engine]")
     p.add_argument("--address", help="with --engine ray: an existing Ray cluster ('auto', 'ray://HEAD:10001'); "
                                      "default: a Ray instance started on this machine")
+    p.add_argument("--data-parallel", type=int, metavar="N",
+                   help="train each proxy model data-parallel in N worker processes (same results up to float "
+                        "summation order; overrides [eval] data_parallel; default 1)")
     p.set_defaults(func=cmd_evaluate)
 
     p = common(sub.add_parser("sweep", help="layer sweep: LEE on the CR of every upstream layer at several dims"))

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from lee.config import ConfigModel
@@ -41,10 +41,21 @@ class EvalSettings(ConfigModel):
     n_boot: int = Field(100, ge=2)          # paired user-bootstrap resamples of the test events
     level: float = Field(0.95, gt=0.5, lt=1.0)
     bootstrap_seed: int = Field(0, ge=0)
+    # worker processes per proxy model (lee.evaluator.parallel); the same model up to float
+    # summation order, so at 1 (the default) it is left out of to_dict and of every stored key
+    data_parallel: int = Field(1, ge=1, le=64)
 
     def settings(self) -> dict[str, Any]:
         """Just the shared settings (the fields declared here), as keyword arguments."""
         return {name: getattr(self, name) for name in EvalSettings.model_fields}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values; ``data_parallel`` only when above 1, so that configs (and the
+        results store's content keys built from them) written before it existed stay the same."""
+        out = super().to_dict()
+        if out.get("data_parallel") == 1:
+            del out["data_parallel"]
+        return out
 
 
 class EvalConfig(EvalSettings):
@@ -53,6 +64,13 @@ class EvalConfig(EvalSettings):
     usage: Usage = Usage.UR_IR
     fusion: FusionMode = FusionMode.CONCAT
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+
+    @model_validator(mode="after")
+    def _one_process_retrieval(self) -> EvalConfig:
+        if self.data_parallel > 1 and self.fusion == FusionMode.RETRIEVAL:
+            raise ValueError(f"data_parallel = {self.data_parallel} applies to the concat, gate and iim "
+                             "fusions; the retrieval model trains in one process (set data_parallel = 1)")
+        return self
 
 
 COVERAGE_WARN = 0.5
@@ -216,7 +234,7 @@ def _run(stream: DownstreamStream, injection, cfg: EvalConfig, seed: int, device
     if cfg.fusion == "retrieval":
         return run_retrieval(stream, injection, cfg=cfg.proxy, seed=seed, n_windows=cfg.windows, device=device)
     return run_stream(stream, injection, fusion=cfg.fusion, cfg=cfg.proxy, seed=seed, n_windows=cfg.windows,
-                      device=device)
+                      device=device, data_parallel=cfg.data_parallel)
 
 
 def evaluate_baseline(stream: DownstreamStream, cfg: EvalConfig, dims: Mapping[TableKind, int] | Snapshot, *,

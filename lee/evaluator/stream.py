@@ -7,6 +7,7 @@ per-sample Python), which is what keeps a proxy model above a million samples a 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -107,8 +108,13 @@ def _safe_auc(y: np.ndarray, s: np.ndarray) -> float:
 def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion: str = "concat",
                cfg: ProxyConfig | None = None, seed: int = 0, n_windows: int = 10,
                device: torch.device | str = "cpu", progress: bool = False, keep_model: bool = False,
-               desc: str = "proxy") -> StreamRun:
-    """Train the proxy model window by window; each window is scored before it is trained on."""
+               desc: str = "proxy", data_parallel: int = 1) -> StreamRun:
+    """Train the proxy model window by window; each window is scored before it is trained on.
+
+    With ``data_parallel`` N > 1 every window's training batches are split across N worker
+    processes (:mod:`lee.evaluator.parallel`) whose gradients are averaged each step, so the model
+    follows the same path as here, up to the order of float summation.
+    """
     cfg = cfg or ProxyConfig()
     device = torch.device(device)
     bounds = stream.window_bounds(n_windows)
@@ -116,20 +122,49 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
         torch.manual_seed(seed)
         model = ProxyCTR(stream.cardinalities, cfg, injection, fusion, slots=stream.slots).to(device)
     window_events = bounds[0][1] - bounds[0][0]
+    rows = rep_rows_for(stream, injection)
+    training = training_picks(cfg, window_events)
+    t0 = time.perf_counter()
+    if data_parallel > 1:
+        from lee.evaluator.parallel import stream_data_parallel  # the parallel module builds on this one
+
+        scores, trained = stream_data_parallel(model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
+                                               world_size=data_parallel, device=device)
+        training = {**training, "data_parallel": data_parallel}
+    else:
+        bar = tqdm(total=bounds[-2][1], desc=desc, unit="ev", unit_scale=True, disable=not progress, leave=False)
+        scores, trained = stream_windows(model, model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
+                                         device=device, on_batch=bar.update)
+        bar.close()
+    seconds = time.perf_counter() - t0
+    return finish_run(StreamRun, stream, scores, bounds, seed=seed, seconds=seconds, samples_trained=trained,
+                      model=model if keep_model else None, training=training)
+
+
+def stream_windows(model: ProxyCTR, train_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   rows: list[torch.Tensor], bounds: list[tuple[int, int]], cfg: ProxyConfig, *, seed: int,
+                   device: torch.device, rank: int = 0, world_size: int = 1,
+                   on_batch: Callable[[int], Any] | None = None) -> tuple[np.ndarray, int]:
+    """The test-then-train loop: score window t with ``model``, then train on it, and so on.
+
+    ``train_model`` is the module the training batches go through: ``model`` itself in one process,
+    its DistributedDataParallel wrapper in a data-parallel worker. Worker ``rank`` of ``world_size``
+    draws the same shuffle as every other worker (same seed) and trains on its contiguous shard of
+    each global batch, with the loss summed over the shard and divided by the global batch size
+    over ``world_size``, so that the gradients DDP averages are the global batch's mean gradient.
+    Only rank 0 scores; other ranks return an empty array. Returns (scores of windows 1..W-1 as
+    logits, samples trained on across all workers).
+    """
+    window_events = bounds[0][1] - bounds[0][0]
     opts = proxy_optimizers(model, cfg, window_events)
     loss_fn = nn.BCEWithLogitsLoss()
     fusion_params = [p_ for p_ in model.fusion.parameters()] if cfg.fusion_l2 > 0 else []
-    rows = rep_rows_for(stream, injection)
-    x, y = stream.x, stream.y
     gen = torch.Generator().manual_seed(seed)
     test_lo = bounds[1][0]
-    scores = np.empty(len(stream) - test_lo, np.float32)
+    scores = np.empty(bounds[-1][1] - test_lo if rank == 0 else 0, np.float32)
     trained = 0
-    training = training_picks(cfg, window_events)
-    t0 = time.perf_counter()
-    bar = tqdm(total=bounds[-2][1], desc=desc, unit="ev", unit_scale=True, disable=not progress, leave=False)
     for w, (lo, hi) in enumerate(bounds):
-        if w > 0:
+        if w > 0 and rank == 0:
             scores[lo - test_lo:hi - test_lo] = score(model, x, rows, lo, hi, device)
         if w == len(bounds) - 1:
             break
@@ -137,17 +172,20 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
         batch = cfg.batch_for(hi - lo)
         for a in range(0, perm.numel(), batch):
             idx = perm[a:a + batch]
-            logit = model(x[idx].to(device), [r[idx].to(device) for r in rows])
-            loss = loss_fn(logit, y[idx].to(device))
+            mine = idx if world_size == 1 else idx.tensor_split(world_size)[rank]
+            logit = train_model(x[mine].to(device), [r[mine].to(device) for r in rows])
+            if world_size == 1:
+                loss = loss_fn(logit, y[mine].to(device))
+            else:  # this shard's share of the global batch's mean loss, times world_size (DDP averages)
+                loss = nn.functional.binary_cross_entropy_with_logits(logit, y[mine].to(device), reduction="sum")
+                loss = loss * (world_size / idx.numel())
             if fusion_params:
                 loss = loss + cfg.fusion_l2 * sum((p_ ** 2).sum() for p_ in fusion_params)
             optimizer_step(opts, loss)
             trained += idx.numel()
-            bar.update(idx.numel())
-    bar.close()
-    seconds = time.perf_counter() - t0
-    return finish_run(StreamRun, stream, scores, bounds, seed=seed, seconds=seconds, samples_trained=trained,
-                      model=model if keep_model else None, training=training)
+            if on_batch is not None:
+                on_batch(idx.numel())
+    return scores, trained
 
 
 R = TypeVar("R", bound=StreamRun)
