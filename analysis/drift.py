@@ -218,9 +218,9 @@ def stratified_sample(ids: np.ndarray, size: int, *, strata: pd.Series | None = 
 def sample_table(snapshot: Snapshot, kind: TableKind | str, size: int, *, strata: pd.Series | None = None,
                  seed: int = 0, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, vectors)`` of a stated sample of a table (see :func:`stratified_sample`), read by row."""
-    from analysis.compare.paired import TableRows
+    from analysis.compare.paired import gather_rows
 
     kind = TableKind.parse(kind)
     ids = snapshot.load_ids(kind)
     pick = stratified_sample(ids, size, strata=strata, seed=seed) if rows is None else rows
-    return ids[pick], TableRows(snapshot, kind).take(pick)
+    return ids[pick], gather_rows(snapshot, kind, pick)   # one streamed pass: the sample and one batch held

@@ -15,7 +15,10 @@ more than the bound, so the measurement does see a table's worth of memory.
 Tables: 200,000 ids × 128 float32 (97.7 MiB decoded per table, 2 snapshots); bounds 64 MiB (health,
 collapse with a 5,000-row RankMe sample: the default 25,600 rows × 128 dims alone hold 63 MiB
 while their SVD runs, and the bound must cover them) and 80 MiB (volatility: two tables' ids and
-per-id arrays; clusters: a 10,000-row fit sample). About 25 s on 2 cores, most of it child start-up.
+per-id arrays; clusters: a 10,000-row fit sample) and 96 MiB (compare: two tables' ids, the join and
+per-id results, CKA's moments, 2,000-id alignment, neighbour and cluster samples, 200-row drift
+samples; :mod:`analysis.compare.budget` puts its least bound at 89 MiB). About 35 s on 2 cores, most
+of it child start-up.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from analysis.clusters import cluster_snapshot
 from analysis.collapse import collapse_of_table
 from analysis.health import table_stats
 from analysis.volatility import cosine_by_id
+from analysis.compare import compare_versions
 from lee.snapshot import SnapshotStore
 
 def status(key):
@@ -73,6 +77,11 @@ def run(root, mb):
                                n_init=2)
         assert res.fit_rows == (10_000 if root == {big!r} else None), res.fit_rows
         return res.inertia
+    if {analysis!r} == "compare":
+        res = compare_versions(a, b, "UR", memory_mb=mb, fit_sample=2_000, knn_max=2_000, drift_sample=200,
+                               mmd_permutations=50, classifier_permutations=20)
+        assert res.n_shared == (200_000 if root == {big!r} else 2_000) and res.knn_rows.size == 2_000, res.n_shared
+        return res.cka
     if {analysis!r} == "load":
         return float(b.load("UR").vectors[0, 0])
 
@@ -118,7 +127,8 @@ def _child(analysis: str, roots: tuple[Path, Path], mb: float) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("analysis,mb", [("health", 64), ("collapse", 64), ("volatility", 80), ("clusters", 80)])
+@pytest.mark.parametrize("analysis,mb", [("health", 64), ("collapse", 64), ("volatility", 80), ("clusters", 80),
+                                         ("compare", 96)])
 def test_analysis_stays_within_its_memory_bound(roots, analysis, mb):
     decoded_mb = N * D * 4 / 2**20
     assert decoded_mb > mb    # the table does not fit the bound (volatility joins two such tables)

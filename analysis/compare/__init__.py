@@ -24,12 +24,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.compare.budget import compare_budget, sample_bytes
 from analysis.compare.neighbours import EXACT_MAX, churn_by_attribute, cluster_stability, knn_overlap
-from analysis.compare.paired import FIT_SAMPLE, TableRows, join_ids, paired_similarity, sample_positions
+from analysis.compare.paired import FIT_SAMPLE, gather_rows, join_ids, paired_similarity, sample_positions
 from analysis.drift import SAMPLE, classifier_test, mmd_test, stratified_sample
 from lee.errors import InputError, LeeError, SnapshotNotFoundError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind, open_any
+from lee.snapshot.reader import DEFAULT_MEMORY_MB
 from lee.timeutil import parse_event_time, time_dirname
 from lee.versions import checkpoint_of, same_basis, warn_skew
 
@@ -208,13 +210,19 @@ def compare_versions(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind
                      clusters: int = 8, fit_sample: int = FIT_SAMPLE, knn_max: int = KNN_MAX,
                      exact_max: int = EXACT_MAX, drift_sample: int = SAMPLE, strata: pd.Series | None = None,
                      mmd_permutations: int = 500, classifier_permutations: int = 200, drift_space: str = "auto",
-                     seed: int = 0, verify: bool = True, progress: bool = False) -> VersionComparison:
+                     seed: int = 0, verify: bool = True, progress: bool = False,
+                     memory_mb: float = DEFAULT_MEMORY_MB) -> VersionComparison:
     """Every paired and unpaired measure of version ``b`` against version ``a`` of table ``kind``.
 
     ``drift_space``: ``raw`` runs the drift tests on the vectors as they are; ``aligned`` maps ``b``'s
     sample through the Procrustes alignment first; ``auto`` aligns when the dims differ or the
     manifests say the versions come from different training runs (their bases differ, so raw drift
     would only find the rotation). ``strata`` (a Series indexed by id) stratifies the drift samples.
+
+    ``memory_mb`` bounds the whole comparison (out of core, :mod:`analysis.compare.budget`): the ids and
+    per-id results, the largest of the stated samples' working sets (alignment fit, neighbour population,
+    cluster sample, drift samples) and the paired pass's batches and blocks sized from what is left.
+    A bound too small for even 1,024-row batches is refused before any vector is read, naming the least.
     """
     kind = TableKind.parse(kind)
     if drift_space not in ("auto", "raw", "aligned"):
@@ -232,22 +240,27 @@ def compare_versions(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind
     if same is False:
         notes.append("the versions come from different training runs: their bases differ, so raw same-id cosine "
                      "says little; read the aligned cosine, CKA and kNN overlap")
+    # the up-front refusal: the samples' sizes are known from the manifests and the arguments
+    n_a, n_b = ia.rows, ib.rows
+    held = sample_bytes(n_shared=min(n_a, n_b), n_a=n_a, n_b=n_b, d_a=ia.dim, d_b=ib.dim, fit_sample=fit_sample,
+                        knn_max=knn_max, cluster_max=CLUSTER_MAX, k=k, clusters=clusters, drift_sample=drift_sample)
+    batch_rows, _ = compare_budget(a, b, kind, memory_mb, held_bytes=held)
     steps = tqdm(total=4, desc=f"compare {label_a} vs {label_b}", disable=not progress, leave=False)
-    rows_a, rows_b = TableRows(a, kind), TableRows(b, kind)
     ids_a, ids_b, pos = join_ids(a, b, kind)
     n_shared = int((pos >= 0).sum())
     nan = float("nan")
     empty = np.zeros(0, np.float32)
     if n_shared >= 2:
         paired = paired_similarity(a, b, kind, fit_sample=fit_sample, seed=seed, verify=verify, progress=progress,
-                                   rows_a=rows_a, rows_b=rows_b, joined=(ids_a, ids_b, pos))
+                                   memory_mb=memory_mb, held_bytes=held, joined=(ids_a, ids_b, pos))
         al = paired.alignment
         steps.update(1)
         pop = sample_positions(paired.n_shared, knn_max, seed)
         if pop.size < paired.n_shared:
             notes.append(f"neighbours and clusters on a seeded sample of {pop.size:,} of {paired.n_shared:,} "
                          "shared ids")
-        xa, xb = rows_a.take(paired.pos_a[pop]), rows_b.take(paired.pos_b[pop])
+        xa = gather_rows(a, kind, paired.pos_a[pop], batch_rows=batch_rows)
+        xb = gather_rows(b, kind, paired.pos_b[pop], batch_rows=batch_rows)
         if pop.size > k:
             nb = knn_overlap(xa, xb, k=k, exact_max=exact_max, seed=seed, progress=progress)
             overlap, knn_method, recall = nb.overlap, nb.method, (nb.recall_a, nb.recall_b)
@@ -271,6 +284,7 @@ def compare_versions(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind
         fit = (al.fit_rows, al.fit_cosine)
         knn_rows = pop if overlap.size else np.zeros(0, np.int64)
         w = al.matrix
+        del xa, xb
     else:
         notes.append(f"{n_shared} shared id(s): paired measures need at least 2; only the unpaired drift tests ran")
         shared_ids, raw, aligned, cka = ids_b[:0], empty, empty, (nan, nan, nan)
@@ -290,7 +304,8 @@ def compare_versions(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind
     else:
         sa = stratified_sample(ids_a, drift_sample, strata=strata, seed=seed)
         sb = stratified_sample(ids_b, drift_sample, strata=strata, seed=seed + 1)
-        va, vb = rows_a.take(sa).astype(np.float64), rows_b.take(sb).astype(np.float64)
+        va = gather_rows(a, kind, sa, batch_rows=batch_rows).astype(np.float64)
+        vb = gather_rows(b, kind, sb, batch_rows=batch_rows).astype(np.float64)
         if space == "aligned":
             assert w is not None
             vb = vb @ w

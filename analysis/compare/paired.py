@@ -17,10 +17,10 @@ computed here in one streamed pass over the later table:
   never the ``n×n`` Gram matrices. Its interval is a delete-a-group jackknife over 20 groups
   (blocks of at most 8,192 consecutive rows of the later table, dealt round-robin), accumulated in the same pass.
 
-Rows are read by mapping the files' PLAIN float pages (the reader's ``row_gather``; any other
-layout is read through ``vector_batches`` into memory), ids are joined with a pandas index over
-the id columns only, and checksums are verified on a second core while the pass runs — the same
-reading path as the volatility join, so the two cost about the same per row.
+Rows are read in one bounded pass (issue 18: out of core): the earlier table is held in blocks of
+as many rows as ``memory_mb`` leaves (the whole table when it fits) and the later table is streamed
+once per block; samples are gathered by streamed passes (:func:`gather_rows`). Ids are joined with a
+pandas index over the id columns only, and checksums are verified on a second core while the pass runs.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ from scipy.stats import t as student_t
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from analysis.compare.budget import ADD_ROWS, JACKKNIFE_GROUPS, compare_budget, fit_bytes
+from analysis.volatility import _read_blocks
 from lee.errors import InputError
 from lee.snapshot import Snapshot, TableKind
+from lee.snapshot.reader import DEFAULT_MEMORY_MB
 
 FIT_SAMPLE = 100_000
 """Shared ids the orthogonal alignment is fitted on (a seeded uniform sample; all when fewer)."""
-JACKKNIFE_GROUPS = 20
 JACKKNIFE_BLOCK = 8_192
 """CKA's jackknife groups: blocks of consecutive rows of the later table (this many at most, fewer so
 that every group gets at least 8 blocks), dealt round-robin."""
@@ -217,7 +219,9 @@ class _CkaAccumulator:
         sa = self.shift_a.astype(self.dtype)
         sb = self.shift_b.astype(self.dtype)
         edges = np.flatnonzero(np.diff(blocks)) + 1
-        for lo, hi in zip(np.r_[0, edges], np.r_[edges, blocks.size]):
+        starts = np.r_[0, edges]
+        ends = np.r_[edges, blocks.size]
+        for lo, hi in ((s, min(s + ADD_ROWS, e)) for s0, e in zip(starts, ends) for s in range(s0, e, ADD_ROWS)):
             g = int(blocks[lo]) % self.groups
             ca = xa[lo:hi].astype(self.dtype) - sa
             cb = xb[lo:hi].astype(self.dtype) - sb
@@ -273,6 +277,7 @@ class PairedSimilarity:
     n_b: int
     n_zero_norm: int
     cka_precision: str = "float64"
+    blocks: int = 1              # passes over the later table (blocks of the earlier one held in memory)
 
     @property
     def n_shared(self) -> int:
@@ -290,17 +295,42 @@ def _cosine(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
+def gather_rows(snapshot: Snapshot, kind: TableKind | str, rows: np.ndarray, *,
+                batch_rows: int = _BATCH_ROWS) -> np.ndarray:
+    """Rows ``rows`` (row numbers in file order, any order) as a float32 ``(len(rows), dim)`` matrix,
+    in one streamed pass over the table: only the result and one batch of at most ``batch_rows`` rows
+    are held, whatever the file's layout (mapped pages are dropped after each batch by the reader)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((rows.size, snapshot.info(kind).dim), np.float32)
+    order = np.argsort(rows, kind="stable")
+    wanted = rows[order]
+    lo = 0
+    for batch in snapshot.vector_batches(kind, rows=batch_rows):
+        hi = lo + batch.shape[0]
+        i0, i1 = np.searchsorted(wanted, [lo, hi])
+        if i1 > i0:
+            out[order[i0:i1]] = batch[wanted[i0:i1] - lo]
+        lo = hi
+    return out
+
+
 def paired_similarity(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind.UR, *,
                       fit_sample: int = FIT_SAMPLE, seed: int = 0, batch_rows: int = _BATCH_ROWS,
+                      memory_mb: float = DEFAULT_MEMORY_MB, held_bytes: float = 0.0, block_rows: int | None = None,
                       verify: bool = True, progress: bool = False,
-                      rows_a: TableRows | None = None, rows_b: TableRows | None = None,
                       joined: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                       precision: str = "auto") -> PairedSimilarity:
-    """Aligned and raw cosine of every id in both versions' ``kind`` tables, and linear CKA, in one pass.
+    """Aligned and raw cosine of every id in both versions' ``kind`` tables, and linear CKA, streamed.
 
     ``a`` is the earlier (incumbent) version, ``b`` the later (candidate) one; ``b`` is aligned into
     ``a``'s space. ``verify`` checks both files' sha256 on a second core while the pass runs.
-    ``rows_a``/``rows_b`` reuse already opened :class:`TableRows`, ``joined`` the result of :func:`join_ids`.
+    ``joined`` reuses the result of :func:`join_ids`.
+
+    Out of core: ``memory_mb`` bounds the whole pass (:func:`analysis.compare.budget.compare_budget`,
+    with ``held_bytes`` of samples the caller holds beside it): the earlier table is held in blocks
+    of as many rows as the bound leaves (the whole table when it fits: one pass), and the later one
+    is streamed once per block in batches of at most ``batch_rows`` rows, whatever the files' layout.
+    ``block_rows`` sets the block size instead (e.g. to force many blocks on a small table).
 
     ``precision`` is the dtype of CKA's cross-products (see :class:`_CkaAccumulator`): ``auto`` takes
     float64 up to :data:`FLOAT64_MAX` shared ids and float32 beyond, where its error (measured 8e-9 at
@@ -325,37 +355,60 @@ def paired_similarity(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKin
         pos_a = pos[shared]
         if precision == "auto":
             precision = "float64" if pos_b.size <= FLOAT64_MAX else "float32"
-        rows_a = rows_a or TableRows(a, kind)
-        rows_b = rows_b or TableRows(b, kind)
+        d_a, d_b = a.info(kind).dim, b.info(kind).dim
+        n_a = a.info(kind).rows
+        fit_n = min(pos_b.size, fit_sample)
+        held = max(held_bytes, fit_bytes(fit_n, d_a, d_b))
+        budget_batch, budget_block = compare_budget(a, b, kind, memory_mb, held_bytes=held, batch_rows=batch_rows)
+        if block_rows is None:
+            batch_rows, block_rows = budget_batch, budget_block
+        elif block_rows <= 0:
+            raise InputError(f"block_rows must be positive; got {block_rows}")
         fit = sample_positions(pos_b.size, fit_sample, seed)
-        alignment = fit_alignment(rows_a.take(pos_a[fit]), rows_b.take(pos_b[fit]))
+        alignment = fit_alignment(gather_rows(a, kind, pos_a[fit], batch_rows=batch_rows),
+                                  gather_rows(b, kind, pos_b[fit], batch_rows=batch_rows))
         w = alignment.matrix.astype(np.float32)
-        same_dim = rows_a.dim == rows_b.dim
-        raw = np.zeros(pos_b.size, np.float32) if same_dim else None
+        raw = np.zeros(pos_b.size, np.float32) if d_a == d_b else None
         aligned = np.zeros(pos_b.size, np.float32)
         zero = 0
-        acc = _CkaAccumulator(rows_a.dim, rows_b.dim, JACKKNIFE_GROUPS, precision)
-        block = int(np.clip(rows_b.n // (8 * JACKKNIFE_GROUPS), 1, JACKKNIFE_BLOCK))  # ≥ 8 blocks per group
+        acc = _CkaAccumulator(d_a, d_b, JACKKNIFE_GROUPS, precision)
+        jblock = int(np.clip(b.info(kind).rows // (8 * JACKKNIFE_GROUPS), 1, JACKKNIFE_BLOCK))  # ≥ 8 per group
+        n_blocks = -(-n_a // block_rows)
         pending: list[Future[None]] = []
         # three buffer pairs in rotation: the batch being read and the two the worker may still hold
-        ring = [(np.empty((batch_rows, rows_a.dim), np.float32), np.empty((batch_rows, rows_b.dim), np.float32))
+        ring = [(np.empty((batch_rows, d_a), np.float32), np.empty((batch_rows, d_b), np.float32))
                 for _ in range(3)]
-        bar = tqdm(total=pos_b.size, desc=f"compare {kind.value}", unit="id", unit_scale=True, disable=not progress,
-                   leave=False)
-        for step, k0 in enumerate(range(0, pos_b.size, batch_rows)):
-            k1 = min(k0 + batch_rows, pos_b.size)
-            buf_a, buf_b = ring[step % 3]
-            xa, xb = rows_a.take(pos_a[k0:k1], buf_a), rows_b.take(pos_b[k0:k1], buf_b)
-            if acc.shift_a is None:                  # the shift comes from the first batch, before any add
-                acc.shift_a, acc.shift_b = xa.mean(0, dtype=np.float64), xb.mean(0, dtype=np.float64)
-            if len(pending) == 2:
-                pending.pop(0).result()
-            pending.append(worker.submit(acc.add, xa, xb, pos_b[k0:k1] // block))
-            if raw is not None:
-                raw[k0:k1], ok = _cosine(xb, xa)
-                zero += int((~ok).sum())
-            aligned[k0:k1], _ = _cosine(xb @ w, xa)
-            bar.update(k1 - k0)
+        bar = tqdm(total=n_blocks * pos_b.size, desc=f"compare {kind.value}", unit="id", unit_scale=True,
+                   disable=not progress, leave=False)
+        step, lo = 0, 0
+        for held_a in _read_blocks(a, kind, batch_rows, block_rows):
+            hi = lo + held_a.shape[0]
+            r0 = 0
+            for batch in b.vector_batches(kind, rows=batch_rows):
+                r1 = r0 + batch.shape[0]
+                k0, k1 = (int(x) for x in np.searchsorted(pos_b, [r0, r1]))
+                if n_blocks == 1:
+                    ks = np.arange(k0, k1)
+                else:
+                    ks = k0 + np.flatnonzero((pos_a[k0:k1] >= lo) & (pos_a[k0:k1] < hi))
+                m = ks.size
+                if m:
+                    buf_a, buf_b = ring[step % 3]
+                    step += 1
+                    xb = np.take(batch, pos_b[ks] - r0, axis=0, out=buf_b[:m])
+                    xa = np.take(held_a, pos_a[ks] - lo, axis=0, out=buf_a[:m])
+                    if acc.shift_a is None:                  # the shift comes from the first batch, before any add
+                        acc.shift_a, acc.shift_b = xa.mean(0, dtype=np.float64), xb.mean(0, dtype=np.float64)
+                    if len(pending) == 2:
+                        pending.pop(0).result()
+                    pending.append(worker.submit(acc.add, xa, xb, pos_b[ks] // jblock))
+                    if raw is not None:
+                        raw[ks], ok = _cosine(xb, xa)
+                        zero += int((~ok).sum())
+                    aligned[ks], _ = _cosine(xb @ w, xa)
+                bar.update(k1 - k0)
+                r0 = r1
+            lo = hi
         for job in pending:
             job.result()
         bar.close()
@@ -364,4 +417,4 @@ def paired_similarity(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKin
     low, high = acc.jackknife()
     return PairedSimilarity(ids=ids_b[pos_b], pos_a=pos_a, pos_b=pos_b, raw_cosine=raw, aligned_cosine=aligned,
                             cka=acc.cka(), cka_low=low, cka_high=high, alignment=alignment, n_a=int(ids_a.size),
-                            n_b=int(ids_b.size), n_zero_norm=zero, cka_precision=precision)
+                            n_b=int(ids_b.size), n_zero_norm=zero, cka_precision=precision, blocks=n_blocks)

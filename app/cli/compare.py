@@ -6,8 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.cli.output import AddCommon, emit, print_frame, quiet_log
 from lee.errors import InputError
+
+DEFAULT_MEMORY_MB = 4096  # lee.snapshot.reader.DEFAULT_MEMORY_MB, not imported: `lee --help` loads no pyarrow
+KNN_MAX = 1_000_000       # analysis.compare.KNN_MAX, likewise
 
 
 def _attributes(data: Path, entity: str) -> Any:
@@ -20,6 +25,29 @@ def _attributes(data: Path, entity: str) -> Any:
         raise InputError(f"{data}: has no {entity}s table to take --by from")
     id_col = ds.user_col if entity == "user" else ds.item_col
     return attrs.rename(columns={id_col: f"{entity}_id"})
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "–"
+
+
+def another_basis(doc: dict[str, Any], *, gap: float = 0.2) -> str:
+    """A plain sentence when B looks like A in another basis (empty otherwise).
+
+    Without a recorded training run (``same_model_run`` null, e.g. imported snapshots) nothing else
+    tells a retrain from noise: a same-id cosine well below the Procrustes-aligned one (by ``gap``
+    or more) means the vectors moved together, by a rotation, and a consumer reading them by
+    position would see them as new.
+    """
+    raw, aligned = doc.get("raw_cosine_mean"), doc.get("aligned_cosine_mean")
+    if doc.get("same_model_run") is False or raw is None or aligned is None:
+        return ""
+    if not (np.isfinite(raw) and np.isfinite(aligned)) or aligned - raw < gap:
+        return ""
+    return (f"same-id cosine {raw:.3f} but {aligned:.3f} after an orthogonal alignment: B is largely A's "
+            "representation in another basis (a retrain or a new model version), not noise; consumers that read "
+            "the vectors by position must be retrained on B (or served B aligned), and the drift tests below ran "
+            f"in the {doc.get('drift_space', 'raw')} space, where the rotation alone can make them reject")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -42,7 +70,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                              f"{', '.join(map(str, attrs.columns))}")
         strata = attrs.set_index(f"{entity}_id")[args.stratify]
     res = compare_versions(a, b, kind, k=args.k, clusters=args.clusters, drift_sample=args.sample, strata=strata,
-                           seed=args.seed, verify=not args.no_verify, progress=not (args.quiet or args.json))
+                           knn_max=args.knn_max, seed=args.seed, verify=not args.no_verify,
+                           progress=not (args.quiet or args.json), memory_mb=args.memory_mb)
     doc = plain(res.summary())
     if args.by:
         doc["by"] = plain(res.by_attribute(attrs, args.by, share=args.share, bins=args.bins).to_dict(orient="records"))
@@ -52,8 +81,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         emit(doc, args)
         return 0
     say = quiet_log(args)
+    n_a, n_b = doc["shared_ids"] + doc["only_a"], doc["shared_ids"] + doc["only_b"]
     print(f"{doc['a']} -> {doc['b']}  table {doc['table']} (dims {doc['dim_a']} / {doc['dim_b']}): "
-          f"{doc['shared_ids']:,} shared ids, {doc['only_a']:,} only in A, {doc['only_b']:,} only in B")
+          f"{doc['shared_ids']:,} shared ids ({_share(doc['shared_ids'], n_a)} of A's {n_a:,}, "
+          f"{_share(doc['shared_ids'], n_b)} of B's {n_b:,}), {doc['only_a']:,} only in A, {doc['only_b']:,} only in B")
+    basis = another_basis(doc)
+    if basis:
+        print(f"reading: {basis}")
     print_frame(res.measures(), args)
     print(f"alignment: {doc['alignment']}")
     print(f"neighbours: {doc['knn_method']}; recall {doc['knn_recall']}")
@@ -84,6 +118,12 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--share", type=float, default=0.1, help="'changed most': this share of ids (default 0.1)")
     p.add_argument("--bins", type=int, help="quantile bins for a numeric --by attribute")
     p.add_argument("--stratify", help="stratify the drift samples by this attribute")
+    p.add_argument("--knn-max", type=int, default=KNN_MAX,
+                   help=f"neighbours and clusters on a seeded sample of at most this many shared ids "
+                        f"(default {KNN_MAX:,})")
+    p.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB,
+                   help=f"memory bound in MiB: the ids, the samples and the streamed pass's chunks fit within it; "
+                        f"too small a bound is refused up front naming the least (default {DEFAULT_MEMORY_MB})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.add_argument("--out", type=Path, help="also write the result's JSON and CSV tables to this directory")
