@@ -513,7 +513,30 @@ def test_importer_for_explicit_format_reads_unsuffixed_file(tmp_path):
 
 
 def test_importer_for_registry_is_complete():
-    assert sorted(IMPORTERS) == ["npy", "npz", "safetensors"]
+    assert sorted(IMPORTERS) == ["csv", "npy", "npz", "parquet", "safetensors"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_exported_tables_import_back_exactly(tmp_path, suffix):
+    """CSV and Parquet in the export layout (id, v0..v{d-1}) read back the same ids and vectors."""
+    from lee.snapshot import Snapshot, write_snapshot
+    from lee.snapshot.format import EmbeddingTable
+    from lee.snapshot.importers import export_table
+
+    for ids in (sample_ids(), np.array(["u1", "u22", "x"], dtype=object)):
+        vecs = sample_vectors(len(ids)) if len(ids) != 3 else np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+        snap = write_snapshot(tmp_path / f"r{len(ids)}", "v", "2024-01-01T00:00:00Z",
+                              {"UR": EmbeddingTable(ids=ids, vectors=vecs)})
+        out = tmp_path / f"t{len(ids)}.{suffix}"
+        export_table(Snapshot.open(snap), "UR", out, fmt=suffix)
+        assert_table(importer_for(out).read(out), ids, vecs)
+
+
+def test_a_csv_with_a_text_dimension_names_the_column(tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_text("id,v0,v1\n1,0.5,x\n2,1.0,2.0\n")
+    with pytest.raises(InputError, match=r"v\.csv: column\(s\) v1 are not numeric"):
+        importer_for(path).read(path)
 
 
 def test_importer_for_unknown_format_lists_choices(tmp_path):

@@ -98,9 +98,16 @@ def cmd_snapshots_import(args: argparse.Namespace) -> int:
     unused = sorted(k.value for k in set(ids_files) - set(tables))
     if unused:
         raise InputError(f"--ids given for {', '.join(unused)} but no --table for it")
+    extra: dict[str, Any] = {"imported_from": {k.value: str(f) for k, f in _kind_pairs(args.table, "--table")}}
+    if args.model_run is not None:
+        from lee.versions import RUN_KEY
+
+        if not args.model_run.strip():
+            raise InputError("--model-run: give the training run's name (any text that stays the same for every "
+                             "snapshot of one run); got an empty one")
+        extra[RUN_KEY] = args.model_run
     path = write_snapshot(args.root, args.variant, _event_time_arg(args.time), tables, source_layer=args.source_layer,
-                          overwrite=args.overwrite, extra={"imported_from": {k.value: str(f) for k, f in
-                                                                              _kind_pairs(args.table, "--table")}})
+                          overwrite=args.overwrite, extra=extra)
     emit({"snapshot": str(path), "tables": {k.value: {"rows": len(t), "dim": t.dim} for k, t in tables.items()}},
           args)
     return 0
@@ -187,17 +194,25 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="refuse vector values beyond ±X (default: $LEE_MAX_ABS_VALUE or 1e6)")
     p.set_defaults(func=cmd_snapshots_validate)
 
-    p = common(snaps.add_parser("import", help="write a snapshot from .npz/.npy/safetensors files"))
+    p = common(snaps.add_parser("import", help="write a snapshot from .npz/.npy/safetensors files or CSV/Parquet "
+                                "tables (id, v0..v{d-1})"))
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--variant", required=True)
     p.add_argument("--time", required=True, help="event time (ISO 8601 or epoch seconds)")
     p.add_argument("--table", action="append", required=True, metavar="KIND=FILE",
                    help="a table to import, e.g. UR=users.npz (repeatable)")
     p.add_argument("--ids", action="append", metavar="KIND=FILE", help="ids .npy for a .npy table")
-    p.add_argument("--format", choices=("npz", "npy", "safetensors"), help="default: from the suffix")
-    p.add_argument("--ids-key", help="array/tensor name of the ids (default: ids)")
+    p.add_argument("--format", choices=("npz", "npy", "safetensors", "csv", "parquet"),
+                   help="default: from the suffix; csv and parquet read one row per id: the id column and every "
+                   "other numeric column as a dimension (what 'lee snapshots export' writes)")
+    p.add_argument("--ids-key", help="array/tensor name of the ids (default: ids; the id column of a CSV/Parquet "
+                   "table, default: id)")
     p.add_argument("--vectors-key", help="array/tensor name of the vectors (default: vectors)")
     p.add_argument("--source-layer", default="")
+    p.add_argument("--model-run", help="name of the training run that wrote these vectors, recorded in the manifest: "
+                   "snapshots of one run share a basis (same-id cosine is meaningful), snapshots of different runs "
+                   "are compared after alignment and the gate judges the swap; unrecorded, a low same-id cosine "
+                   "beside a high aligned one is reported as another basis")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_snapshots_import)
 

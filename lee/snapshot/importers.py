@@ -242,7 +242,67 @@ class SafetensorsImporter(Importer):
                               vectors=_as_vectors(tensors[self.vectors_key], f"{path}[{self.vectors_key}]"))
 
 
-IMPORTERS: dict[str, type[Importer]] = {cls.name: cls for cls in (NpzImporter, NpyImporter, SafetensorsImporter)}
+def _wide_table(table: pa.Table, path: Path, ids_key: str) -> EmbeddingTable:
+    """``id, v0..v{d-1}`` (the export layout): the ids column and every other numeric column, in order."""
+    names = table.column_names
+    if ids_key not in names:
+        raise InputError(f"{path}: no id column {ids_key!r}; columns: {', '.join(names[:12]) or 'none'}"
+                         f"{' ...' if len(names) > 12 else ''} (name it with --ids-key)")
+    value_cols = [c for c in names if c not in (ids_key, "updated_at")]
+    if not value_cols:
+        raise InputError(f"{path}: no vector columns beside {ids_key!r}; expected {ids_key}, v0, v1, ...")
+    bad = [c for c in value_cols if not (pa.types.is_integer(table.schema.field(c).type)
+                                         or pa.types.is_floating(table.schema.field(c).type))]
+    if bad:
+        raise InputError(f"{path}: column(s) {', '.join(bad[:5])} are not numeric "
+                         f"({table.schema.field(bad[0]).type}); every column but {ids_key!r} and 'updated_at' is "
+                         "read as one vector dimension")
+    nulls = [c for c in value_cols if table.column(c).null_count]
+    if nulls or table.column(ids_key).null_count:
+        where = nulls[0] if nulls else ids_key
+        raise InputError(f"{path}: column {where!r} has {table.column(where).null_count} empty value(s); "
+                         "every id needs a value in every dimension")
+    ids = table.column(ids_key).to_numpy(zero_copy_only=False)
+    if ids.dtype == object:
+        ids = ids.astype(str)
+    vecs = np.column_stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in value_cols])
+    return EmbeddingTable(ids=_as_ids(ids, f"{path}[{ids_key}]"), vectors=_as_vectors(vecs, str(path)))
+
+
+@dataclass
+class CsvImporter(Importer):
+    """A CSV file with a header, one row per id: ``id, v0..v{d-1}`` (what ``lee snapshots export`` writes)."""
+
+    ids_key: str = "id"
+    name: ClassVar[str] = "csv"
+    suffixes: ClassVar[tuple[str, ...]] = (".csv",)
+
+    def read(self, path: Path) -> EmbeddingTable:
+        try:
+            table = pacsv.read_csv(str(path))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path}: not a readable CSV table of id, v0..v(d-1) ({exc})") from None
+        return _wide_table(table, path, self.ids_key)
+
+
+@dataclass
+class ParquetImporter(Importer):
+    """A Parquet file, one row per id: ``id, v0..v{d-1}`` (the export layout)."""
+
+    ids_key: str = "id"
+    name: ClassVar[str] = "parquet"
+    suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".pq")
+
+    def read(self, path: Path) -> EmbeddingTable:
+        try:
+            table = pq.read_table(str(path))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet table of id, v0..v(d-1) ({exc})") from None
+        return _wide_table(table, path, self.ids_key)
+
+
+IMPORTERS: dict[str, type[Importer]] = {cls.name: cls for cls in (NpzImporter, NpyImporter, SafetensorsImporter,
+                                                                   CsvImporter, ParquetImporter)}
 
 
 def importer_for(path: Path, fmt: str | None = None, **options: object) -> Importer:
