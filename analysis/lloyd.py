@@ -259,8 +259,19 @@ def _torch_run(x: np.ndarray, c: np.ndarray, *, max_iter: int, tol: float, devic
     import torch
 
     dev = _torch_device(device)
+    before = torch.get_num_threads()
     if dev.type == "cpu":
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)   # restored below: the caller's thread count is theirs
+    try:
+        return _torch_lloyd(x, c, max_iter=max_iter, tol=tol, dev=dev)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _torch_lloyd(x: np.ndarray, c: np.ndarray, *, max_iter: int, tol: float,
+                 dev: Any) -> tuple[np.ndarray, np.ndarray, float, int, bool, str]:
+    import torch
+
     xt = torch.from_numpy(x).to(dev)
     xnorm = (xt * xt).sum(1)
     ct = torch.from_numpy(c).to(dev)

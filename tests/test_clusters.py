@@ -433,3 +433,20 @@ def test_neighbour_preservation_closed_forms():
     noise = rng.standard_normal((3_000, 2)).astype(np.float32)  # unrelated map: about k / n
     share, _ = neighbour_preservation(lifted, noise, queries=400, seed=1)
     assert share < 0.02
+
+
+def test_torch_backend_restores_the_callers_thread_count():
+    """The torch Lloyd pass runs on ``threads`` threads and gives the process its own count back
+    (it used to leave 2 threads set, and every later proxy run in the process then stalled on a
+    busy machine)."""
+    import torch
+
+    x = np.random.default_rng(0).standard_normal((400, 4)).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fit = kmeans(x, 3, backend="torch", seed=0, sample=100, threads=2)
+        assert fit.backend == "torch" and fit.info["iterations_full"] > 0 and fit.info["threads"] == 2
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
