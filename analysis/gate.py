@@ -56,7 +56,7 @@ from analysis._data import as_dataset
 from analysis.collapse import collapse_of_table
 from analysis.compare import VersionComparison, compare_versions, open_version, version_label
 from analysis.compat import CompatResult, backward_compatibility
-from analysis.health import HealthThresholds, snapshot_health
+from analysis.health import HealthThresholds, Reference, judge, snapshot_health, table_stats
 from lee.config import ConfigModel, load_config
 from lee.data.dataset import Dataset
 from lee.errors import InputError, LeeWarning, SnapshotError
@@ -249,14 +249,53 @@ def _stream_of(data: Dataset | World | DownstreamStream) -> DownstreamStream:
     return stream_from_dataset(as_dataset(data))
 
 
+def _dead_against_incumbent(candidate: Snapshot, incumbent: Snapshot, kinds: list[TableKind],
+                            th: HealthThresholds) -> list[str]:
+    """Dims alive in the incumbent's table and dead in the candidate's, one reason per table that has any.
+
+    The health monitor judges a snapshot against its own variant's earlier snapshots; a candidate
+    that is the first of its variant (an imported model version) has none, and a dimension dead
+    from the start is then taken for how the representation is. Against the incumbent, which
+    consumers read today, a dimension that had spread there and has none in the candidate is a
+    breakage. Only dead dimensions are judged here: another model version may rescale or shift
+    its vectors legitimately.
+    """
+    reasons = []
+    for kind in kinds:
+        if kind not in incumbent.kinds or incumbent.info(kind).dim != candidate.info(kind).dim:
+            continue
+        ref = table_stats(incumbent, kind)
+        reference = Reference(dim_mean=ref.dim_mean, dim_std=ref.dim_std, l2_mean=ref.l2_mean,
+                              variance=ref.variance, extreme_share=ref.extreme_share, dead_dims=0)
+        measures, _ = judge(table_stats(candidate, kind, reference=reference), reference, th)
+        dead = measures.get("dead_dims", float("nan"))
+        if np.isfinite(dead) and dead > th.max_dead_dims:
+            reasons.append(f"{kind.value}: {int(dead)} dead dimension(s)")
+    if reasons:
+        reasons[-1] += (f" (std < {th.dead_std_ratio:g} × the incumbent {version_label(incumbent)}'s; the candidate "
+                        "has no earlier snapshot of its variant to judge it against)")
+    return reasons
+
+
 def _health(store: SnapshotStore, candidate: Snapshot, kinds: list[TableKind], rule: HealthRule,
-            ) -> tuple[_Outcome, bool, datetime | None, dict[str, Any]]:
-    """The health outcome, whether the candidate is broken (cannot be analysed further), the rollback target."""
+            incumbent: Snapshot | None = None) -> tuple[_Outcome, bool, datetime | None, dict[str, Any]]:
+    """The health outcome, whether the candidate is broken (cannot be analysed further), the rollback target.
+
+    With no earlier snapshot of the candidate's variant (the first snapshot of an imported
+    version), its dead dimensions are judged against the ``incumbent`` instead.
+    """
     times = [t for t in store.times(candidate.variant) if t <= candidate.event_time][-rule.history:]
     report = snapshot_health(store, candidate.variant, thresholds=rule.thresholds, kinds=list(kinds), times=times)
     rows = report.table.loc[report.table["time"] == pd.Timestamp(candidate.event_time)]
     flagged = rows.loc[~rows["healthy"]]
     broken = bool(rows["broken"].any())
+    if len(times) < 2 and incumbent is not None and not broken:
+        dead = _dead_against_incumbent(candidate, incumbent, kinds, rule.thresholds)
+        if dead:
+            reason = "; ".join(dead)
+            detail = {"snapshots_read": len(times), "state": "broken", "flags": reason,
+                      "reference": f"the incumbent {version_label(incumbent)}", "rollback_target": None}
+            return _Outcome("health", "broken", "healthy", True, rule.action, reason), True, None, detail
     ratio = flagged["scale_ratio"].astype(float) if "scale_ratio" in flagged else pd.Series(dtype=float)
     limit = rule.thresholds.max_scale_ratio
     rescaled = bool(((ratio > limit) | (ratio < 1.0 / limit)).any())
@@ -267,6 +306,36 @@ def _health(store: SnapshotStore, candidate: Snapshot, kinds: list[TableKind], r
               "rollback_target": iso(target) if target else None}
     action = rule.action if broken or rescaled else rule.drift_action
     return _Outcome("health", state, "healthy", bool(len(flagged)), action, reason), broken, target, detail
+
+
+def _similarity_outcome(s: dict[str, Any], same: bool | None, rule: SimilarityRule, *,
+                        served_aligned: bool = False) -> _Outcome:
+    """The similarity rule on a comparison's summary ``s``.
+
+    Same-id cosine is what a consumer reading the vectors by position sees; it is the measure
+    unless the manifests say the versions come from different training runs (``same`` False: their
+    bases differ by construction and the compat rule judges the swap), where the Procrustes-aligned
+    cosine is. With no provenance recorded (``same`` None, e.g. imported snapshots) a low same-id
+    cosine beside a high aligned one is named for what it is: the same representation in another basis.
+    With ``served_aligned`` (``[compat] swap = "aligned"``: consumers are served the candidate after
+    the Procrustes alignment) the aligned cosine is the measure whatever the provenance.
+    """
+    raw_ok = same is not False and not served_aligned and np.isfinite(s["raw_cosine_mean"])
+    value = s["raw_cosine_mean"] if raw_ok else s["aligned_cosine_mean"]
+    name = ("same-id cosine" + (" (volatility; one training run)" if same else " (no training run recorded)")
+            if raw_ok else "Procrustes-aligned cosine")
+    fired = bool(np.isfinite(value) and value < rule.min_mean_cosine)
+    n_inc = s["shared_ids"] + s["only_a"]
+    over = (f" over {s['shared_ids']:,} shared ids ({s['shared_ids'] / n_inc:.0%} of the incumbent's {n_inc:,})"
+            if n_inc else "")
+    reason = f"mean {name} to the incumbent {value:.3f} {'<' if fired else '≥'} {rule.min_mean_cosine:g}{over}"
+    aligned = s["aligned_cosine_mean"]
+    if fired and raw_ok and np.isfinite(aligned) and aligned >= rule.min_mean_cosine:
+        reason += (f", while the Procrustes-aligned cosine is {aligned:.3f}: the candidate is the incumbent's "
+                   "representation in another basis (a retrain or a new model version); consumers that read the "
+                   "vectors by position must be retrained on it first (import each version with its training run, "
+                   "'lee snapshots import --model-run NAME', to have a retrain judged by the compat rule instead)")
+    return _Outcome("similarity", value, rule.min_mean_cosine, fired, rule.action, reason)
 
 
 def decide(outcomes: list[_Outcome]) -> Decision:
@@ -303,7 +372,7 @@ def run_gate(root: str | Path, candidate: str, incumbent: str, data: Dataset | W
         try:
             out, broken, target, details["health"] = _health(store, cand, sorted(set(usage_kinds + [sim_kind]),
                                                                                  key=list(TableKind).index),
-                                                             rules.health)
+                                                             rules.health, inc)
         except SnapshotError as exc:  # the reader refuses the candidate: it cannot go out
             out, broken = _Outcome("health", "refused by the reader", "readable", True, rules.health.action,
                                    str(exc)), True
@@ -331,14 +400,9 @@ def run_gate(root: str | Path, candidate: str, incumbent: str, data: Dataset | W
                                               drift_sample=rules.similarity.drift_sample, mmd_permutations=200,
                                               classifier_permutations=100, progress=progress)
             s = comparison.summary()
-            raw = same_basis(inc, cand) is True and np.isfinite(s["raw_cosine_mean"])
-            value = s["raw_cosine_mean"] if raw else s["aligned_cosine_mean"]
-            name = "same-id cosine (volatility; one training run)" if raw else "Procrustes-aligned cosine"
-            fired = bool(np.isfinite(value) and value < rules.similarity.min_mean_cosine)
-            outcomes.append(_Outcome("similarity", value, rules.similarity.min_mean_cosine, fired,
-                                     rules.similarity.action,
-                                     f"mean {name} to the incumbent {value:.3f} "
-                                     f"{'<' if fired else '≥'} {rules.similarity.min_mean_cosine:g}"))
+            served_aligned = rules.compat.enabled and rules.compat.swap == "aligned"
+            outcomes.append(_similarity_outcome(s, same_basis(inc, cand), rules.similarity,
+                                                served_aligned=served_aligned))
             details["similarity"] = s
 
     # --- collapse
@@ -383,9 +447,12 @@ def run_gate(root: str | Path, candidate: str, incumbent: str, data: Dataset | W
                                f"(< {r.min_coverage:.0%})")
             if r.require_better and not d.low > 0:
                 reasons.append(f"ΔAUC {d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}] is not significantly better")
-            outcomes.append(_Outcome("lee", d.delta, -r.max_loss, bool(reasons), r.action, "; ".join(reasons) or
-                                     f"ΔAUC {d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}] vs the incumbent, "
-                                     f"coverage {row['coverage_events']:.0%}"))
+            coverage = (f"coverage {row['coverage_events']:.0%} of downstream events, {row['coverage_ids']:.0%} of "
+                        f"ids; {len(r.seeds)} proxy seed(s)")
+            outcomes.append(_Outcome("lee", d.delta, -r.max_loss, bool(reasons), r.action,
+                                     ("; ".join(reasons) if reasons else
+                                      f"ΔAUC {d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}] vs the incumbent")
+                                     + f" ({coverage})"))
             details["lee"] = {"delta_auc": d.delta, "ci_low": d.low, "ci_high": d.high, "level": d.level,
                               "verdict": d.verdict, "auc_candidate": row["auc"],
                               "auc_incumbent": float(np.mean([x.auc for x in res.runs])) - d.delta,
@@ -443,7 +510,32 @@ def record(decision: GateDecision, db: str | Path) -> None:
         candidate_variant=decision.candidate.rpartition("@")[0], incumbent=decision.incumbent,
         decision=str(decision.decision), reasons=decision.reasons,
         detail={"rules": decision.rules.to_dict(orient="records"), "rollback_target": decision.rollback_target,
-                "details": decision.details})
+                "details": decision.details, "config": decision.config.model_dump(mode="json")})
+
+
+def recorded_decisions(db: str | Path, *, latest_per_variant: bool = True) -> list[GateDecision]:
+    """The gate decisions recorded in a results store, newest first (the newest per candidate variant
+    by default), rebuilt with every rule's measure, threshold and outcome, for the report. The rules'
+    configuration is the recorded one; decisions recorded before it was stored carry the defaults."""
+    if not Path(db).is_file() or Path(db).stat().st_size == 0:
+        return []
+    frame = ResultsStore(db, readonly=True).gate_decisions(latest_per_variant=latest_per_variant)
+    out = []
+    for row in frame.itertuples():
+        detail = row.detail if isinstance(row.detail, dict) else {}
+        rules = pd.DataFrame(detail.get("rules", []), columns=["rule", "measured", "threshold", "fired", "action",
+                                                                "reason"])
+        rules["fired"] = rules["fired"].astype(bool)
+        try:  # the recorded rules; a record without them (or from an older layout) carries the defaults
+            config = GateRules.model_validate(detail.get("config") or {})
+        except ValueError:
+            config = GateRules()
+        out.append(GateDecision(decision_id=row.decision_id, decided_at=row.decided_at, candidate=row.candidate,
+                                incumbent=row.incumbent, decision=Decision(row.decision), rules=rules,
+                                details=detail.get("details", {}),
+                                config=config,
+                                rollback_target=detail.get("rollback_target")))
+    return out
 
 
 def latest_decisions(db: str | Path) -> pd.DataFrame:

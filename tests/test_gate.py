@@ -175,7 +175,9 @@ def test_a_rotated_candidate_is_held_unless_consumers_take_it_aligned(root: Path
     off = {"lee": {"windows": 5, "n_boot": 30, "enabled": False}}
     raw = run_gate(root, "rotated", "oracle", Dataset.open(world),
                    rules=GateRules.from_dict({**off, "compat": {"test_windows": 2}}))
-    assert raw.decision == Decision.HOLD and _fired(raw) == {"compat"}
+    # no training run recorded: the same-id cosine (≈ 0) is read and the rotation named as another basis
+    assert raw.decision == Decision.HOLD and _fired(raw) == {"compat", "similarity"}
+    assert "another basis" in raw.rules.set_index("rule").loc["similarity", "reason"]
     assert raw.compat is not None and raw.compat.vs_keep["raw"][2] < -0.002     # served rotated: worse than today
     assert "against keeping the incumbent" in raw.rules.set_index("rule").loc["compat", "reason"]
     assert raw.details["similarity"]["aligned_cosine_mean"] > 0.999     # the same vectors, rotated

@@ -9,6 +9,7 @@ built here from the saved numbers (never recomputed); every data text goes throu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,15 @@ class ReleaseReview(SavedResult):
         for name, c in self.comparisons.items():
             out[f"compare-{name}-measures"] = c.measures()
         return out
+
+
+def review_from_store(db: str | Path) -> ReleaseReview | None:
+    """The gate decisions recorded in a results store (the newest per candidate variant) as a release
+    review, so that ``lee report --db`` leads with them as the demo's report does; None when none."""
+    from analysis.gate import recorded_decisions
+
+    gates = {f"{g.candidate} vs {g.incumbent}": g for g in recorded_decisions(db)}
+    return ReleaseReview(gates=gates) if gates else None
 
 
 def similarity_figure(review: ReleaseReview, *, title: str = "Version comparisons: similarity") -> go.Figure:

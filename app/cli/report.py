@@ -38,7 +38,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     lee = lee_comparison(args.db, sweep=sweep) if args.db else (
         LeeComparison(source=str(args.sweep), ranking=pd.DataFrame(), windows=pd.DataFrame(), sweep=sweep)
         if sweep is not None else None)
-    path = write_report(args.out, suite, lee=lee, fidelity=fidelity,
+    from analysis.compare.review import review_from_store
+
+    review = review_from_store(args.db) if args.db else None  # the gate's recorded decisions lead the report
+    path = write_report(args.out, suite, lee=lee, fidelity=fidelity, review=review,
                         meta={"data": str(args.data), "snapshots": str(args.root)})
     emit({"report": str(path), "data": str(path.parent / "data"), "skipped": suite.skipped}, args)
     return 0
