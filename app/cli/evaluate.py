@@ -150,11 +150,17 @@ def cmd_results_compare(args: argparse.Namespace) -> int:
 
     if args.variants:
         return _compare_two(args)
-    df = _results_store(args).compare(usage=args.usage, fusion=args.fusion, job=args.job)
+    from analysis.lee_results import MULTIPLICITY, add_multiplicity, run_levels
+
+    store = _results_store(args)
+    df = store.compare(usage=args.usage, fusion=args.fusion, job=args.job)
+    df = add_multiplicity(df, run_levels(store, df))
     cols = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
-            "rela_impr", "auc_pooled", "calibration", "coverage_events", "coverage_ids", "verdict", "run_id"]
+            "rela_impr", "auc_pooled", "calibration", "coverage_events", "coverage_ids", "verdict", "verdict_holm",
+            "p_holm", "family_size", "run_id"]
     print_frame(df[cols] if not df.empty else df, args)
     if not args.json and not df.empty:
+        print(MULTIPLICITY)
         for r in df.itertuples():
             warn = coverage_warning(float(r.coverage_events)) if r.coverage_events == r.coverage_events else ""
             if warn:

@@ -20,8 +20,10 @@ if lee is None or lee.empty:
 else:
     st.plotly_chart(figures.lee_ranking(lee.ranking), key="lee_ranking")
     cols = ["variant", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high", "rela_impr",
-            "verdict", "event_time"]
+            "verdict", "verdict_holm", "p_holm", "family_size", "event_time"]
     st.dataframe(lee.ranking[[c for c in cols if c in lee.ranking.columns]], key="lee_table", hide_index=True)
+    if lee.summary().get("multiplicity"):
+        st.caption(lee.summary()["multiplicity"])
     if len(lee.windows):
         st.plotly_chart(figures.window_auc(lee.windows), key="lee_windows")
     st.caption(f"From {lee.source}.")
