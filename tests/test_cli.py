@@ -711,3 +711,20 @@ def test_json_output_is_strict_when_a_rate_is_undefined(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NaN" not in out
     assert json.loads(out)["ctr_content"] is None
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+    """`lee ... | head`: the pipe closes before lee writes; exit 0, nothing on stderr (it printed
+    'error: [Errno 32] Broken pipe')."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "app.cli.main", "snapshots", "ls", str(repo / "fixtures/tiny/snapshots")]
+    proc = subprocess.run(cmd, stdout=write, stderr=subprocess.PIPE, text=True, cwd=repo)
+    os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -52,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LeeError as exc:
         print_error(exc)
         return EXIT_USAGE_OR_INPUT
+    except BrokenPipeError:
+        # the reader went away (`lee ... | head`): not an error; stdout is pointed at /dev/null so
+        # Python's own flush at exit does not complain again (the Python docs' recipe)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # disk full, permission denied: the OS's words, without a traceback
         print_error(exc)
         return EXIT_OS
