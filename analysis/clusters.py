@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._inputs import as_matrix, require_columns, require_numeric, require_rows
+from lee.engine import Engine
 from lee.errors import FewerClustersWarning, InputError, SmallSampleWarning
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, TableKind
@@ -491,6 +492,7 @@ def cluster_snapshot(
     device: str = "cpu",
     memory_mb: float | None = DEFAULT_MEMORY_MB,
     fit_sample: int = KMEANS_SAMPLE,
+    engine: Engine | None = None,
 ) -> ClusterResult:
     """Cluster one snapshot table with K-means and describe every cluster.
 
@@ -513,6 +515,10 @@ def cluster_snapshot(
     clustering fits it is loaded and clustered on every row; a larger one is clustered out of core
     (fitted on ``fit_sample`` seeded rows, every row assigned in streamed chunks; see the module
     docstring), within the bound.
+
+    ``engine`` (:mod:`lee.engine`; numpy backend only) runs K-means' full Lloyd passes and the final
+    assignment as tasks over row ranges (:func:`kmeans_partitioned`): the labels, centroids and CTR table
+    of the in-memory fit, whatever the table's size (``memory_mb`` is then not used).
     """
     if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
         raise InputError(f"level must lie strictly between 0 and 1 (e.g. 0.95); got {level!r}")
@@ -531,9 +537,14 @@ def cluster_snapshot(
                              "pass domain=None to use every event")
     require_numeric(ctr_events, ["click"], name="events", nonnegative=True)
     backend_name = resolve_backend(backend, device)
+    if engine is not None and backend_name != "numpy":
+        raise InputError(f"K-means on the {engine.name} engine runs the numpy backend's Lloyd passes as tasks; "
+                         f"backend {backend_name!r} (device {device!r}) runs in one process only: use backend "
+                         "'numpy' (or 'auto' on the CPU), or no engine")
 
-    out_of_core = memory_mb is not None and _in_memory_bytes(snap, kind, silhouette_sample) > memory_mb * (1 << 20)
-    table = None if out_of_core else snap.load(kind)
+    out_of_core = (engine is None and memory_mb is not None
+                   and _in_memory_bytes(snap, kind, silhouette_sample) > memory_mb * (1 << 20))
+    table = None if out_of_core or engine is not None else snap.load(kind)
     ids = snap.load_ids(kind) if table is None else table.ids
     where = f"{snap.path} ({kind.value})"
     rows = pd.Index(ids).get_indexer(ctr_events[col].to_numpy())
@@ -562,7 +573,14 @@ def cluster_snapshot(
         truth_values = _aligned(_series(truth, "truth"), ids, "truth", where)
 
     fit_rows = None
-    if table is not None:
+    if engine is not None:
+        sil_pos = sample_rows(len(ids), silhouette_sample, seed=seed)
+        fit, sil_x = kmeans_partitioned(snap, kind, k, engine=engine, seed=seed, n_init=n_init, max_iter=max_iter,
+                                        extra_rows=sil_pos)
+        assert sil_x is not None
+        assignment, inertia, n_k = fit.labels, fit.inertia, fit.k
+        sil, sil_n = silhouette_on_sample(sil_x, assignment[sil_pos], sample=sil_pos.size, seed=seed)
+    elif table is not None:
         fit = kmeans(table.vectors, k, backend=backend_name, seed=seed, n_init=n_init, max_iter=max_iter,
                      device=device)
         assignment, inertia, n_k = fit.labels, fit.inertia, fit.k
@@ -674,3 +692,139 @@ def _cluster_out_of_core(snap: Snapshot, kind: TableKind, k: int, *, memory_mb: 
     with config_context(working_memory=sil_mb):   # sklearn's pairwise-distance blocks within the bound
         sil, sil_n = silhouette_on_sample(sil_x, assignment[sil_pos], sample=sil_pos.size, seed=seed)
     return fit, assignment, inertia, sil, sil_n
+
+
+# --------------------------------------------------------------------------- on an engine
+# K-means with its full Lloyd passes as engine tasks (lee.engine), one per row range (lee.snapshot.ranges):
+# the driver draws the same seeding sample as kmeans() (analysis.lloyd.sample_positions with the fit's
+# generator), picks those rows (and the silhouette's) by range tasks, runs seeding and restarts on them
+# (analysis.lloyd.fit_sample), then each pass maps analysis.lloyd.chunk_pass over the ranges; the driver adds
+# the chunks' sums, counts and inertia in chunk order (analysis.lloyd.merge_chunks) and updates the
+# centroids by the same rule (means; an emptied cluster moves to the farthest row of the pass) until the
+# same convergence rule stops it. Ranges start on multiples of the pass's chunk rows, so every chunk is the
+# chunk the in-memory pass computes, with the same single-threaded SGEMM: the sums, labels and inertia equal
+# kmeans()'s (float64 sums in the same order); the exact inertia is summed per 65,536-row chunk in range
+# order (equal when ranges start on those multiples too, else up to float64 summation order). Final labels:
+# one assignment task per range (analysis.lloyd.assign), concatenated in range order.
+
+ROWS_PER_TASK = 4 * 131_072
+"""Rows per engine task of the K-means passes (about four of the writer's row groups)."""
+
+
+def _lloyd_ranges(snapshot: Snapshot, kind: TableKind, rows_per_task: int, step: int) -> list[tuple[int, int]]:
+    """The table's row ranges (:func:`lee.snapshot.ranges.row_ranges`) with each cut moved down to a
+    multiple of ``step`` (a Lloyd pass's chunk rows), so that tasks cut the chunks a whole pass cuts."""
+    from lee.snapshot.ranges import row_ranges
+
+    n = snapshot.info(kind).rows
+    cuts = sorted({0, n} | {(hi // step) * step for _, hi in row_ranges(snapshot, kind, max(rows_per_task, step))})
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _range_pick(snapshot: Snapshot, kind: TableKind, lo: int, hi: int, wanted: np.ndarray) -> np.ndarray:
+    """Task: the rows of ``wanted`` (sorted table row numbers) that lie in ``[lo, hi)``."""
+    from lee.snapshot.ranges import read_rows
+
+    v = read_rows(snapshot, kind, lo, hi).vectors
+    a, b = np.searchsorted(wanted, [lo, hi])
+    return v[wanted[a:b] - lo].copy()
+
+
+def _range_pass(snapshot: Snapshot, kind: TableKind, lo: int, hi: int, centroids: np.ndarray,
+                step: int) -> list[Any]:
+    """Task: the chunks' shares of one Lloyd pass over rows ``[lo, hi)``."""
+    from analysis.lloyd import chunk_pass
+    from lee.snapshot.ranges import read_rows
+
+    return chunk_pass(read_rows(snapshot, kind, lo, hi).vectors, centroids, lo, step)
+
+
+def _range_assign(snapshot: Snapshot, kind: TableKind, lo: int, hi: int,
+                  centroids: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Task: the nearest centroid of rows ``[lo, hi)`` and their exact inertia per 65,536-row chunk."""
+    from analysis.lloyd import assign
+    from lee.snapshot.ranges import read_rows
+
+    x = read_rows(snapshot, kind, lo, hi).vectors
+    lab = assign(x, centroids)
+    return lab, [_inertia(x[a:a + _CHUNK], lab[a:a + _CHUNK], centroids) for a in range(0, x.shape[0], _CHUNK)]
+
+
+def _check_table(snapshot: Snapshot, kind: TableKind) -> None:
+    """Task: the file's sha256 (what no range task can check alone)."""
+    snapshot.verify_checksum(kind)
+
+
+def _in_order(engine: Engine, fn: Any, items: list[tuple[Any, ...]], labels: list[str]) -> list[Any]:
+    out: list[Any] = [None] * len(items)
+    for i, value in engine.map(fn, items, labels=labels):
+        out[i] = value
+    return out
+
+
+def kmeans_partitioned(snapshot: Snapshot, kind: TableKind | str, k: int, *, engine: Engine, seed: int = 0,
+                       n_init: int = 3, max_iter: int = 300, tol: float = 1e-4, sample: int = KMEANS_SAMPLE,
+                       threads: int | None = None, rows_per_task: int = ROWS_PER_TASK,
+                       extra_rows: np.ndarray | None = None) -> tuple[KMeansFit, np.ndarray | None]:
+    """:func:`kmeans` (numpy backend) of a snapshot table with every full Lloyd pass and the final
+    assignment as ``engine`` tasks over row ranges (see above): the same labels and centroids, the
+    inertia up to float64 summation order. The driver holds the seeding sample, the centroids and the
+    labels, never the table. ``extra_rows`` (sorted table row numbers, e.g. the silhouette's) are picked
+    in the same read as the sample and returned with the fit (None without them)."""
+    from analysis.lloyd import assign_chunk_rows, default_threads, fit_sample, iterate, merge_chunks, sample_positions
+    from lee.snapshot.ranges import read_rows
+
+    kind = TableKind.parse(kind, path=snapshot.path)
+    info = snapshot.info(kind)
+    n, d = info.rows, info.dim
+    k = _check_k(k, n)
+    n_init = _check_int(n_init, "n_init", at_least=1)
+    max_iter = _check_int(max_iter, "max_iter", at_least=1)
+    seed = _check_int(seed, "seed", at_least=0)
+    sample = _check_int(sample, "sample", at_least=k)
+    rows_per_task = _check_int(rows_per_task, "rows_per_task", at_least=1)
+    n_threads = default_threads() if threads is None else _check_int(threads, "threads", at_least=1)
+    step = assign_chunk_rows(k)
+    ranges = _lloyd_ranges(snapshot, kind, rows_per_task, step)
+    where = str(snapshot.table_path(kind))
+    names = [f"{where} rows {lo}..{hi}" for lo, hi in ranges]
+    _in_order(engine, _check_table, [(snapshot, kind)], [where])
+
+    rng = np.random.default_rng(seed)
+    fit_pos = sample_positions(n, sample, rng).astype(np.int64)
+    extra = np.asarray(extra_rows if extra_rows is not None else [], np.int64)
+    wanted = np.union1d(fit_pos, extra)
+    shared = engine.put(wanted)
+    picked = np.concatenate(_in_order(engine, _range_pick, [(snapshot, kind, lo, hi, shared) for lo, hi in ranges],
+                                      names))
+    xs = np.ascontiguousarray(picked[np.searchsorted(wanted, fit_pos)])
+    c, sample_labels, inertia_pass, it_sample = fit_sample(xs, k, rng, n_init=n_init, max_iter=max_iter, tol=tol,
+                                                           threads=n_threads)
+    it_full, converged = 0, True
+    if n > sample:
+        def run_pass(cc: np.ndarray) -> Any:
+            items = [(snapshot, kind, lo, hi, cc, step) for lo, hi in ranges]
+            parts = [chunk for r in _in_order(engine, _range_pass, items, names) for chunk in r]
+            return merge_chunks(parts, k, d)
+
+        def row(i: int) -> np.ndarray:
+            return read_rows(snapshot, kind, i, i + 1).vectors[0]
+
+        c, p, it_full, converged = iterate(run_pass, row, c, max_iter=max_iter, tol=tol)
+        inertia_pass = p.inertia
+    if n <= sample:   # the sample is every row: the best restart is the answer (as kmeans())
+        labels, inertia = sample_labels, _inertia(xs, sample_labels, c, n_threads)
+    else:
+        done = _in_order(engine, _range_assign, [(snapshot, kind, lo, hi, c) for lo, hi in ranges], names)
+        labels = np.concatenate([lab for lab, _ in done])
+        inertia = float(sum(part for _, parts in done for part in parts))
+    n_distinct = int(np.unique(labels).size)
+    if n_distinct < k:
+        warnings.warn(f"K-means (numpy on {engine.name}) found only {n_distinct} non-empty clusters of the k={k} "
+                      f"asked for in {where}: duplicated or collapsed vectors", FewerClustersWarning, stacklevel=2)
+    fit = KMeansFit(labels=labels, centroids=c, inertia=inertia, backend="numpy", k=k, n_distinct=n_distinct,
+                    info={"sample": int(fit_pos.size), "n_init": n_init, "iterations_sample": it_sample,
+                          "iterations_full": it_full, "converged": converged, "threads": n_threads,
+                          "device": "cpu", "tol": tol, "engine": engine.name, "ranges": len(ranges),
+                          "inertia_pass": inertia_pass})
+    return fit, (picked[np.searchsorted(wanted, extra)] if extra_rows is not None else None)

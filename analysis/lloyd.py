@@ -185,7 +185,18 @@ def _lloyd_pass(engine: Any, pool: ThreadPoolExecutor | None, c: np.ndarray, n: 
     bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
     run: Callable[[tuple[int, int]], Any] = lambda b: engine.chunk(b[0], b[1], c, cnorm, labels)  # noqa: E731
     parts = list(pool.map(run, bounds)) if pool is not None and len(bounds) > 1 else [run(b) for b in bounds]
-    sums = np.zeros((k, c.shape[1]), np.float64)
+    return merge_chunks(parts, k, c.shape[1], labels)
+
+
+ChunkStats = tuple[np.ndarray, np.ndarray, float, int, float]
+"""One chunk's share of a Lloyd pass: per-centroid sums (float32) and counts, inertia (float64), farthest
+row (a table row number) and its squared distance."""
+
+
+def merge_chunks(parts: list[ChunkStats], k: int, d: int, labels: np.ndarray | None = None) -> _Pass:
+    """A pass from its chunks' shares, added in the order given (chunk order: the same float64 sums
+    whoever computed the chunks). ``labels`` may be None when the pass's labels live elsewhere."""
+    sums = np.zeros((k, d), np.float64)
     counts = np.zeros(k, np.int64)
     inertia = 0.0
     for s, cnt, inert, _, _ in parts:
@@ -194,11 +205,28 @@ def _lloyd_pass(engine: Any, pool: ThreadPoolExecutor | None, c: np.ndarray, n: 
         inertia += inert
     far_rows = np.array([p[3] for p in parts], np.int64)
     far_dist = np.array([p[4] for p in parts], np.float64)
-    return _Pass(labels, sums, counts, inertia, far_rows, far_dist)
+    return _Pass(np.empty(0, np.int64) if labels is None else labels, sums, counts, inertia, far_rows, far_dist)
 
 
-def _update(p: _Pass, old: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """New centroids: cluster means; an emptied cluster takes the farthest rows of the pass."""
+def chunk_pass(x: np.ndarray, centroids: np.ndarray, lo: int, step: int) -> list[ChunkStats]:
+    """The chunks' shares of a Lloyd pass over rows ``x`` (table rows ``lo ..``), cut into chunks of
+    ``step`` rows from ``lo``: what a pass over the whole table computes for these chunks when ``lo``
+    is a multiple of ``step`` (the same single-threaded SGEMMs on the same rows). The engine task of
+    a distributed pass."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    cnorm = np.einsum("ij,ij->i", c, c)
+    eng = _NumpyEngine(x, 1, "cpu")
+    labels = np.empty(x.shape[0], np.int64)
+    with _single_threaded_blas():
+        parts = [eng.chunk(a, min(a + step, x.shape[0]), c, cnorm, labels) for a in range(0, x.shape[0], step)]
+    return [(s, cnt, inert, far + lo, dist) for s, cnt, inert, far, dist in parts]
+
+
+def _update(p: _Pass, old: np.ndarray, rows: np.ndarray | Callable[[int], np.ndarray]) -> np.ndarray:
+    """New centroids: cluster means; an emptied cluster takes the farthest rows of the pass
+    (``rows``: the rows in memory, or ``rows(i)`` reads table row ``i``)."""
+    row = rows.__getitem__ if isinstance(rows, np.ndarray) else rows
     new = old.astype(np.float64).copy()
     full = p.counts > 0
     new[full] = p.sums[full] / p.counts[full, None]
@@ -206,18 +234,19 @@ def _update(p: _Pass, old: np.ndarray, x: np.ndarray) -> np.ndarray:
     if empty.size:
         order = np.argsort(-p.far_dist, kind="stable")
         for j, e in enumerate(empty):
-            new[e] = x[p.far_rows[order[j % order.size]]]
+            new[e] = row(int(p.far_rows[order[j % order.size]]))
     return new.astype(np.float32)
 
 
-def _run(engine: Any, pool: ThreadPoolExecutor | None, x: np.ndarray, c: np.ndarray, *, max_iter: int,
-         tol: float) -> tuple[np.ndarray, _Pass, int, bool]:
-    """Lloyd from ``c`` until the relative change of inertia is below ``tol``; returns the centroids
-    of the last pass with that pass (labels consistent with them), the passes run and convergence."""
+def iterate(run_pass: Callable[[np.ndarray], _Pass], row: Callable[[int], np.ndarray], c: np.ndarray, *,
+            max_iter: int, tol: float) -> tuple[np.ndarray, _Pass, int, bool]:
+    """Lloyd from ``c`` (``run_pass(c)``: one pass over every row) until the relative change of inertia
+    is below ``tol``; returns the centroids of the last pass with that pass (labels consistent with
+    them), the passes run and convergence."""
     prev = np.inf
     it = 0
     while True:
-        p = _lloyd_pass(engine, pool, c, x.shape[0])
+        p = run_pass(c)
         it += 1
         change = (prev - p.inertia) / max(p.inertia, np.finfo(np.float64).tiny)
         if change <= tol or p.inertia == 0.0:
@@ -225,7 +254,14 @@ def _run(engine: Any, pool: ThreadPoolExecutor | None, x: np.ndarray, c: np.ndar
         if it >= max_iter:
             return c, p, it, False
         prev = p.inertia
-        c = _update(p, c, x)
+        c = _update(p, c, row)
+
+
+def _run(engine: Any, pool: ThreadPoolExecutor | None, x: np.ndarray, c: np.ndarray, *, max_iter: int,
+         tol: float) -> tuple[np.ndarray, _Pass, int, bool]:
+    """:func:`iterate` over the rows of ``x`` in memory."""
+    return iterate(lambda cc: _lloyd_pass(engine, pool, cc, x.shape[0]), lambda i: x[i], c,
+                   max_iter=max_iter, tol=tol)
 
 
 def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -312,6 +348,48 @@ def _torch_lloyd(x: np.ndarray, c: np.ndarray, *, max_iter: int, tol: float,
         ct = new.float()
 
 
+# --------------------------------------------------------------------------- seeding and restarts
+
+
+def sample_positions(n: int, sample: int, rng: np.random.Generator) -> np.ndarray:
+    """The rows seeding and restarts look at: every row when ``n <= sample``, else a sorted uniform
+    draw of ``sample`` rows from ``rng`` (the first draw of the fit's generator)."""
+    return np.arange(n) if n <= sample else np.sort(rng.choice(n, int(sample), replace=False))
+
+
+def _restarts(xs: np.ndarray, k: int, rng: np.random.Generator, ex: ThreadPoolExecutor | None, threads: int, *,
+              n_init: int, max_iter: int, tol: float) -> tuple[np.ndarray, _Pass, int]:
+    """``n_init`` k-means++ seedings and Lloyd runs on the sample ``xs``; the one of lowest inertia:
+    its centroids, its last pass and its pass count."""
+    from sklearn.cluster import kmeans_plusplus
+
+    xs_norm = np.einsum("ij,ij->i", xs, xs)
+    best: tuple[float, np.ndarray, int, _Pass] | None = None
+    sample_engine = _NumpyEngine(xs, threads, "cpu")
+    n_seed = min(xs.shape[0], max(SEED_ROWS, SEED_PER_CLUSTER * k))
+    for _ in range(n_init):
+        rows = np.arange(xs.shape[0]) if n_seed == xs.shape[0] else rng.choice(xs.shape[0], n_seed, replace=False)
+        init, _ = kmeans_plusplus(xs[rows], k, x_squared_norms=xs_norm[rows],
+                                  random_state=int(rng.integers(2**31 - 1)))
+        c, p, it, _conv = _run(sample_engine, ex, xs, init.astype(np.float32), max_iter=max_iter, tol=tol)
+        if best is None or p.inertia < best[0]:
+            best = (p.inertia, c, it, p)
+    assert best is not None
+    return best[1], best[3], best[2]
+
+
+def fit_sample(xs: np.ndarray, k: int, rng: np.random.Generator, *, n_init: int, max_iter: int, tol: float,
+               threads: int) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Seeding and restarts of :func:`lloyd` on its sample ``xs`` (rows :func:`sample_positions` drew
+    with ``rng``, which goes on to seed the restarts): the best restart's centroids, labels of the
+    sample, inertia and passes. The driver's half of a K-means whose full passes run elsewhere."""
+    xs = np.ascontiguousarray(xs, dtype=np.float32)
+    with _single_threaded_blas(), ThreadPoolExecutor(max_workers=threads) as pool:
+        c0, p, it = _restarts(xs, k, rng, pool if threads > 1 else None, threads, n_init=n_init,
+                              max_iter=max_iter, tol=tol)
+    return c0, p.labels, p.inertia, it
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -324,8 +402,6 @@ def lloyd(x: np.ndarray, k: int, *, engine: str = "numpy", seed: int = 0, n_init
     all rows (see the module docstring). ``threads`` defaults to the cores this process may use;
     ``device`` (``cpu``, ``cuda`` or ``auto``) is for the ``torch`` engine only.
     """
-    from sklearn.cluster import kmeans_plusplus
-
     if engine not in ENGINES:
         raise InputError(f"unknown Lloyd engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine != "torch" and device not in ("cpu", "auto"):
@@ -341,24 +417,12 @@ def lloyd(x: np.ndarray, k: int, *, engine: str = "numpy", seed: int = 0, n_init
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = x.shape[0]
     rng = np.random.default_rng(seed)
-    pool_rows = np.arange(n) if n <= sample else np.sort(rng.choice(n, int(sample), replace=False))
+    pool_rows = sample_positions(n, int(sample), rng)
     xs = x if n <= sample else np.ascontiguousarray(x[pool_rows])
-    xs_norm = np.einsum("ij,ij->i", xs, xs)
 
     with _single_threaded_blas(), ThreadPoolExecutor(max_workers=threads) as pool:
         ex = pool if threads > 1 else None
-        best: tuple[float, np.ndarray, int, _Pass] | None = None
-        sample_engine = _NumpyEngine(xs, threads, "cpu")
-        n_seed = min(xs.shape[0], max(SEED_ROWS, SEED_PER_CLUSTER * k))
-        for _ in range(n_init):
-            rows = np.arange(xs.shape[0]) if n_seed == xs.shape[0] else rng.choice(xs.shape[0], n_seed, replace=False)
-            init, _ = kmeans_plusplus(xs[rows], k, x_squared_norms=xs_norm[rows],
-                                      random_state=int(rng.integers(2**31 - 1)))
-            c, p, it, _conv = _run(sample_engine, ex, xs, init.astype(np.float32), max_iter=max_iter, tol=tol)
-            if best is None or p.inertia < best[0]:
-                best = (p.inertia, c, it, p)
-        assert best is not None
-        _, c0, it_sample, p = best
+        c0, p, it_sample = _restarts(xs, k, rng, ex, threads, n_init=n_init, max_iter=max_iter, tol=tol)
         if n <= sample:  # the sample is every row: the best restart is the answer
             return LloydFit(p.labels, c0, p.inertia, n, n_init, it_sample, 0, True, threads, engine, "cpu")
         if engine == "torch":

@@ -285,8 +285,10 @@ def cmd_clusters(args: argparse.Namespace) -> int:
     truth = planted_truth(ds) if kind.entity == "user" else None
     k = args.k or (int(labels.nunique()) if labels is not None else 8)
     snap = SnapshotStore(args.root).latest(args.variant)
-    res = cluster_snapshot(snap, kind, k=k, events=interactions(ds), items=items, labels=labels, truth=truth,
-                           seed=args.seed, backend=args.backend, domain=None, memory_mb=args.memory_mb)
+    with _engine(args) as engine:
+        res = cluster_snapshot(snap, kind, k=k, events=interactions(ds), items=items, labels=labels, truth=truth,
+                               seed=args.seed, backend=args.backend, domain=None, memory_mb=args.memory_mb,
+                               engine=engine)
     label_doc = {"label_column": label_col, "label_chosen": chosen}
     if not args.against_random:
         return _finish(res, args, {"variant": args.variant, **label_doc})
@@ -450,5 +452,6 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--seed", type=int, default=0)
     memory(p, "K-means: a table whose in-memory clustering exceeds it is fitted on a 100,000-row seeded sample "
               "and assigned in streamed chunks")
+    engine(p)
     out(p)
     p.set_defaults(func=cmd_clusters)
