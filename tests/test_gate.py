@@ -219,3 +219,20 @@ def test_rules_file_is_typed(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                  str(tmp_path), "--rules", str(bad)]) == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err.startswith("error:")
+
+
+def test_gate_for_people_is_a_decision_a_rule_table_and_reasons(root: Path, world: Path, rules_file: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --json: one decision line, one line per rule, the reasons and the roll-back target (it
+    printed the whole decision document, ~200 lines of indented JSON)."""
+    code = main(["gate", "--candidate", RESCALED, "--incumbent", HEALTHY, "--root", str(root), "--data",
+                 str(world), "--rules", str(rules_file)])
+    out = capsys.readouterr().out
+    assert code == 2
+    lines = out.splitlines()
+    assert lines[0].startswith("decision: roll back (exit 2): ") and HEALTHY in lines[0]
+    for rule in ("health", "skew", "similarity", "collapse", "lee", "compat"):
+        assert any(line.split()[:1] == [rule] for line in lines), rule
+    assert any(line.startswith("  - health (roll back):") for line in lines)
+    assert f"roll back to: {HEALTHY}" in lines and not out.lstrip().startswith("{")
+    assert len(lines) < 20

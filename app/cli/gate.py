@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import choices
-from app.cli.output import AddCommon, emit
+from app.cli.output import AddCommon, emit, print_frame
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -26,7 +26,17 @@ def cmd_gate(args: argparse.Namespace) -> int:
     doc = decision.summary()
     if args.out:
         doc["written"] = str(decision.save(args.out))
-    emit(doc, args)
+    if args.json:
+        emit(doc, args)
+        return decision.exit_code
+    # for people: the decision, every rule on one line, the reasons; the full document is --json / --out
+    print(f"decision: {doc['decision']} (exit {doc['exit_code']}): {doc['candidate']} against {doc['incumbent']}")
+    print_frame(decision.rules[["rule", "measured", "threshold", "fired", "action", "reason"]], args)
+    for reason in doc["reasons"]:
+        print(f"  - {reason}")
+    if doc["rollback_target"]:
+        print(f"roll back to: {doc['rollback_target']}")
+    print("every rule's details: --json" + (f"; saved in {doc['written']}" if args.out else " or --out DIR"))
     return decision.exit_code
 
 
