@@ -1,12 +1,12 @@
 """Data-parallel proxy training (``EvalConfig.data_parallel``) equals one-process training.
 
-Two workers each take half of every global batch and average their gradients (DDP over gloo,
-sparse embedding gradients included), so after every step the model is the one-process model up
-to the order in which float32 sums are taken: gradients differ in the last bits (~1e-7 relative),
-and over a window of Adam/Adagrad steps the parameters drift apart by ~1e-6. Scores then differ
-by ~1e-6, which reorders a pair of test events only when their scores are that close, so each
-window's AUC may move by a few such pairs at most: |ΔAUC| <= 1e-4 per window, and the verdicts
-(decided by intervals ~1e-2 wide) must be the same.
+Two workers each take half of every global batch and average their gradients (gloo collectives
+after each backward pass, sparse embedding gradients included), so after every step the model is
+the one-process model up to the order in which float32 sums are taken: gradients differ in the last
+bits (~1e-7 relative), and over a window of Adam/Adagrad steps the parameters drift apart by ~1e-6.
+Scores then differ by ~1e-6, which reorders a pair of test events only when their scores are that
+close, so each window's AUC may move by a few such pairs at most: |ΔAUC| <= 1e-4 per window, and
+the verdicts (decided by intervals ~1e-2 wide) must be the same.
 """
 
 from __future__ import annotations

@@ -5,15 +5,21 @@ processes (``torch.multiprocessing``, spawn) that meet through a file rendezvous
 and form a ``torch.distributed`` process group: gloo on CPU, NCCL on CUDA when every worker has
 a GPU of its own. Every worker holds a full copy of the model, draws the same shuffle of each
 window, and trains on its contiguous shard of every global batch (per-worker batch = global batch
-/ N); DistributedDataParallel averages the gradients after each backward pass, the sparse
-embedding gradients included (gloo all-reduces sparse tensors), and each worker then takes the
-same optimiser step. The model after each step is therefore the one-process model after the same
-global batch, up to the order in which floats are summed (``tests/test_data_parallel.py``).
+/ N); after each backward pass :func:`average_gradients` averages the gradients across workers,
+and each worker then takes the same optimiser step. The model after each step is therefore the
+one-process model after the same global batch, up to the order in which floats are summed
+(``tests/test_data_parallel.py``).
 
-Why DDP and not a hand-written all-reduce of the gradients: DDP supports the sparse gradients of
-``nn.Embedding(sparse=True)`` on gloo (one bucket per sparse table, dense parameters bucketed and
-reduced while the backward pass still runs), and the sparse optimisers (Adagrad, SparseAdam)
-only ever see the averaged gradient, which they coalesce as they would one process's.
+Why not DistributedDataParallel: with the sparse gradients of ``nn.Embedding(sparse=True)`` on
+gloo, DDP's reducer all-reduces each sparse bucket on gloo's threads while the backward pass still
+runs, and with torch 2.13 on CPU this corrupted the heap of a worker about one run in eight
+(``malloc(): unaligned tcache chunk detected`` or ``terminate called without an active
+exception`` inside ``backward``, the worker killed by SIGABRT; measured on the tiny world, 2 of
+16 runs). :func:`average_gradients` runs after the backward pass, in the worker's own thread,
+with dense collectives only: one all-reduce of every dense gradient flattened into one buffer,
+and per sparse table an all-gather of the rows each worker touched (padded to the largest count,
+since all-gather needs equal sizes), summed by coalescing. It costs the overlap of communication
+with the backward pass, which the proxy's small dense part barely needs.
 
 Rank 0 scores each test window before the workers train on it (scoring is cheap beside training)
 and writes the scores, and at the end its trained parameters, into shared memory the caller
@@ -37,10 +43,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import nn
 
 from lee.evaluator.models import ProxyConfig, ProxyCTR
 from lee.evaluator.stream import stream_windows
+from lee.nn.optim import split_params
 
 
 @dataclass
@@ -78,6 +84,43 @@ def worker_device(device: torch.device, rank: int) -> torch.device:
     return device
 
 
+def average_gradients(model: torch.nn.Module, world_size: int) -> None:
+    """Replace every trainable parameter's gradient by its mean over the ``world_size`` workers.
+
+    Collective: every worker calls it at the same step, with the same model. A parameter a worker's
+    shard did not reach (gradient ``None``) counts as a zero gradient there, so the collectives
+    always match. Dense gradients travel in one flattened all-reduce; each sparse embedding
+    gradient as an all-gather of the (row, value) pairs of every worker, padded to the largest
+    count, then coalesced (rows touched by several workers summed) and divided by ``world_size``.
+    """
+    sparse, dense = split_params(model)
+    if dense:
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in dense])
+        dist.all_reduce(flat)
+        flat /= world_size
+        at = 0
+        for p in dense:
+            p.grad = flat[at:at + p.numel()].view_as(p).clone()
+            at += p.numel()
+    for p in sparse:
+        mine = p.grad.coalesce() if p.grad is not None else torch.sparse_coo_tensor(
+            torch.zeros((1, 0), dtype=torch.long, device=p.device),
+            torch.zeros((0, *p.shape[1:]), dtype=p.dtype, device=p.device), p.shape)
+        rows, values = mine.indices()[0], mine.values()
+        counts = [torch.zeros(1, dtype=torch.long, device=p.device) for _ in range(world_size)]
+        dist.all_gather(counts, torch.tensor([rows.numel()], dtype=torch.long, device=p.device))
+        sizes = [int(c) for c in counts]
+        most = max(sizes)
+        pad = most - rows.numel()
+        rows_out = [torch.empty(most, dtype=torch.long, device=p.device) for _ in range(world_size)]
+        vals_out = [torch.empty((most, *p.shape[1:]), dtype=p.dtype, device=p.device) for _ in range(world_size)]
+        dist.all_gather(rows_out, torch.cat([rows, rows.new_zeros(pad)]))
+        dist.all_gather(vals_out, torch.cat([values, values.new_zeros((pad, *p.shape[1:]))]))
+        all_rows = torch.cat([r[:n] for r, n in zip(rows_out, sizes)])
+        all_vals = torch.cat([v[:n] for v, n in zip(vals_out, sizes)])
+        p.grad = torch.sparse_coo_tensor(all_rows.unsqueeze(0), all_vals / world_size, p.shape).coalesce()
+
+
 def train_worker(rank: int, world_size: int, init_method: str, job: ParallelJob) -> None:
     """One worker: join the process group, train its shard of every batch, rank 0 scores and
     writes back. The function a Ray task per rank would run on a cluster."""
@@ -89,15 +132,15 @@ def train_worker(rank: int, world_size: int, init_method: str, job: ParallelJob)
         # a private copy of the parameters; the frozen representation tables (buffers) stay shared
         shared = job.model
         model = copy.deepcopy(shared, memo={id(b): b for b in shared.buffers()}).to(device)
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                                  forward_sync_buffers=False)
-        scores, _ = stream_windows(model, ddp, job.x, job.y, job.rows, job.bounds, job.cfg, seed=job.seed,
-                                   device=device, rank=rank, world_size=world_size)
+        scores, _ = stream_windows(model, job.x, job.y, job.rows, job.bounds, job.cfg, seed=job.seed,
+                                   device=device, rank=rank, world_size=world_size,
+                                   sync_gradients=lambda: average_gradients(model, world_size))
         if rank == 0:
             job.scores.copy_(torch.from_numpy(scores))
             with torch.no_grad():
                 for mine, out in zip(model.parameters(), shared.parameters()):
                     out.copy_(mine.detach().to(out.device))
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -133,7 +133,7 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
         training = {**training, "data_parallel": data_parallel}
     else:
         bar = tqdm(total=bounds[-2][1], desc=desc, unit="ev", unit_scale=True, disable=not progress, leave=False)
-        scores, trained = stream_windows(model, model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
+        scores, trained = stream_windows(model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
                                          device=device, on_batch=bar.update)
         bar.close()
     seconds = time.perf_counter() - t0
@@ -141,17 +141,18 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
                       model=model if keep_model else None, training=training)
 
 
-def stream_windows(model: ProxyCTR, train_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+def stream_windows(model: ProxyCTR, x: torch.Tensor, y: torch.Tensor,
                    rows: list[torch.Tensor], bounds: list[tuple[int, int]], cfg: ProxyConfig, *, seed: int,
                    device: torch.device, rank: int = 0, world_size: int = 1,
+                   sync_gradients: Callable[[], None] | None = None,
                    on_batch: Callable[[int], Any] | None = None) -> tuple[np.ndarray, int]:
     """The test-then-train loop: score window t with ``model``, then train on it, and so on.
 
-    ``train_model`` is the module the training batches go through: ``model`` itself in one process,
-    its DistributedDataParallel wrapper in a data-parallel worker. Worker ``rank`` of ``world_size``
-    draws the same shuffle as every other worker (same seed) and trains on its contiguous shard of
-    each global batch, with the loss summed over the shard and divided by the global batch size
-    over ``world_size``, so that the gradients DDP averages are the global batch's mean gradient.
+    In a data-parallel worker, worker ``rank`` of ``world_size`` draws the same shuffle as every
+    other worker (same seed) and trains on its contiguous shard of each global batch, with the loss
+    summed over the shard and divided by the global batch size over ``world_size``;
+    ``sync_gradients`` then averages the workers' gradients between the backward pass and the step,
+    so that every worker steps with the global batch's mean gradient.
     Only rank 0 scores; other ranks return an empty array. Returns (scores of windows 1..W-1 as
     logits, samples trained on across all workers).
     """
@@ -173,15 +174,15 @@ def stream_windows(model: ProxyCTR, train_model: nn.Module, x: torch.Tensor, y: 
         for a in range(0, perm.numel(), batch):
             idx = perm[a:a + batch]
             mine = idx if world_size == 1 else idx.tensor_split(world_size)[rank]
-            logit = train_model(x[mine].to(device), [r[mine].to(device) for r in rows])
+            logit = model(x[mine].to(device), [r[mine].to(device) for r in rows])
             if world_size == 1:
                 loss = loss_fn(logit, y[mine].to(device))
-            else:  # this shard's share of the global batch's mean loss, times world_size (DDP averages)
+            else:  # this shard's share of the global batch's mean loss, times world_size (workers average)
                 loss = nn.functional.binary_cross_entropy_with_logits(logit, y[mine].to(device), reduction="sum")
                 loss = loss * (world_size / idx.numel())
             if fusion_params:
                 loss = loss + cfg.fusion_l2 * sum((p_ ** 2).sum() for p_ in fusion_params)
-            optimizer_step(opts, loss)
+            optimizer_step(opts, loss, sync_gradients)
             trained += idx.numel()
             if on_batch is not None:
                 on_batch(idx.numel())

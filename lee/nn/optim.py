@@ -6,6 +6,8 @@ Adam; one step applies both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -26,10 +28,14 @@ def make_optimizers(model: nn.Module, lr: float, sparse_lr: float) -> list[torch
     return opts
 
 
-def optimizer_step(opts: list[torch.optim.Optimizer], loss: torch.Tensor) -> None:
-    """One optimisation step of ``loss`` through every optimiser."""
+def optimizer_step(opts: list[torch.optim.Optimizer], loss: torch.Tensor,
+                   before_step: Callable[[], None] | None = None) -> None:
+    """One optimisation step of ``loss`` through every optimiser; ``before_step`` runs between the
+    backward pass and the step (a data-parallel worker averages its gradients there)."""
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     loss.backward()
+    if before_step is not None:
+        before_step()
     for opt in opts:
         opt.step()
