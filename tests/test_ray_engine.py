@@ -7,6 +7,7 @@ One Ray instance serves the whole module (started once, ~10 s; shut down at the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -362,7 +363,6 @@ def test_health_partitioned_on_ray_equals_the_local_statistics(cluster):
 def test_collapse_partitioned_on_ray_equals_the_streamed_spectrum(cluster, capsys):
     """The Gram matrix summed by row range on Ray: singular values equal the streamed ones to 1e-9 of
     the largest, RankMe (the same sampled rows) exactly; `lee analyze collapse --engine ray` too."""
-    import json
 
     from analysis.collapse import collapse_of_table, collapse_partitioned
     from app.cli.main import main
@@ -437,7 +437,6 @@ def test_kmeans_partitioned_on_ray_equals_the_local_fit(cluster, tmp_path):
 def test_clusters_on_ray_equal_the_local_engine(cluster, capsys):
     """cluster_snapshot and `lee analyze clusters --engine ray` on the planted tiny world: the same
     assignment, CTR table, silhouette and ARI as the local engine; other backends are refused."""
-    import json
 
     from analysis._data import interactions, planted_truth
     from analysis.clusters import cluster_snapshot
@@ -464,3 +463,33 @@ def test_clusters_on_ray_equal_the_local_engine(cluster, capsys):
                      "--json", "-q", "--engine", engine]) == 0
         docs.append(json.loads(capsys.readouterr().out))
     assert docs[1] == docs[0] and docs[0]["ari"] > 0.9
+
+
+def test_a_data_parallel_unit_on_ray_trains_on_ray_tasks_and_equals_one_process(cluster, job_dir, local_results):
+    """data_parallel = 2 on --engine ray: the unit's task starts its two ranks as Ray tasks (a
+    placement group of 2 one-CPU bundles on the 2-CPU cluster; the unit's task lends its CPU while it
+    waits), and the AUCs equal the one-process local run up to float summation order (the bound and
+    its reason: tests/test_data_parallel.py)."""
+    path = _job(job_dir, "dp", "ray")
+    text = path.read_text(encoding="utf-8").replace('variants = ["oracle", "random", "noise_high"]',
+                                                     'variants = ["oracle"]')
+    path.write_text(text.replace("n_boot = 30", "n_boot = 30\ndata_parallel = 2"), encoding="utf-8")
+    report = run_job(load_job(path), progress=False, log=_quiet)
+    assert len(report.evaluated) == 1
+    store = ResultsStore(job_dir / "dp.sqlite")
+    doc = store.run(store.runs()["run_id"].iloc[0])
+    want = local_results.set_index("variant").loc["oracle"]
+    assert abs(doc["auc"] - want["auc"]) <= 1e-4 and abs(doc["baseline_auc"] - want["baseline_auc"]) <= 1e-4
+    assert doc["verdict"] == want["verdict"]
+    for side in ("training", "baseline_training"):
+        assert doc["extra"][side]["data_parallel"] == 2
+        assert doc["extra"][side]["data_parallel_workers"] == "2 Ray tasks"
+
+
+def test_data_parallel_wider_than_the_ray_cluster_is_refused(cluster, job_dir):
+    path = _job(job_dir, "dp3", "ray", retries=0)
+    text = path.read_text(encoding="utf-8").replace('variants = ["oracle", "random", "noise_high"]',
+                                                     'variants = ["oracle"]')
+    path.write_text(text.replace("n_boot = 30", "n_boot = 30\ndata_parallel = 3"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="data_parallel = 3 needs 3 CPUs on the Ray cluster, which has 2 CPUs"):
+        run_job(load_job(path), progress=False, log=_quiet)

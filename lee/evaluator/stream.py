@@ -128,9 +128,9 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
     if data_parallel > 1:
         from lee.evaluator.parallel import stream_data_parallel  # the parallel module builds on this one
 
-        scores, trained = stream_data_parallel(model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
-                                               world_size=data_parallel, device=device)
-        training = {**training, "data_parallel": data_parallel}
+        scores, trained, where = stream_data_parallel(model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
+                                                      world_size=data_parallel, device=device)
+        training = {**training, "data_parallel": data_parallel, "data_parallel_workers": where}
     else:
         bar = tqdm(total=bounds[-2][1], desc=desc, unit="ev", unit_scale=True, disable=not progress, leave=False)
         scores, trained = stream_windows(model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
