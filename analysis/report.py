@@ -49,6 +49,13 @@ def _figure(fig: go.Figure) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
+def _not_run(skipped: list[str], analysis: str) -> str:
+    """The suite's sentences saying why ``analysis`` did not run on a variant, as a note for its section
+    (they stay in the report's Notes too)."""
+    says = [x for x in skipped if x.startswith(f"{analysis} ")]
+    return "".join(f"<p class='note flag'>{html.escape(x)}</p>" for x in says)
+
+
 def multiplicity_note(m: dict[str, Any], level: float) -> str:
     """One sentence stating a segment table's multiplicity control (``Adjusted.describe()``)."""
     if not m:
@@ -176,13 +183,15 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review
         section("health", "Snapshot health", body)
 
     # --- volatility
-    if suite.volatility:
+    not_run = _not_run(suite.skipped, "volatility")
+    if suite.volatility or not_run:
         rows = [{"variant": v, **{k: r.summary()[k] for k in ("table", "before", "after", "n_shared", "n_new",
                                                               "n_lost", "mean_cosine", "share_above_0.99",
                                                               "share_above_0.95")}}
                 for v, by in suite.volatility.items() for r in by.values()]
         ur = {v: by["UR"] for v, by in suite.volatility.items() if "UR" in by}
-        body = (_figure(figures.volatility_cdf(ur)) if ur else "") + _table(pd.DataFrame(rows))
+        body = (not_run + (_figure(figures.volatility_cdf(ur)) if ur else "")
+                + (_table(pd.DataFrame(rows)) if rows else ""))
         series = {v: by["UR"] for v, by in suite.series.items() if "UR" in by}
         if series:
             body += _figure(figures.volatility_series(series))
@@ -199,12 +208,13 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review
                                    "dims_90pct_variance", "dims_99pct_variance", "collapsed"])
         section("collapse", "Dimensional collapse", body)
 
-    # --- clusters
-    if suite.clusters:
+    # --- clusters (a variant they cannot run on, e.g. text ids against a log of integer ids, is named with why)
+    not_run = _not_run(suite.skipped, "clusters")
+    if suite.clusters or not_run:
         rows = [{"variant": v, "k": r.k, "ari": r.ari, "silhouette": r.silhouette, "overall_ctr": r.overall_ctr,
                  "clusters_above": int((r.table["flag"] == "above").sum()),
                  "clusters_below": int((r.table["flag"] == "below").sum())} for v, r in suite.clusters.items()]
-        body = _table(pd.DataFrame(rows))
+        body = not_run + (_table(pd.DataFrame(rows)) if rows else "")
         for v, r in suite.clusters.items():
             body += f"<h3>{e(v)}</h3>"
             for method, frame in suite.map_frames.get(v, {}).items():
@@ -217,8 +227,9 @@ def build_report(suite: SuiteResult, *, lee: LeeComparison | None = None, review
         section("clusters", "Clusters", body)
 
     # --- importance
-    if suite.importance:
-        body = ""
+    not_run = _not_run(suite.skipped, "importance")
+    if suite.importance or not_run:
+        body = not_run
         for v, r in suite.importance.items():
             body += (f"<h3>{e(v)}</h3><p class='note'>base AUC {r.base_auc:.4f} on events {r.events[0]:,}–"
                      f"{r.events[1]:,}; {r.mode}, {r.n_repeats} repeat(s), {r.level:.0%} intervals</p>")

@@ -33,7 +33,7 @@ from lee.errors import InputError, LeeError, LeeWarning
 from lee.evaluator.data import DownstreamStream, stream_from_dataset
 from lee.evaluator.inject import Usage
 from lee.results import SavedResult, plain, register
-from lee.snapshot import SnapshotStore, TableKind
+from lee.snapshot import Snapshot, SnapshotStore, TableKind
 from lee.world.ab_log import generate_ab_log
 from lee.world.model import World
 
@@ -149,6 +149,18 @@ def map_frame(m: Map2D, clusters: ClusterResult, labels: pd.Series | None) -> pd
     return frame
 
 
+def _id_types(snap: Snapshot, kind: TableKind, events: pd.DataFrame) -> str:
+    """Which kind of ids the snapshot table and the log's id column hold, in words (for a skipped analysis)."""
+    def words(text: bool) -> str:
+        return "text" if text else "integer"
+
+    col = f"{kind.entity}_id"
+    snap_text = snap.info(kind).id_type == "string"
+    log_text = col in events.columns and not pd.api.types.is_integer_dtype(events[col].dtype)
+    return (f"{kind.value} ids are {words(snap_text)}, events.{col} are {words(log_text)}"
+            + ("; cluster CTR needs the snapshot's ids in the log" if snap_text != log_text else ""))
+
+
 def run_suite(data: Dataset | World, root: str | Path, *, config: SuiteConfig | None = None,
               out: str | Path | None = None, ab_log: pd.DataFrame | None = None,
               log: Callable[[str], Any] = print, progress: bool = False, events: pd.DataFrame | None = None,
@@ -222,12 +234,16 @@ def run_suite(data: Dataset | World, root: str | Path, *, config: SuiteConfig | 
         if kind not in snap.kinds:
             res.skipped.append(f"clusters {v}: no {kind.value} table")
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LeeWarning)  # small clusters are flagged in the table itself
-            res.clusters[v] = cluster_snapshot(snap, kind, k=k, events=ctr_events, items=items,
-                                               domain=1 if "domain" in ctr_events.columns else None,
-                                               labels=labels if kind.entity == "user" else None,
-                                               truth=truth if kind.entity == "user" else None, seed=cfg.seed)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LeeWarning)  # small clusters are flagged in the table itself
+                res.clusters[v] = cluster_snapshot(snap, kind, k=k, events=ctr_events, items=items,
+                                                   domain=1 if "domain" in ctr_events.columns else None,
+                                                   labels=labels if kind.entity == "user" else None,
+                                                   truth=truth if kind.entity == "user" else None, seed=cfg.seed)
+        except LeeError as exc:  # e.g. text ids against a log of integer ids: the other variants still run
+            res.skipped.append(f"clusters {v}: not run ({_id_types(snap, kind, ctr_events)}): {exc}")
+            continue
         if cfg.map_variants is None or v in cfg.map_variants:
             table = snap.load(kind)
             order = pd.Index(table.ids).get_indexer(res.clusters[v].ids)
@@ -245,10 +261,13 @@ def run_suite(data: Dataset | World, root: str | Path, *, config: SuiteConfig | 
     if todo:
         stream = stream if stream is not None else stream_from_dataset(ds)
         for v in todo:
-            res.importance[v] = importance_for_snapshot(
-                stream, current[v], usage=cfg.importance_usage, mode=cfg.importance_mode,
-                n_repeats=cfg.importance_repeats, n_boot=cfg.n_boot, seed=cfg.seed, device=cfg.device,
-                progress=progress)
+            try:
+                res.importance[v] = importance_for_snapshot(
+                    stream, current[v], usage=cfg.importance_usage, mode=cfg.importance_mode,
+                    n_repeats=cfg.importance_repeats, n_boot=cfg.n_boot, seed=cfg.seed, device=cfg.device,
+                    progress=progress)
+            except LeeError as exc:  # the snapshot cannot feed the proxy (ids, tables): the report says why
+                res.skipped.append(f"importance {v}: not run: {exc}")
         log(f"      feature-masking importance: {', '.join(todo)}")
 
     # --- user-segment GMV lift
