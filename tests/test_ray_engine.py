@@ -493,3 +493,36 @@ def test_data_parallel_wider_than_the_ray_cluster_is_refused(cluster, job_dir):
     path.write_text(text.replace("n_boot = 30", "n_boot = 30\ndata_parallel = 3"), encoding="utf-8")
     with pytest.raises(ConfigError, match="data_parallel = 3 needs 3 CPUs on the Ray cluster, which has 2 CPUs"):
         run_job(load_job(path), progress=False, log=_quiet)
+
+
+def test_kmeans_partitioned_moves_an_emptied_cluster_as_the_local_fit_does(cluster, tmp_path, monkeypatch):
+    """A centroid that no row is nearest to in a full pass (the sample fit's centroid 0 moved far
+    away) is moved to the pass's farthest row on both engines: on Ray the farthest row of each chunk
+    comes back from the range tasks and the driver reads that one row; labels, centroids and inertia
+    equal the in-memory fit's, and every cluster ends non-empty."""
+    import analysis.lloyd as lloyd_mod
+    from analysis.clusters import kmeans, kmeans_partitioned
+
+    original = lloyd_mod._restarts
+
+    def far_centroid(*args, **kwargs):
+        c, p, it = original(*args, **kwargs)
+        c = c.copy()
+        c[0] = 1e4
+        return c, p, it
+
+    monkeypatch.setattr(lloyd_mod, "_restarts", far_centroid)
+    rng = np.random.default_rng(1)
+    n, d, k = 70_000, 8, 6
+    truth = rng.integers(k, size=n)
+    x = (3 * rng.normal(size=(k, d))[truth] + rng.normal(size=(n, d))).astype(np.float32)
+    write_snapshot(tmp_path, "v", "2026-01-01T00:00:00Z", {"UR": EmbeddingTable(np.arange(n, dtype=np.int64), x)})
+    snap = SnapshotStore(tmp_path).latest("v")
+    opts = {"seed": 0, "n_init": 1, "sample": 5000}
+    local = kmeans(x, k, **opts)
+    on_ray, _ = kmeans_partitioned(snap, "UR", k, engine=cluster, rows_per_task=30_000, **opts)
+    assert on_ray.info["ranges"] == 2
+    assert np.array_equal(on_ray.labels, local.labels)
+    np.testing.assert_allclose(on_ray.centroids, local.centroids, rtol=1e-6, atol=0)
+    assert on_ray.inertia == pytest.approx(local.inertia, rel=1e-9)
+    assert np.bincount(on_ray.labels, minlength=k).min() > 0 and np.abs(on_ray.centroids).max() < 1e3
