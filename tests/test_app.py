@@ -108,7 +108,8 @@ def test_new_evaluation_with_progress_then_ranking(app, tmp_path):
 
 
 def test_new_evaluation_form_passes_the_engine(app, monkeypatch):
-    """The form's engine and Ray address reach the job as its [engine] (the dashboard computes nothing
+    """The form's engine and Ray address reach the job as its [engine], its data-parallel workers as
+    [eval] data_parallel (the dashboard computes nothing
     itself: run_job, the same call `lee evaluate` makes, gets the job)."""
     import lee.jobs.run as jobs_run
     from lee.jobs.run import JobReport
@@ -124,10 +125,12 @@ def test_new_evaluation_form_passes_the_engine(app, monkeypatch):
     app.multiselect(key="lee_variants").set_value(["oracle"])
     app.selectbox(key="lee_engine").set_value("ray")
     app.text_input(key="lee_address").set_value(" auto ")
+    app.number_input(key="lee_data_parallel").set_value(2)
     app.button[0].click().run()
     _clean(app)
     assert "1 evaluated" in app.success[0].value
     assert len(seen) == 1 and seen[0].engine.kind == "ray" and seen[0].engine.address == "auto"
+    assert seen[0].eval.data_parallel == 2 and all(c.data_parallel == 2 for c in seen[0].eval_configs())
     assert seen[0].job.variants == ("oracle",)
 
 

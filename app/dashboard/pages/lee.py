@@ -79,6 +79,11 @@ with st.form("lee_form"):
                                "or the cluster at the address below); the dashboard stays the only writer of the store")
     address = st.text_input("Ray address (optional)", key="lee_address",
                             help="e.g. auto or ray://head:10001; empty starts a Ray instance on this machine")
+    data_parallel = st.number_input("Data-parallel workers per proxy", min_value=1, max_value=64, value=1, step=1,
+                                    key="lee_data_parallel",
+                                    help="1: one process; N: each proxy's batches split across N workers whose "
+                                         "gradients are averaged (local processes, or Ray tasks on the ray engine); "
+                                         "for streams too large for one worker, not faster on a small machine")
     go = st.form_submit_button("Evaluate")
 if go:
     if not chosen:
@@ -87,7 +92,8 @@ if go:
     src.db.parent.mkdir(parents=True, exist_ok=True)
     job = JobConfig(job=JobSpec(name="dashboard", snapshots=src.root, data=src.world, results=src.db,
                                 variants=tuple(chosen), latest_only=True, device=Device.CPU),
-                    eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds))),
+                    eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds)),
+                                 data_parallel=int(data_parallel)),
                     stream=StreamSpec(part=part)).with_engine(engine, address.strip() or None)
     bar = st.progress(0.0, text="starting…")
 
