@@ -538,14 +538,23 @@ def recorded_decisions(db: str | Path, *, latest_per_variant: bool = True) -> li
     return out
 
 
+def decision_table(db: str | Path, *, latest_per_variant: bool = False) -> pd.DataFrame:
+    """The gate decisions recorded in a results store, newest first, one row each (variant, decision,
+    candidate, incumbent, decided_at, reasons joined into one sentence, decision_id); empty when none or
+    no store. ``latest_per_variant`` keeps the newest per candidate variant. What ``lee results ls`` lists
+    when a store holds decisions but no LEE runs."""
+    cols = ["candidate_variant", "decision", "candidate", "incumbent", "decided_at", "reasons", "decision_id"]
+    named = {"candidate_variant": "variant"}
+    if not Path(db).is_file() or Path(db).stat().st_size == 0:
+        return pd.DataFrame(columns=cols).rename(columns=named)
+    frame = ResultsStore(db, readonly=True).gate_decisions(latest_per_variant=latest_per_variant)  # never alters it
+    if frame.empty:
+        return pd.DataFrame(columns=cols).rename(columns=named)
+    frame["reasons"] = ["; ".join(r) if r else "every rule passed" for r in frame["reasons"]]
+    return frame[cols].rename(columns=named).reset_index(drop=True)
+
+
 def latest_decisions(db: str | Path) -> pd.DataFrame:
     """The newest gate decision per candidate variant in a results store (empty when none or no store)."""
-    cols = ["candidate_variant", "decision", "candidate", "incumbent", "decided_at", "reasons"]
-    if not Path(db).is_file() or Path(db).stat().st_size == 0:
-        return pd.DataFrame(columns=cols)
-    frame = ResultsStore(db, readonly=True).gate_decisions(latest_per_variant=True)  # reading never alters it
-    if frame.empty:
-        return pd.DataFrame(columns=cols)
-    frame["reasons"] = ["; ".join(r) if r else "every rule passed" for r in frame["reasons"]]
-    return frame[cols].rename(columns={"candidate_variant": "variant"}).reset_index(drop=True)
+    return decision_table(db, latest_per_variant=True).drop(columns="decision_id")
 

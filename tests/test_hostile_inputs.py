@@ -307,7 +307,7 @@ def test_results_store_on_a_read_only_file_system_can_be_read(tmp_path):
               f"main(['results', 'compare', '--db', '{mnt}/results.sqlite', '--json']))")
     proc = _in_mount_namespace(read_only, script)
     assert proc.returncode == 0, proc.stderr
-    assert "no runs" in proc.stdout and "Traceback" not in proc.stderr
+    assert "no LEE runs" in proc.stdout and "Traceback" not in proc.stderr
     # a writer there is told what the problem is, not "not a LEE results database"
     proc = _in_mount_namespace(read_only, f"from lee.jobs.store import ResultsStore; ResultsStore('{mnt}/new.sqlite')")
     assert "read-only file system" in proc.stderr and "not a LEE results database" not in proc.stderr

@@ -107,6 +107,16 @@ def _results_store(args: argparse.Namespace):
 def cmd_results_ls(args: argparse.Namespace) -> int:
     df = _results_store(args).runs(job=args.job)
     cols = ["run_id", "job", "variant", "event_time", "usage", "fusion", "auc", "delta_auc", "verdict", "finished_at"]
+    if df.empty and not args.json:  # say what the store does hold: the release gate's decisions, if any
+        from analysis.gate import decision_table
+
+        gates = decision_table(args.db)
+        listed = ", newest first:" if len(gates) else ""
+        print(f"no LEE runs{f' of job {args.job}' if args.job else ''} in {args.db} (lee evaluate records them); "
+              f"{len(gates)} release-gate decision(s) recorded (lee gate --db){listed}")
+        if len(gates):
+            print_frame(gates, args)
+        return 0
     print_frame(df[cols] if not df.empty else df, args)
     return 0
 
