@@ -27,7 +27,9 @@ from tqdm.auto import tqdm
 from analysis.compare.budget import compare_budget, sample_bytes
 from analysis.compare.neighbours import EXACT_MAX, churn_by_attribute, cluster_stability, knn_overlap
 from analysis.compare.paired import FIT_SAMPLE, gather_rows, join_ids, paired_similarity, sample_positions
+from analysis.compare.partitioned import paired_similarity_partitioned
 from analysis.drift import SAMPLE, classifier_test, mmd_test, stratified_sample
+from lee.engine import Engine
 from lee.errors import InputError, LeeError, SnapshotNotFoundError
 from lee.results import SavedResult, register
 from lee.snapshot import Snapshot, SnapshotStore, TableKind, open_any
@@ -211,7 +213,7 @@ def compare_versions(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind
                      exact_max: int = EXACT_MAX, drift_sample: int = SAMPLE, strata: pd.Series | None = None,
                      mmd_permutations: int = 500, classifier_permutations: int = 200, drift_space: str = "auto",
                      seed: int = 0, verify: bool = True, progress: bool = False,
-                     memory_mb: float = DEFAULT_MEMORY_MB) -> VersionComparison:
+                     memory_mb: float = DEFAULT_MEMORY_MB, engine: Engine | None = None) -> VersionComparison:
     """Every paired and unpaired measure of version ``b`` against version ``a`` of table ``kind``.
 
     ``drift_space``: ``raw`` runs the drift tests on the vectors as they are; ``aligned`` maps ``b``'s
@@ -223,6 +225,12 @@ def compare_versions(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind
     per-id results, the largest of the stated samples' working sets (alignment fit, neighbour population,
     cluster sample, drift samples) and the paired pass's batches and blocks sized from what is left.
     A bound too small for even 1,024-row batches is refused before any vector is read, naming the least.
+
+    ``engine`` (default None: this process) runs the paired pass — the join by id and every per-id and
+    summed statistic over all shared ids — as tasks over id-hash partitions of both tables
+    (:func:`analysis.compare.partitioned.paired_similarity_partitioned`); the samples (alignment fit,
+    neighbours, clusters, drift) are drawn and used in this process as without one, so the result is the
+    same (per-id cosines identical, CKA to rounding). ``memory_mb`` then bounds this process's share.
     """
     kind = TableKind.parse(kind)
     if drift_space not in ("auto", "raw", "aligned"):
@@ -251,8 +259,13 @@ def compare_versions(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind
     nan = float("nan")
     empty = np.zeros(0, np.float32)
     if n_shared >= 2:
-        paired = paired_similarity(a, b, kind, fit_sample=fit_sample, seed=seed, verify=verify, progress=progress,
-                                   memory_mb=memory_mb, held_bytes=held, joined=(ids_a, ids_b, pos))
+        if engine is None:
+            paired = paired_similarity(a, b, kind, fit_sample=fit_sample, seed=seed, verify=verify,
+                                       progress=progress, memory_mb=memory_mb, held_bytes=held,
+                                       joined=(ids_a, ids_b, pos))
+        else:
+            paired = paired_similarity_partitioned(a, b, kind, engine=engine, fit_sample=fit_sample, seed=seed,
+                                                   verify=verify, joined=(ids_a, ids_b, pos))
         al = paired.alignment
         steps.update(1)
         pop = sample_positions(paired.n_shared, knn_max, seed)

@@ -52,6 +52,7 @@ def another_basis(doc: dict[str, Any], *, gap: float = 0.2) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare import compare_versions, open_version
+    from app.cli.analyze import _engine as engine_of
     from lee.results import plain
 
     if args.by and not args.data:
@@ -69,9 +70,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise InputError(f"--stratify {args.stratify}: no such column in the {entity}s table; columns: "
                              f"{', '.join(map(str, attrs.columns))}")
         strata = attrs.set_index(f"{entity}_id")[args.stratify]
-    res = compare_versions(a, b, kind, k=args.k, clusters=args.clusters, drift_sample=args.sample, strata=strata,
-                           knn_max=args.knn_max, seed=args.seed, verify=not args.no_verify,
-                           progress=not (args.quiet or args.json), memory_mb=args.memory_mb)
+    with engine_of(args) as engine:
+        res = compare_versions(a, b, kind, k=args.k, clusters=args.clusters, drift_sample=args.sample,
+                               strata=strata, knn_max=args.knn_max, seed=args.seed, verify=not args.no_verify,
+                               progress=not (args.quiet or args.json), memory_mb=args.memory_mb, engine=engine)
     doc = plain(res.summary())
     if args.by:
         doc["by"] = plain(res.by_attribute(attrs, args.by, share=args.share, bins=args.bins).to_dict(orient="records"))
@@ -124,6 +126,12 @@ def register(sub: Any, common: AddCommon) -> None:
     p.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB,
                    help=f"memory bound in MiB: the ids, the samples and the streamed pass's chunks fit within it; "
                         f"too small a bound is refused up front naming the least (default {DEFAULT_MEMORY_MB})")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): in this process within --memory-mb; ray: the paired pass (join by id, "
+                        "per-id cosines, CKA's sums) as Ray tasks over id-hash partitions, exact sums merged; the "
+                        "samples (alignment fit, neighbours, clusters, drift) stay here; equal results")
+    p.add_argument("--address", help="with --engine ray: an existing Ray cluster ('auto', 'ray://HEAD:10001'); "
+                                     "default: a Ray instance started on this machine")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.add_argument("--out", type=Path, help="also write the result's JSON and CSV tables to this directory")
