@@ -47,6 +47,11 @@ from lee.snapshot import Snapshot, TableKind
 from lee.timeutil import time_dirname
 from lee.versions import warn_skew
 
+READING = ("_vs_retrained: consumers trained on the incumbent and served the candidate without retraining, "
+           "against consumers retrained on the candidate (strict backward compatibility); _vs_keep: the same "
+           "consumers against keeping the incumbent (the release risk: are they worse than today?); an interval "
+           "entirely below 0 is 'incompatible' or 'worse'")
+
 
 def snapshot_label(snapshot: Snapshot) -> str:
     """``variant@<event time>``, how a version is named in results and messages."""
@@ -82,19 +87,30 @@ class CompatResult(SavedResult):
     vs_keep: dict[str, list[float]] = field(default_factory=dict)  # raw / aligned: [Δ, low, high] of swap − keep
 
     def summary(self) -> dict[str, Any]:
+        """Every number, each named by what it is measured against: ``_vs_retrained`` (the swap against
+        consumers retrained on the candidate: strict backward compatibility) or ``_vs_keep`` (against
+        keeping the incumbent: the release risk). The two can disagree: a better candidate is often
+        incompatible against retraining (retrained consumers gain more) and yet no worse than keeping."""
+        nan3 = [float("nan")] * 3
+        keep_raw, keep_aligned = self.vs_keep.get("raw", nan3), self.vs_keep.get("aligned", nan3)
         return {"before": self.before, "after": self.after, "usage": self.usage, "fusion": self.fusion,
                 "seeds": self.seeds, "trained_events": self.trained_events, "test_events": self.test_events,
                 "auc_keep": self.auc_keep, "auc_swap": self.auc_swap, "auc_swap_aligned": self.auc_swap_aligned,
                 "auc_retrained": self.auc_retrained,
-                "delta_auc_swap": self.delta_raw, "delta_auc_swap_ci": [self.raw_low, self.raw_high],
-                "delta_auc_swap_aligned": self.delta_aligned,
-                "delta_auc_swap_aligned_ci": [self.aligned_low, self.aligned_high],
-                "delta_auc_swap_vs_keep": self.vs_keep.get("raw", [float("nan")] * 3)[0],
-                "delta_auc_swap_vs_keep_ci": self.vs_keep.get("raw", [float("nan")] * 3)[1:],
-                "delta_auc_swap_aligned_vs_keep": self.vs_keep.get("aligned", [float("nan")] * 3)[0],
-                "delta_auc_swap_aligned_vs_keep_ci": self.vs_keep.get("aligned", [float("nan")] * 3)[1:],
-                "level": self.level, "verdict": self.verdict, "verdict_aligned": self.verdict_aligned,
-                "notes": self.notes}
+                "delta_auc_swap_vs_retrained": self.delta_raw,
+                "delta_auc_swap_vs_retrained_ci": [self.raw_low, self.raw_high],
+                "delta_auc_swap_aligned_vs_retrained": self.delta_aligned,
+                "delta_auc_swap_aligned_vs_retrained_ci": [self.aligned_low, self.aligned_high],
+                "delta_auc_swap_vs_keep": keep_raw[0],
+                "delta_auc_swap_vs_keep_ci": keep_raw[1:],
+                "delta_auc_swap_aligned_vs_keep": keep_aligned[0],
+                "delta_auc_swap_aligned_vs_keep_ci": keep_aligned[1:],
+                "level": self.level,
+                "verdict_vs_retrained": self._against_retrained(self.raw_low, self.raw_high),
+                "verdict_aligned_vs_retrained": self._against_retrained(self.aligned_low, self.aligned_high),
+                "verdict_vs_keep": self._against_keep(*keep_raw[1:]),
+                "verdict_aligned_vs_keep": self._against_keep(*keep_aligned[1:]),
+                "reading": READING, "notes": self.notes}
 
     @staticmethod
     def _verdict(low: float, high: float) -> str:
@@ -102,13 +118,26 @@ class CompatResult(SavedResult):
             return "not applicable"
         return "incompatible" if high < 0 else "compatible"
 
+    @classmethod
+    def _against_retrained(cls, low: float, high: float) -> str:
+        verdict = cls._verdict(low, high)
+        return verdict if verdict == "not applicable" else f"{verdict} against retraining on the candidate"
+
+    @staticmethod
+    def _against_keep(low: float, high: float) -> str:
+        if not np.isfinite(low) or not np.isfinite(high):
+            return "not applicable"
+        return "worse than keeping the incumbent" if high < 0 else "no worse than keeping the incumbent"
+
     @property
     def verdict(self) -> str:
-        """``incompatible`` when the raw swap is significantly worse than retraining, else ``compatible``."""
+        """``incompatible`` when the raw swap is significantly worse than retraining on the candidate, else
+        ``compatible`` (against retraining, not against keeping the incumbent: see ``vs_keep``)."""
         return self._verdict(self.raw_low, self.raw_high)
 
     @property
     def verdict_aligned(self) -> str:
+        """:attr:`verdict` of the aligned swap (against retraining on the candidate)."""
         return self._verdict(self.aligned_low, self.aligned_high)
 
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -482,7 +482,14 @@ def run_gate(root: str | Path, candidate: str, incumbent: str, data: Dataset | W
                                      f"candidate {what} into consumers trained on the incumbent: ΔAUC {delta:+.4f} "
                                      f"[{low:+.4f}, {high:+.4f}] against {against}"
                                      + (" — consumers must be retrained first" if fired else "")))
-            details["compat"] = compat.summary()
+            # the comparison the rule judged leads the details, so that a verdict against the other
+            # reference (e.g. 'incompatible against retraining' while the rule, against keeping, passes)
+            # is not read as contradicting the rule's outcome
+            details["compat"] = {"rule": {"judged": f"the {c.swap} swap against {against}",
+                                          "reference": c.reference, "swap": c.swap, "delta_auc": delta,
+                                          "ci": [low, high], "threshold": -c.max_loss,
+                                          "outcome": _compat_outcome(fired, c.action, high, -c.max_loss)},
+                                 **compat.summary()}
 
     decision = decide(outcomes)
     now = datetime.now(UTC)
@@ -501,6 +508,16 @@ def run_gate(root: str | Path, candidate: str, incumbent: str, data: Dataset | W
     if db is not None:
         record(result, db)
     return result
+
+
+def _compat_outcome(fired: bool, action: str, high: float, threshold: float) -> str:
+    """The compat rule's outcome in words, with the bound it was judged by (the details' ``rule.outcome``)."""
+    if fired and not (np.isfinite(high) and high < threshold):
+        return f"fired ({action}): no finite measure"
+    if not np.isfinite(high):
+        return "passed: no interval to judge"
+    side = "is below" if fired else "is not below"
+    return f"{f'fired ({action})' if fired else 'passed'}: the interval's upper end {high:+.4f} {side} {threshold:+.4f}"
 
 
 def record(decision: GateDecision, db: str | Path) -> None:

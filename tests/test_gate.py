@@ -106,8 +106,40 @@ def test_a_better_stable_candidate_ships(root: Path, world: Path, tmp_path: Path
     dec = run_gate(root, "oracle", "noise_high", Dataset.open(world), rules=rules, db=tmp_path / "r.sqlite")
     assert dec.decision == Decision.SHIP and dec.exit_code == 0 and not _fired(dec), dec.rules
     assert dec.details["lee"]["ci_low"] > 0                          # the oracle beats its noisy copy
-    assert dec.details["compat"]["delta_auc_swap_vs_keep_ci"][1] >= -0.002
+    compat = dec.details["compat"]
+    assert compat["delta_auc_swap_vs_keep_ci"][1] >= -0.002
+    # the details lead with the comparison the rule judged and say it passed; every verdict names its reference
+    assert compat["rule"]["judged"] == "the raw swap against keeping the incumbent"
+    high = compat["delta_auc_swap_vs_keep_ci"][1]
+    assert compat["rule"]["outcome"] == f"passed: the interval's upper end {high:+.4f} is not below -0.0020"
+    assert compat["verdict_vs_keep"] == "no worse than keeping the incumbent"
+    assert compat["verdict_vs_retrained"] in ("compatible against retraining on the candidate",
+                                              "incompatible against retraining on the candidate")
+    assert "verdict" not in compat and "delta_auc_swap" not in compat   # no number without its reference
+    assert compat["delta_auc_swap_vs_retrained"] == pytest.approx(compat["auc_swap"] - compat["auc_retrained"])
     assert latest_decisions(tmp_path / "r.sqlite")["decision"].tolist() == ["ship"]
+
+
+def test_compat_details_name_what_each_comparison_is_against() -> None:
+    # a better candidate: served as is, today's consumers gain (vs keep > 0) but retrained ones gain more
+    # (vs retrained < 0) -- the measured oracle-vs-noise_low case of the tiny fixture, rounded
+    from analysis.compat import CompatResult
+
+    res = CompatResult(before="inc@1", after="cand@2", usage="UR+IR", fusion="concat", seeds=[0], trained_events=10,
+                       test_events=5, auc_keep=0.745, auc_swap=0.752, auc_swap_aligned=0.752, auc_retrained=0.772,
+                       delta_raw=-0.020, raw_low=-0.027, raw_high=-0.013, delta_aligned=-0.019, aligned_low=-0.026,
+                       aligned_high=-0.012, level=0.95, n_boot=30,
+                       vs_keep={"raw": [0.007, 0.002, 0.013], "aligned": [0.007, -0.003, 0.012]})
+    s = res.summary()
+    assert s["verdict_vs_retrained"] == s["verdict_aligned_vs_retrained"] == \
+        "incompatible against retraining on the candidate"
+    assert s["verdict_vs_keep"] == s["verdict_aligned_vs_keep"] == "no worse than keeping the incumbent"
+    assert s["delta_auc_swap_vs_retrained_ci"] == [-0.027, -0.013] and s["delta_auc_swap_vs_keep_ci"] == [0.002, 0.013]
+    assert "against consumers retrained on the candidate" in s["reading"] and "keeping the incumbent" in s["reading"]
+    assert res.verdict == "incompatible"   # the attribute keeps its documented meaning (against retraining)
+    worse = CompatResult(**{**res.__dict__, "vs_keep": {"raw": [-0.01, -0.02, -0.005]}}).summary()
+    assert worse["verdict_vs_keep"] == "worse than keeping the incumbent"
+    assert worse["verdict_aligned_vs_keep"] == "not applicable"        # no aligned swap measured
 
 
 def test_a_rescaled_candidate_is_rolled_back(root: Path, world: Path, rules_file: Path,
@@ -180,6 +212,10 @@ def test_a_rotated_candidate_is_held_unless_consumers_take_it_aligned(root: Path
     assert "another basis" in raw.rules.set_index("rule").loc["similarity", "reason"]
     assert raw.compat is not None and raw.compat.vs_keep["raw"][2] < -0.002     # served rotated: worse than today
     assert "against keeping the incumbent" in raw.rules.set_index("rule").loc["compat", "reason"]
+    compat = raw.details["compat"]
+    assert compat["rule"]["judged"] == "the raw swap against keeping the incumbent"
+    assert compat["rule"]["outcome"].startswith("fired (hold): the interval's upper end -")
+    assert compat["verdict_vs_keep"] == "worse than keeping the incumbent"
     assert raw.details["similarity"]["aligned_cosine_mean"] > 0.999     # the same vectors, rotated
     aligned = run_gate(root, "rotated", "oracle", Dataset.open(world),
                        rules=GateRules.from_dict({**off, "compat": {"test_windows": 2, "swap": "aligned"}}))
