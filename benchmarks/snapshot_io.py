@@ -55,6 +55,7 @@ OPS: dict[str, tuple[str, str]] = {
     "pq_write_default": ("pyarrow write_table, defaults (snappy, dictionary)", "write"),
     "pq_write_none": ("pyarrow write_table, compression=none", "write"),
     "pq_write_none_fsync": ("pyarrow write_table, compression=none + fsync", "write"),
+    "pq_write_none_crc_fsync": ("pyarrow write_table, compression=none, page CRCs + fsync", "write"),
     "pq_read_default": ("pyarrow read_table, file with defaults", "read"),
     "pq_read_none": ("pyarrow read_table, file with compression=none", "read"),
     "pq_read_none_numpy": ("pyarrow read_table (none) + to numpy ids/matrix", "read"),
@@ -159,8 +160,10 @@ def _op_callable(op: str, workdir: Path, rows: int, dim: int, seed: int):
         if op == "lee_write":
             def run(i):
                 write_snapshot(out / str(i), SNAP_VARIANT, SNAP_TIME, {"UR": EmbeddingTable(ids, vectors)})
-        elif op in ("pq_write_default", "pq_write_none", "pq_write_none_fsync"):
-            kwargs = {} if op == "pq_write_default" else {"compression": "none"}
+        elif op in ("pq_write_default", "pq_write_none", "pq_write_none_fsync", "pq_write_none_crc_fsync"):
+            kwargs: dict = {} if op == "pq_write_default" else {"compression": "none"}
+            if op == "pq_write_none_crc_fsync":   # the page CRCs lee's files carry (lee adds the sha256)
+                kwargs["write_page_checksum"] = True
             fsync = op.endswith("_fsync")
 
             def run(i):
@@ -396,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     file_for = {
         "lee_write": "lee", "lee_load_verify": "lee", "lee_load_noverify": "lee", "lee_iter_chunks": "lee",
         "lee_iter_chunks_noverify": "lee", "pq_write_default": "pq_default", "pq_read_default": "pq_default",
-        "pq_write_none": "pq_none", "pq_write_none_fsync": "pq_none", "pq_read_none": "pq_none",
+        "pq_write_none": "pq_none", "pq_write_none_fsync": "pq_none",
+        "pq_write_none_crc_fsync": "pq_none", "pq_read_none": "pq_none",
         "pq_read_none_numpy": "pq_none", "np_save": "npy", "np_save_fsync": "npy", "np_load": "npy",
     }
     rows_out = []

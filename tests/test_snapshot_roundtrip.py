@@ -541,3 +541,24 @@ def test_refused_write_creates_nothing(tmp_path):
     with pytest.raises(SnapshotError, match="duplicate id"):
         write_snapshot(tmp_path, "v", T0, {"UR": small_table(), "IR": bad})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_sha256_and_size_are_the_files_own_when_hashed_on_a_second_thread(tmp_path, monkeypatch):
+    """The writer hashes chunks on a second thread while it encodes; the manifest must still hold the
+    sha256 and byte count of exactly the bytes on disk, for every table, also when more chunks are
+    written than may wait for the hash (bound forced down to 1 here)."""
+    import hashlib
+
+    monkeypatch.setattr(writer_mod._HashingSink, "PENDING", 1)
+    rng = np.random.default_rng(5)
+    tables = {kind: EmbeddingTable(np.arange(n, dtype=np.int64), rng.standard_normal((n, 24), dtype=np.float32))
+              for kind, n in (("UR", 30_000), ("IR", 7_001))}
+    path = write_snapshot(tmp_path, "v", "2026-01-01T00:00:00Z", tables)
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    assert len(manifest["tables"]) == 2
+    for entry in manifest["tables"].values():
+        data = (path / entry["file"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
+    snap = SnapshotStore(tmp_path).latest("v")
+    for kind, table in tables.items():
+        np.testing.assert_array_equal(snap.load(kind).vectors, table.vectors)   # load verifies the sha256

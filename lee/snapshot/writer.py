@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,24 +33,44 @@ from lee.timeutil import parse_event_time, time_dirname
 
 
 class _HashingSink(io.RawIOBase):
-    """A write-only file that hashes what passes through, so the bytes are never held twice."""
+    """A write-only file that hashes what passes through, so the bytes are never held twice.
 
-    def __init__(self, fh: io.BufferedWriter) -> None:
+    The sha256 runs on a second thread (hashlib releases the GIL), in the order the chunks were
+    written, while the writer goes on encoding: at 1M × 64 the hashing (0.15 s of 1.06 s) leaves the
+    writer's critical path on a machine with a free core. pyarrow hands each chunk over as an
+    immutable ``bytes``, so hashing it later is safe; at most :attr:`PENDING` chunks (a few MB each at
+    most) wait for the hash. :meth:`hexdigest` waits for the last one.
+    """
+
+    PENDING = 64
+
+    def __init__(self, fh: io.BufferedWriter, pool: ThreadPoolExecutor) -> None:
         self._fh = fh
         self._pos = 0
-        self.digest = hashlib.sha256()
+        self._digest = hashlib.sha256()
+        self._pool = pool
+        self._pending: deque[Future[None]] = deque()
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
-        self.digest.update(data)
-        n = self._fh.write(data)
+        chunk = data if isinstance(data, bytes) else bytes(data)   # a view could change after we return
+        if len(self._pending) >= self.PENDING:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._digest.update, chunk))
+        n = self._fh.write(chunk)
         self._pos += n
         return n
 
     def tell(self) -> int:
         return self._pos
+
+    def hexdigest(self) -> str:
+        """The sha256 of everything written, once every chunk has been hashed."""
+        while self._pending:
+            self._pending.popleft().result()
+        return self._digest.hexdigest()
 
 
 def write_snapshot(
@@ -112,16 +134,17 @@ def _write_tables(tmp: Path, kinds: dict[TableKind, EmbeddingTable], variant: st
     """Write every table (sha256 and size computed as the bytes stream to disk) and the manifest."""
     infos: dict[TableKind, TableInfo] = {}
     for kind, table in kinds.items():
-        with open(tmp / kind.filename, "wb") as fh:
-            sink = _HashingSink(fh)  # the sha256 is computed as the bytes stream to disk
+        with open(tmp / kind.filename, "wb") as fh, ThreadPoolExecutor(max_workers=1) as hasher:
+            sink = _HashingSink(fh, hasher)  # the sha256 is computed as the bytes stream to disk
             write_parquet(table, pa.PythonFile(sink, mode="w"), compression=compression)
+            digest = sink.hexdigest()
         infos[kind] = TableInfo(
             kind=kind,
             file=kind.filename,
             dim=table.dim,
             rows=len(table),
             id_type=table.id_type,
-            sha256=sink.digest.hexdigest(),
+            sha256=digest,
             has_updated_at=table.updated_at is not None,
             bytes=sink.tell(),
         )
