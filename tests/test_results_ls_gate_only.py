@@ -56,6 +56,13 @@ def test_results_ls_lists_the_gate_decisions_of_a_store_without_runs(tmp_path, c
     assert table["decision_id"].tolist() == recorded["decision_id"].tolist() == [decision["decision_id"]]
     assert table["reasons"][0] == ("; ".join(decision["reasons"]) or "every rule passed")
 
+    # results compare says the same, naming its filters
+    rc, out = run(capsys, "results", "compare", "--db", db, "--usage", "UR+IR")
+    assert rc == 0
+    assert out.splitlines()[0] == (f"no LEE runs with usage UR+IR in {db} (lee evaluate records them); 1 "
+                                   "release-gate decision(s) recorded (lee gate --db), newest first:")
+    assert decision["decision_id"] in out
+
     # scripts keep the runs' records: none
     rc, out = run(capsys, "results", "ls", "--db", db, "--json")
     assert rc == 0 and json.loads(out) == []

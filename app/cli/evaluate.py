@@ -107,17 +107,24 @@ def _results_store(args: argparse.Namespace):
 def cmd_results_ls(args: argparse.Namespace) -> int:
     df = _results_store(args).runs(job=args.job)
     cols = ["run_id", "job", "variant", "event_time", "usage", "fusion", "auc", "delta_auc", "verdict", "finished_at"]
-    if df.empty and not args.json:  # say what the store does hold: the release gate's decisions, if any
-        from analysis.gate import decision_table
-
-        gates = decision_table(args.db)
-        listed = ", newest first:" if len(gates) else ""
-        print(f"no LEE runs{f' of job {args.job}' if args.job else ''} in {args.db} (lee evaluate records them); "
-              f"{len(gates)} release-gate decision(s) recorded (lee gate --db){listed}")
-        if len(gates):
-            print_frame(gates, args)
-        return 0
+    if df.empty and not args.json:
+        return _no_runs(args)
     print_frame(df[cols] if not df.empty else df, args)
+    return 0
+
+
+def _no_runs(args: argparse.Namespace) -> int:
+    """Say what a store without matching LEE runs does hold: the release gate's decisions, if any."""
+    from analysis.gate import decision_table
+
+    which = [f"{name} {value}" for name, value in (("of job", args.job), ("with usage", getattr(args, "usage", None)),
+                                                   ("and fusion", getattr(args, "fusion", None))) if value]
+    gates = decision_table(args.db)
+    listed = ", newest first:" if len(gates) else ""
+    print(f"no LEE runs{' ' + ' '.join(which) if which else ''} in {args.db} (lee evaluate records them); "
+          f"{len(gates)} release-gate decision(s) recorded (lee gate --db){listed}")
+    if len(gates):
+        print_frame(gates, args)
     return 0
 
 
@@ -164,6 +171,8 @@ def cmd_results_compare(args: argparse.Namespace) -> int:
 
     store = _results_store(args)
     df = store.compare(usage=args.usage, fusion=args.fusion, job=args.job)
+    if df.empty and not args.json:
+        return _no_runs(args)
     df = add_multiplicity(df, run_levels(store, df))
     cols = ["variant", "event_time", "usage", "fusion", "auc", "baseline_auc", "delta_auc", "ci_low", "ci_high",
             "rela_impr", "auc_pooled", "calibration", "coverage_events", "coverage_ids", "verdict", "verdict_holm",
