@@ -499,6 +499,26 @@ def _in_row_order(rows: Sequence[np.ndarray], *values: Sequence[np.ndarray]) -> 
     return [np.concatenate(list(v))[order] if v else np.empty(0) for v in values]
 
 
+def scatter_by_id_hash(engine: Engine, first: Snapshot, second: Snapshot, kind: TableKind, parts: int | None,
+                       rows_per_task: int) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]], list[list[Any]]]:
+    """The map side of a join of two tables by id hash: every row range of ``first``, then of
+    ``second``, split into ``parts`` partitions kept on ``engine`` (``handles[range][partition]``).
+    ``parts`` None: partitions of about ``PARTITION_BYTES`` of both tables' vectors, at least twice the
+    engine's parallelism. Returns (parts, ranges of ``first``, ranges of ``second``, handles)."""
+    from lee.snapshot.ranges import row_ranges
+
+    i1, i2 = first.info(kind), second.info(kind)
+    if parts is None:
+        size = (i1.rows * i1.dim + i2.rows * i2.dim) * 4
+        parts = max(2 * engine.parallelism, -(-size // PARTITION_BYTES))
+    if parts <= 0 or rows_per_task <= 0:
+        raise InputError(f"parts and rows_per_task must be positive; got {parts} and {rows_per_task}")
+    ranges_1, ranges_2 = row_ranges(first, kind, rows_per_task), row_ranges(second, kind, rows_per_task)
+    handles = engine.scatter(split_by_id_hash, [(first, kind, lo, hi, parts) for lo, hi in ranges_1]
+                             + [(second, kind, lo, hi, parts) for lo, hi in ranges_2], parts)
+    return parts, ranges_1, ranges_2, handles
+
+
 def cosine_by_id_partitioned(before: Snapshot, after: Snapshot, kind: TableKind | str = TableKind.UR, *,
                              engine: Engine, parts: int | None = None, rows_per_task: int = ROWS_PER_TASK,
                              verify: bool = True) -> VolatilityResult:
@@ -509,19 +529,10 @@ def cosine_by_id_partitioned(before: Snapshot, after: Snapshot, kind: TableKind 
     A worker holds one partition of both tables, about (rows_before + rows_after) · dim · 4 / parts
     bytes, plus one map range.
     """
-    from lee.snapshot.ranges import row_ranges
 
     kind = TableKind.parse(kind)
     _check_pair(before, after, kind)
-    ib, ia = before.info(kind), after.info(kind)
-    if parts is None:
-        size = (ib.rows + ia.rows) * ib.dim * 4
-        parts = max(2 * engine.parallelism, -(-size // PARTITION_BYTES))
-    if parts <= 0 or rows_per_task <= 0:
-        raise InputError(f"parts and rows_per_task must be positive; got {parts} and {rows_per_task}")
-    ranges_b, ranges_a = row_ranges(before, kind, rows_per_task), row_ranges(after, kind, rows_per_task)
-    handles = engine.scatter(split_by_id_hash, [(before, kind, lo, hi, parts) for lo, hi in ranges_b]
-                             + [(after, kind, lo, hi, parts) for lo, hi in ranges_a], parts)
+    parts, ranges_b, ranges_a, handles = scatter_by_id_hash(engine, before, after, kind, parts, rows_per_task)
     if verify:   # meanwhile (on a cluster): both files' checksums and ids
         for _ in engine.map(_check_table, [(before, kind), (after, kind)],
                             labels=[str(before.table_path(kind)), str(after.table_path(kind))]):
@@ -543,7 +554,8 @@ def cosine_by_id_partitioned(before: Snapshot, after: Snapshot, kind: TableKind 
             f"(first ids: {new_ids[0]!r} vs {lost_ids[0]!r}); volatility needs overlapping ids")
     return VolatilityResult(
         variant=after.variant, kind=kind, before=before.event_time, after=after.event_time,
-        ids=ids, cosine=cos.astype(np.float32, copy=False), n_before=ib.rows, n_after=ia.rows,
+        ids=ids, cosine=cos.astype(np.float32, copy=False), n_before=before.info(kind).rows,
+        n_after=after.info(kind).rows,
         new_ids=new_ids, lost_ids=lost_ids, n_zero_norm=sum(j.n_zero_norm for j in done), blocks=1,
         extra={"engine": engine.name, "partitions": parts, "map_tasks": len(ranges_b) + len(ranges_a)},
     )

@@ -314,6 +314,20 @@ def gather_rows(snapshot: Snapshot, kind: TableKind | str, rows: np.ndarray, *,
     return out
 
 
+def shared_positions(a: Snapshot, b: Snapshot, kind: TableKind,
+                     joined: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids of ``a``, ids of ``b``, row in ``a`` and row in ``b`` of every shared id, in ``b``'s row
+    order) from :func:`join_ids` (or ``joined``, its result); no shared id is the user's error."""
+    ids_a, ids_b, pos = joined if joined is not None else join_ids(a, b, kind)
+    shared = pos >= 0
+    if not shared.any():
+        raise InputError(
+            f"no id of the {kind.value} table in {b.path} is present in {a.path} (first ids: {ids_b[0]!r} vs "
+            f"{ids_a[0]!r}); paired measures need shared ids — the unpaired drift tests do not")
+    return ids_a, ids_b, pos[shared], np.flatnonzero(shared).astype(np.int64)
+
+
 def paired_similarity(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKind.UR, *,
                       fit_sample: int = FIT_SAMPLE, seed: int = 0, batch_rows: int = _BATCH_ROWS,
                       memory_mb: float = DEFAULT_MEMORY_MB, held_bytes: float = 0.0, block_rows: int | None = None,
@@ -345,14 +359,7 @@ def paired_similarity(a: Snapshot, b: Snapshot, kind: TableKind | str = TableKin
     with ThreadPoolExecutor(max_workers=1) as pool, ThreadPoolExecutor(max_workers=1) as worker, \
             threadpool_limits(1, user_api="blas"):
         checks: list[Future[None]] = [pool.submit(s.verify_checksum, kind) for s in (a, b)] if verify else []
-        ids_a, ids_b, pos = joined if joined is not None else join_ids(a, b, kind)
-        shared = pos >= 0
-        if not shared.any():
-            raise InputError(
-                f"no id of the {kind.value} table in {b.path} is present in {a.path} (first ids: {ids_b[0]!r} vs "
-                f"{ids_a[0]!r}); paired measures need shared ids — the unpaired drift tests do not")
-        pos_b = np.flatnonzero(shared).astype(np.int64)
-        pos_a = pos[shared]
+        ids_a, ids_b, pos_a, pos_b = shared_positions(a, b, kind, joined)
         if precision == "auto":
             precision = "float64" if pos_b.size <= FLOAT64_MAX else "float32"
         d_a, d_b = a.info(kind).dim, b.info(kind).dim

@@ -41,20 +41,18 @@ from analysis.compare.paired import (
     _cosine,
     fit_alignment,
     gather_rows,
-    join_ids,
     sample_positions,
+    shared_positions,
 )
 from analysis.volatility import (
-    PARTITION_BYTES,
     ROWS_PER_TASK,
     _Block,
     _concat,
     _in_row_order,
     _unique_index,
-    split_by_id_hash,
+    scatter_by_id_hash,
 )
 from lee.engine import Engine
-from lee.errors import InputError
 from lee.snapshot import Snapshot, TableKind
 
 __all__ = ["PairedPartition", "paired_partition", "paired_similarity_partitioned"]
@@ -147,24 +145,8 @@ def paired_similarity_partitioned(a: Snapshot, b: Snapshot, kind: TableKind | st
     kind = TableKind.parse(kind)
     ia, ib = a.info(kind), b.info(kind)
     d_a, d_b = ia.dim, ib.dim
-    ids_a, ids_b, pos = joined if joined is not None else join_ids(a, b, kind)
-    shared = pos >= 0
-    if not shared.any():
-        raise InputError(
-            f"no id of the {kind.value} table in {b.path} is present in {a.path} (first ids: {ids_b[0]!r} vs "
-            f"{ids_a[0]!r}); paired measures need shared ids — the unpaired drift tests do not")
-    pos_b = np.flatnonzero(shared).astype(np.int64)
-    pos_a = pos[shared]
-    if parts is None:
-        size = (ia.rows * d_a + ib.rows * d_b) * 4
-        parts = max(2 * engine.parallelism, -(-size // PARTITION_BYTES))
-    if parts <= 0 or rows_per_task <= 0:
-        raise InputError(f"parts and rows_per_task must be positive; got {parts} and {rows_per_task}")
-    from lee.snapshot.ranges import row_ranges
-
-    ranges_a, ranges_b = row_ranges(a, kind, rows_per_task), row_ranges(b, kind, rows_per_task)
-    handles = engine.scatter(split_by_id_hash, [(a, kind, lo, hi, parts) for lo, hi in ranges_a]
-                             + [(b, kind, lo, hi, parts) for lo, hi in ranges_b], parts)
+    ids_a, ids_b, pos_a, pos_b = shared_positions(a, b, kind, joined)
+    parts, ranges_a, _, handles = scatter_by_id_hash(engine, a, b, kind, parts, rows_per_task)
     # meanwhile, in the driver: the alignment on the same seeded sample as the local pass
     fit = sample_positions(pos_b.size, fit_sample, seed)
     fit_a, fit_b = gather_rows(a, kind, pos_a[fit]), gather_rows(b, kind, pos_b[fit])
