@@ -292,16 +292,12 @@ def _torch_device(device: str) -> Any:
 def _torch_run(x: np.ndarray, c: np.ndarray, *, max_iter: int, tol: float, device: str,
                threads: int) -> tuple[np.ndarray, np.ndarray, float, int, bool, str]:
     """The same Lloyd refinement in torch (float32 on ``device``): the path for a CUDA GPU."""
-    import torch
+
+    from lee.device import torch_threads
 
     dev = _torch_device(device)
-    before = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(threads)   # restored below: the caller's thread count is theirs
-    try:
+    with torch_threads(threads, dev):   # the caller's thread count is restored afterwards
         return _torch_lloyd(x, c, max_iter=max_iter, tol=tol, dev=dev)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _torch_lloyd(x: np.ndarray, c: np.ndarray, *, max_iter: int, tol: float,

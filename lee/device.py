@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 import torch
@@ -34,3 +36,16 @@ def resolve_device(choice: Device | str = Device.AUTO) -> torch.device:
             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or auto"
         )
     return torch.device("cuda") if has_cuda else torch.device("cpu")
+
+
+@contextmanager
+def torch_threads(threads: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads when ``device`` is the CPU (a GPU's work is
+    not bound by them), then give the caller back its own count (torch's setting is per process)."""
+    before = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,12 +1,14 @@
-"""Where work runs: in this process (``local``, the default) or as tasks on a Ray cluster (``ray``).
+"""Where work runs: on this machine (``local``, the default: in this process, or in ``workers``
+worker processes) or as tasks on a Ray cluster (``ray``).
 
 Both engines offer the same map-over-units operations, so a job or an analysis is written once:
 
 - :meth:`Engine.map` runs ``fn(*args)`` for every item and yields ``(index, result)``: the local
-  engine in order, in this process; the Ray engine submits every item as a Ray task and yields
-  results as they finish. A task whose worker process dies (killed, out of memory) is retried by
-  Ray up to ``max_retries`` times; a task that still fails costs only its own item: the others
-  are yielded first, then the failure is raised.
+  engine in order, in this process, or with ``workers > 1`` in a pool of that many spawned worker
+  processes (each with its share of the machine's threads) as they finish; the Ray engine submits
+  every item as a Ray task and yields results as they finish. A task whose worker process dies
+  (killed, out of memory) is retried by Ray up to ``max_retries`` times; a task that still fails
+  costs only its own item: the others are yielded first, then the failure is raised.
 - :meth:`Engine.put` shares one large argument (a click stream) with every task once.
 - :meth:`Engine.scatter` runs ``fn(*args)`` per item where ``fn`` returns ``n_out`` parts, and
   keeps the parts where they were made (Ray's object store) for a later :meth:`Engine.map` to
@@ -21,12 +23,16 @@ driver, e.g. a shared file system, and have this package installed.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lee.config import ConfigModel
 from lee.errors import InputError, LeeError
@@ -41,7 +47,10 @@ class EngineError(LeeError):
 class EngineSpec(ConfigModel):
     """``[engine]`` of a job file (and ``--engine``/``--address`` on the command line).
 
-    ``kind = "local"`` runs everything in this process. ``kind = "ray"`` runs units as Ray tasks:
+    ``kind = "local"`` runs everything on this machine: in this process (``workers = 1``, the
+    default) or in a pool of ``workers`` worker processes, each given ``cpu_count // workers``
+    threads (at least one), so that units which use one core each (small proxy models) fill the
+    machine. ``kind = "ray"`` runs units as Ray tasks:
     on the cluster at ``address`` (``"auto"``: the one this machine belongs to; ``"ray://host:10001"``:
     a remote one through Ray Client), or, without an address, on a Ray instance started here with
     ``num_cpus`` CPUs (default: this machine's count) and shut down afterwards.
@@ -53,11 +62,19 @@ class EngineSpec(ConfigModel):
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
     max_retries: int = Field(3, ge=0)   # re-runs of a task whose worker process died
+    workers: int = Field(1, ge=1)       # local: processes running items at once (1: this process)
+
+    @model_validator(mode="after")
+    def _workers_are_local(self) -> EngineSpec:
+        if self.kind != "local" and self.workers != 1:
+            raise ValueError(f"workers = {self.workers} is for the local engine; on ray, num_cpus (or the "
+                             "cluster's CPUs) sets how many items run at once")
+        return self
 
     def describe(self) -> str:
         """The engine in words (recorded with every run)."""
         if self.kind == "local":
-            return "local"
+            return "local" if self.workers == 1 else f"local, {self.workers} worker processes"
         where = self.address or f"local Ray instance ({self.num_cpus or os.cpu_count()} CPUs)"
         return f"ray at {where}, max_retries={self.max_retries}"
 
@@ -104,28 +121,127 @@ class Engine(ABC):
         self.close()
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """A :meth:`LocalEngine.put` handle: the object stays in the engine and crosses to each worker
+    process once, when the pool starts, instead of once per item."""
+
+    key: int
+
+
+_WORKER_SHARED: dict[int, Any] = {}   # in a pool worker: the objects shared when it started
+
+
+def _worker_start(threads: int, shared: dict[int, Any]) -> None:
+    """A pool worker's start: before torch, BLAS or OpenMP load, give each its share of the cores
+    (two workers each running two-thread libraries on two cores spend their time contending); keep
+    the shared objects."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    _WORKER_SHARED.update(shared)
+
+
+def _worker_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """``fn(*args)`` in a pool worker, each shared handle replaced by its object."""
+    return fn(*(_WORKER_SHARED[a.key] if isinstance(a, _Shared) else a for a in args))
+
+
 class LocalEngine(Engine):
-    """Everything in this process, item after item, in order; errors propagate at once."""
+    """Items on this machine: with one worker, in this process, item after item, in order, errors
+    propagating at once; with ``workers > 1``, in a pool of spawned worker processes (created on
+    the first map that has more than one item, kept until :meth:`close`), results yielded as they
+    finish. A failing item there costs only itself: every other item is yielded first, then its
+    error is raised (a user error keeps its own message). A worker process that dies (killed, out
+    of memory) breaks the pool: the items not yet finished fail with an :class:`EngineError`.
+
+    Items and results cross to the workers by pickling, between this process and the children it
+    spawned, never from a file; ``fn`` must be a module-level function.
+    """
 
     name = "local"
 
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise InputError(f"workers must be at least 1; got {workers}")
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._shared: dict[int, Any] = {}
+        self._in_pool: set[int] = set()   # shared objects the running pool's workers already hold
+
+    @property
+    def parallelism(self) -> int:
+        return self.workers
+
+    def put(self, obj: Any) -> Any:
+        if self.workers == 1:
+            return obj
+        key = len(self._shared)
+        self._shared[key] = obj
+        return _Shared(key)
+
+    def _resolve(self, arg: Any) -> Any:
+        return self._shared[arg.key] if isinstance(arg, _Shared) else arg
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            self._in_pool = set(self._shared)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_start, initargs=(threads, dict(self._shared)))
+        return self._pool
+
     def map(self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], *,
             labels: Sequence[str] | None = None, gpus: float = 0.0) -> Iterator[tuple[int, Any]]:
-        for k, args in enumerate(items):
-            yield k, fn(*args)
+        if self.workers == 1 or len(items) < 2:
+            for k, args in enumerate(items):
+                yield k, fn(*(self._resolve(a) for a in args))
+            return
+        pool = self._executor()
+        # a handle the workers hold travels as itself; one put after the pool started, by value
+        index: dict[Future[Any], int] = {
+            pool.submit(_worker_call, fn, tuple(a if isinstance(a, _Shared) and a.key in self._in_pool
+                                                else self._resolve(a) for a in args)): k
+            for k, args in enumerate(items)}
+        failures: list[tuple[int, BaseException]] = []
+        try:
+            for future in as_completed(index):
+                k = index[future]
+                try:
+                    value = future.result()
+                except Exception as exc:   # the item's own error, or the pool broken by a dead worker
+                    failures.append((k, exc))
+                    continue
+                yield k, value
+        finally:
+            for future in index:   # the consumer stopped early (or failed): drop what has not started
+                future.cancel()
+        if failures:
+            failures.sort(key=lambda f: f[0])
+            k, exc = failures[0]
+            name = labels[k] if labels is not None else f"item {k}"
+            others = f" ({len(failures) - 1} more item(s) failed too)" if len(failures) > 1 else ""
+            if isinstance(exc, BrokenProcessPool):
+                self.close()   # a broken pool takes no more work: the next map starts a fresh one
+                raise EngineError(f"{name}: a worker process of the local engine died (killed, or out of "
+                                  f"memory){others}; every item that finished before was yielded, run again "
+                                  "to redo the rest (fewer workers use less memory)") from None
+            raise exc
 
     def scatter(self, fn: Callable[..., Sequence[Any]], items: Sequence[tuple[Any, ...]],
                 n_out: int) -> list[list[Any]]:
         out = []
         for args in items:
-            parts = list(fn(*args))
+            parts = list(fn(*(self._resolve(a) for a in args)))
             if len(parts) != n_out:
                 raise ValueError(f"{fn.__name__} returned {len(parts)} parts; {n_out} expected")
             out.append(parts)
         return out
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Stop the worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class RayEngine(Engine):
@@ -233,4 +349,4 @@ class RayEngine(Engine):
 def make_engine(spec: EngineSpec | None = None) -> Engine:
     """The engine ``spec`` names (default: local). Use it as a context manager to release it."""
     spec = spec or EngineSpec()
-    return RayEngine(spec) if spec.kind == "ray" else LocalEngine()
+    return RayEngine(spec) if spec.kind == "ray" else LocalEngine(spec.workers)

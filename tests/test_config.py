@@ -159,8 +159,9 @@ def test_the_readme_and_demo_job_files_load(tmp_path):
     job = load_job(write(tmp_path / "nightly.toml", block.group(1)))
     assert job.job.name == "nightly" and [c.usage for c in job.eval_configs()] == ["UR+IR", "UR+IR", "CR", "CR"]
     assert job.job.snapshots == Path("/data/lee/snapshots")        # absolute paths stay as written
-    demo = load_job(write(tmp_path / "lee-job.toml", DEMO_JOB.format(device="cpu", seeds="0, 1, 2")))
+    demo = load_job(write(tmp_path / "lee-job.toml", DEMO_JOB.format(device="cpu", seeds="0, 1, 2", workers=2)))
     assert demo.eval.windows == 10 and demo.eval.seeds == (0, 1, 2) and demo.job.latest_only is True
+    assert demo.engine.kind == "local" and demo.engine.workers == 2
 
 
 def test_configs_built_in_code_stay_lenient_and_errors_stay_config_errors():

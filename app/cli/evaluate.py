@@ -23,6 +23,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.address and (args.engine or job.engine.kind) != "ray":
             raise InputError(f"--address {args.address} names a Ray cluster; it needs --engine ray")
         job = job.with_engine(args.engine or job.engine.kind, args.address)
+    if args.workers is not None:   # overrides [engine] workers (local engine only)
+        job = job.with_workers(args.workers)
     if args.data_parallel is not None:  # overrides the job file's [eval] data_parallel
         from lee.jobs.config import JobEval
 
@@ -230,6 +232,9 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="where units run: local (this process) or ray (Ray tasks); overrides the job's [engine]")
     p.add_argument("--address", help="with --engine ray: an existing Ray cluster ('auto', 'ray://HEAD:10001'); "
                                      "default: a Ray instance started on this machine")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local engine: evaluate N units at once in N worker processes, each with its share of "
+                        "the cores (same results; overrides [engine] workers; default 1: in this process)")
     p.add_argument("--data-parallel", type=int, metavar="N",
                    help="train each proxy model data-parallel in N worker processes (same results up to float "
                         "summation order; overrides [eval] data_parallel; default 1)")

@@ -7,6 +7,7 @@ lands adds its step here, so the demo always exercises everything built so far.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -52,7 +53,16 @@ fusions = ["concat"]
 seeds = [{seeds}]
 windows = 10
 n_boot = 100
+
+[engine]                 # units evaluated at once, each in a worker process with its share of the cores
+workers = {workers}
 """
+
+
+def demo_workers() -> int:
+    """Worker processes for the demo's LEE job: one per core, at most four (each holds the stream
+    and its models; the job has 14 units and 2 baselines)."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass(frozen=True)
@@ -182,8 +192,8 @@ def run_demo(
         + "".join(f"\n      refused: {r}" for r in refused))
 
     t = time.perf_counter()
-    paths.job.write_text(DEMO_JOB.format(device=device, seeds=", ".join(str(seed + k) for k in range(3))),
-                         encoding="utf-8")
+    paths.job.write_text(DEMO_JOB.format(device=device, seeds=", ".join(str(seed + k) for k in range(3)),
+                                         workers=demo_workers()), encoding="utf-8")
     report = run_job(load_job(paths.job), progress=progress, log=lambda *_: None)
     report.save(paths.job_report)
     ranked = ResultsStore(paths.results).compare()

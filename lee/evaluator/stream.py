@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lee.device import torch_threads
 from lee.evaluator.data import DownstreamStream
 from lee.evaluator.inject import Injection, lookup_rows
 from lee.evaluator.models import ProxyConfig, ProxyCTR
@@ -105,6 +106,15 @@ def _safe_auc(y: np.ndarray, s: np.ndarray) -> float:
     return roc_auc(y, s) if 0 < y.sum() < y.size else float("nan")
 
 
+# Intra-op threads of one proxy model's training on the CPU. Its operations are small (a batch of a
+# few thousand rows through embedding bags and layers of tens of units, sparse optimiser updates),
+# so a parallel region per operation costs more than it brings: the demo's 4-unit job on 2 cores took
+# 71-79 s at 2 threads (OpenMP threads sleeping between regions, lee's default) and 40-44 s at 1; 2
+# spinning threads 34-37 s on an idle machine and several times slower with another process on a
+# core. More cores serve more models at once instead (``[engine] workers``; ``data_parallel``).
+PROXY_CPU_THREADS = 1
+
+
 def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion: str = "concat",
                cfg: ProxyConfig | None = None, seed: int = 0, n_windows: int = 10,
                device: torch.device | str = "cpu", progress: bool = False, keep_model: bool = False,
@@ -133,8 +143,9 @@ def run_stream(stream: DownstreamStream, injection: Injection | None, *, fusion:
         training = {**training, "data_parallel": data_parallel, "data_parallel_workers": where}
     else:
         bar = tqdm(total=bounds[-2][1], desc=desc, unit="ev", unit_scale=True, disable=not progress, leave=False)
-        scores, trained = stream_windows(model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
-                                         device=device, on_batch=bar.update)
+        with torch_threads(PROXY_CPU_THREADS, device):
+            scores, trained = stream_windows(model, stream.x, stream.y, rows, bounds, cfg, seed=seed,
+                                             device=device, on_batch=bar.update)
         bar.close()
     seconds = time.perf_counter() - t0
     return finish_run(StreamRun, stream, scores, bounds, seed=seed, seconds=seconds, samples_trained=trained,

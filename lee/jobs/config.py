@@ -34,6 +34,7 @@ Example (paths are relative to the job file)::
     kind = "ray"                     # local (default: this process) or ray (units as Ray tasks)
     address = "auto"                 # an existing Ray cluster; default: start a local Ray instance
     max_retries = 3                  # re-runs of a unit whose worker process died
+    # workers = 2                    # local only: units evaluated at once in worker processes (default 1)
 
 Every key is type-checked without coercion (``windows = "3"`` is an error, not 3) and
 range-checked when the file is loaded; unknown sections and keys are errors that name them.
@@ -52,6 +53,7 @@ from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model
 from lee.config import ConfigModel, EventTime, read_toml, validate_config
 from lee.device import Device
 from lee.engine import EngineSpec
+from lee.errors import ConfigError
 from lee.evaluator.compare import EvalConfig, EvalSettings
 from lee.evaluator.data import DOMAINS
 from lee.evaluator.inject import Usage
@@ -162,6 +164,17 @@ class JobConfig(ConfigModel):
         keep = self.engine.model_dump() if kind == self.engine.kind else {}
         spec = {**keep, "kind": kind, **({"address": address} if address is not None else {})}
         return self.model_copy(update={"engine": EngineSpec(**spec)})
+
+    def with_workers(self, workers: int) -> JobConfig:
+        """The same job with ``workers`` local worker processes (``lee evaluate --workers``); refused,
+        naming the flag, on a Ray engine or below one."""
+        if workers < 1:
+            raise ConfigError(f"--workers must be at least 1; got {workers}")
+        if workers > 1 and self.engine.kind != "local":
+            raise ConfigError(f"--workers {workers} is for the local engine; this job runs on {self.engine.kind} "
+                              "(--engine local, or let the Ray cluster's CPUs set how many units run at once)")
+        spec = EngineSpec(**{**self.engine.model_dump(), "workers": workers})
+        return self.model_copy(update={"engine": spec})
 
 
 def load_job(path: str | Path) -> JobConfig:

@@ -18,6 +18,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import time
@@ -258,7 +259,9 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             log(f"warning: {message}")
         if stop_after is not None:
             units = units[:stop_after]
-        on = f" on {job.engine.describe()}" if job.engine.kind != "local" else ""
+        on = f" on {job.engine.describe()}" if job.engine.kind != "local" or job.engine.workers > 1 else ""
+        if not on and len(units) > 1 and (os.cpu_count() or 1) > 1:
+            on = f", one at a time ({os.cpu_count()} cores here: [engine] workers or --workers runs several at once)"
         log(f"job {spec.name}: {len(units)} unit(s) to evaluate{on}, {skipped} already in {spec.results}")
         if on_unit is not None:
             on_unit(0, len(units), "starting")
