@@ -108,7 +108,7 @@ def test_new_evaluation_with_progress_then_ranking(app, tmp_path):
 
 
 def test_new_evaluation_form_passes_the_engine(app, monkeypatch):
-    """The form's engine and Ray address reach the job as its [engine], its data-parallel workers as
+    """The form's engine, Ray address and units at once reach the job as its [engine], its data-parallel workers as
     [eval] data_parallel (the dashboard computes nothing
     itself: run_job, the same call `lee evaluate` makes, gets the job)."""
     import lee.jobs.run as jobs_run
@@ -132,6 +132,11 @@ def test_new_evaluation_form_passes_the_engine(app, monkeypatch):
     assert len(seen) == 1 and seen[0].engine.kind == "ray" and seen[0].engine.address == "auto"
     assert seen[0].eval.data_parallel == 2 and all(c.data_parallel == 2 for c in seen[0].eval_configs())
     assert seen[0].job.variants == ("oracle",)
+    app.selectbox(key="lee_engine").set_value("local")
+    app.number_input(key="lee_workers").set_value(2)
+    app.button[0].click().run()
+    _clean(app)
+    assert len(seen) == 2 and seen[1].engine.kind == "local" and seen[1].engine.workers == 2
 
 
 def test_importance_page(app):

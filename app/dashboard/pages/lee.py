@@ -1,5 +1,7 @@
 """LEE: ranked variants with intervals, per-window AUC, the layer sweep, and new evaluations."""
 
+import os
+
 import streamlit as st
 
 from analysis import figures
@@ -84,6 +86,11 @@ with st.form("lee_form"):
                                     help="1: one process; N: each proxy's batches split across N workers whose "
                                          "gradients are averaged (local processes, or Ray tasks on the ray engine); "
                                          "for streams too large for one worker, not faster on a small machine")
+    workers = st.number_input("Units at once (local engine)", min_value=1, max_value=max(1, os.cpu_count() or 1),
+                              value=1, step=1, key="lee_workers",
+                              help="1: one unit after another in the dashboard's process; N: N units at once in "
+                                   "N worker processes, each with its share of the cores (same results; each holds "
+                                   "its own copy of the stream). On the ray engine the cluster's CPUs decide")
     go = st.form_submit_button("Evaluate")
 if go:
     if not chosen:
@@ -95,6 +102,8 @@ if go:
                     eval=JobEval(usages=(usage,), fusions=(fusion,), seeds=tuple(range(seeds)),
                                  data_parallel=int(data_parallel)),
                     stream=StreamSpec(part=part)).with_engine(engine, address.strip() or None)
+    if engine == "local":
+        job = job.with_workers(int(workers))
     bar = st.progress(0.0, text="starting…")
 
     def on_unit(done: int, total: int, label: str) -> None:
