@@ -511,7 +511,7 @@ def test_import_time_as_epoch_seconds(capsys, tmp_path):
     ("UR={npy}", [], "a .npy matrix needs its ids in a second .npy file (--ids FILE)"),
     ("UR={npz}", ["--ids", "IR={npy}"], "--ids given for IR but no --table for it"),
     ("UR={dir}/missing.npz", [], "missing.npz: no such file"),
-    ("UR={dir}/table.txt", [], "cannot tell the format from the suffix"),
+    ("UR={dir}/table.dat", [], "cannot tell the format from the suffix"),
     ("UR={fake_npz}", [], "single .npy array, not a .npz archive"),
     ("UR={evil}", [], "cannot read without unpickling"),
 ])
@@ -521,7 +521,7 @@ def test_import_bad_arguments_and_files(capsys, tmp_path, table, extra, phrase):
              "fake_npz": tmp_path / "fake.npz", "evil": tmp_path / "evil.npz"}
     np.savez(files["npz"], ids=ids, vectors=vecs)
     np.save(files["npy"], vecs)
-    (tmp_path / "table.txt").write_text("1,2,3\n")
+    (tmp_path / "table.dat").write_text("1,2,3\n")
     with open(files["fake_npz"], "wb") as fh:
         np.save(fh, vecs)
     np.savez(files["evil"], ids=np.array([1, "a", None], dtype=object), vectors=vecs[:3])

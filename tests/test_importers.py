@@ -513,7 +513,7 @@ def test_importer_for_explicit_format_reads_unsuffixed_file(tmp_path):
 
 
 def test_importer_for_registry_is_complete():
-    assert sorted(IMPORTERS) == ["csv", "npy", "npz", "parquet", "safetensors"]
+    assert sorted(IMPORTERS) == ["arrow", "csv", "jsonl", "npy", "npz", "parquet", "safetensors", "tsv", "w2v"]
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])

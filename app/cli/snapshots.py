@@ -13,6 +13,11 @@ from typing import Any
 from app.cli.output import EXIT_USAGE_OR_INPUT, AddCommon, emit, print_error
 from lee.errors import InputError, LeeError
 
+# lee.snapshot.importers.IMPORTERS and import_columns.ID_TYPES (kept here so that --help imports no pyarrow;
+# tests/test_snapshot_import_layouts.py checks they agree)
+IMPORT_FORMATS = ("npz", "npy", "safetensors", "csv", "parquet", "tsv", "arrow", "w2v", "jsonl")
+ID_TYPES = ("integer", "text", "auto")
+
 
 def cmd_snapshots_ls(args: argparse.Namespace) -> int:
     from lee.snapshot import SnapshotStore
@@ -93,7 +98,8 @@ def cmd_snapshots_import(args: argparse.Namespace) -> int:
     tables = {}
     for kind, file in _kind_pairs(args.table, "--table"):
         importer = importer_for(file, args.format, ids_path=ids_files.get(kind),
-                                ids_key=args.ids_key, vectors_key=args.vectors_key)
+                                ids_key=args.ids_key, vectors_key=args.vectors_key,
+                                header=False if args.no_header else None, id_type=args.id_type)
         tables[kind] = importer.read(file)
     unused = sorted(k.value for k in set(ids_files) - set(tables))
     if unused:
@@ -194,20 +200,31 @@ def register(sub: Any, common: AddCommon) -> None:
                    help="refuse vector values beyond ±X (default: $LEE_MAX_ABS_VALUE or 1e6)")
     p.set_defaults(func=cmd_snapshots_validate)
 
-    p = common(snaps.add_parser("import", help="write a snapshot from .npz/.npy/safetensors files or CSV/Parquet "
-                                "tables (id, v0..v{d-1})"))
+    p = common(snaps.add_parser("import", help="write a snapshot from .npz/.npy/safetensors files, CSV/TSV/Parquet/"
+                                "Arrow tables, word2vec/GloVe/fastText text or JSON lines"))
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--variant", required=True)
     p.add_argument("--time", required=True, help="event time (ISO 8601 or epoch seconds)")
     p.add_argument("--table", action="append", required=True, metavar="KIND=FILE",
                    help="a table to import, e.g. UR=users.npz (repeatable)")
     p.add_argument("--ids", action="append", metavar="KIND=FILE", help="ids .npy for a .npy table")
-    p.add_argument("--format", choices=("npz", "npy", "safetensors", "csv", "parquet"),
-                   help="default: from the suffix; csv and parquet read one row per id: the id column and every "
-                   "other numeric column as a dimension (what 'lee snapshots export' writes)")
-    p.add_argument("--ids-key", help="array/tensor name of the ids (default: ids; the id column of a CSV/Parquet "
-                   "table, default: id)")
-    p.add_argument("--vectors-key", help="array/tensor name of the vectors (default: vectors)")
+    p.add_argument("--format", choices=IMPORT_FORMATS,
+                   help="default: from the suffix (.npz .npy .safetensors .csv .tsv .parquet .arrow/.feather "
+                   ".vec/.txt .jsonl); csv and tsv read one row per id: the id column and every other numeric column "
+                   "as a dimension (what 'lee snapshots export' writes); parquet and arrow read that too, or an id "
+                   "column and one list column of vectors; w2v is word2vec/GloVe/fastText text (an optional 'N D' "
+                   "header line, then 'word v1 .. vD'); jsonl is one object per line "
+                   "({\"id\": .., \"embedding\": [..]})")
+    p.add_argument("--ids-key", help="array/tensor name of the ids (default: ids; the id column or key of a "
+                   "CSV/TSV/Parquet/Arrow table or JSON lines, default: id)")
+    p.add_argument("--vectors-key", help="array/tensor name of the vectors (default: vectors; for Parquet/Arrow the "
+                   "list column of vectors and for JSON lines the array key, default: the only one)")
+    p.add_argument("--no-header", action="store_true", help="csv, tsv: the file has no header line, its first "
+                   "column holds the ids (PyTorch-BigGraph's TSV export); w2v: line 1 is a vector, not 'N D'")
+    p.add_argument("--id-type", choices=ID_TYPES, help="csv, tsv, parquet, arrow, w2v, jsonl: read the ids as "
+                   "integers, as text (as written, leading zeros kept), or auto (integers when every id is written "
+                   "as one without leading zeros, as 'lee data import' does); default: the file's own type (Arrow's "
+                   "inference for CSV/TSV, which reads 007 as 7), text for w2v")
     p.add_argument("--source-layer", default="")
     p.add_argument("--model-run", help="name of the training run that wrote these vectors, recorded in the manifest: "
                    "snapshots of one run share a basis (same-id cosine is meaningful), snapshots of different runs "

@@ -1,4 +1,11 @@
-"""Importers of (ids, matrix) pairs from array files, and exporters of a table to CSV or Parquet.
+"""Importers of (ids, matrix) pairs from array, table and text files, and exporters of a table to CSV or Parquet.
+
+The layouts users' embedding files come in: ``.npz``, ``.npy`` (+ an ids ``.npy``), safetensors;
+CSV/TSV tables in the wide layout ``id, v0..v{d-1}`` (with or without a header line, the latter
+being PyTorch-BigGraph's TSV export); Parquet and Arrow IPC/Feather tables either wide or with one
+list column of vectors (Spark, BigQuery exports, pandas columns of arrays, lee's own snapshot
+files); word2vec / GloVe / fastText text; JSON lines. Every table then goes through the snapshot
+writer's checks (unique ids, finite values, one dimension).
 
 No pickle anywhere: ``.npy``/``.npz`` are read with ``allow_pickle=False`` and safetensors is a
 plain tensor container. Each importer is a small class behind one interface. Inputs must be
@@ -20,11 +27,22 @@ from typing import IO, BinaryIO, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from lee.errors import InputError
 from lee.fileio import atomic_file, check_output_target, check_regular, open_regular
 from lee.snapshot.format import EmbeddingTable, TableKind
+from lee.snapshot.import_columns import (
+    check_id_type,
+    columns_matrix,
+    is_list_type,
+    list_vectors,
+    pick_list_column,
+    rows_locator,
+    typed_ids,
+)
+from lee.snapshot.import_text import read_jsonl, read_word2vec
 from lee.snapshot.parquet_io import to_arrow
 from lee.snapshot.reader import Snapshot
 
@@ -242,12 +260,22 @@ class SafetensorsImporter(Importer):
                               vectors=_as_vectors(tensors[self.vectors_key], f"{path}[{self.vectors_key}]"))
 
 
-def _wide_table(table: pa.Table, path: Path, ids_key: str) -> EmbeddingTable:
+def _looks_like_numbers(names: list[str]) -> bool:
+    try:
+        [float(n) for n in names]
+    except ValueError:
+        return False
+    return bool(names)
+
+
+def _wide_table(table: pa.Table, path: Path, ids_key: str, id_type: str | None = None) -> EmbeddingTable:
     """``id, v0..v{d-1}`` (the export layout): the ids column and every other numeric column, in order."""
     names = table.column_names
     if ids_key not in names:
+        hint = ("; the first line looks like data, not a header: for a file without one, pass --no-header"
+                if _looks_like_numbers(names[1:]) else "")
         raise InputError(f"{path}: no id column {ids_key!r}; columns: {', '.join(names[:12]) or 'none'}"
-                         f"{' ...' if len(names) > 12 else ''} (name it with --ids-key)")
+                         f"{' ...' if len(names) > 12 else ''} (name it with --ids-key){hint}")
     value_cols = [c for c in names if c not in (ids_key, "updated_at")]
     if not value_cols:
         raise InputError(f"{path}: no vector columns beside {ids_key!r}; expected {ids_key}, v0, v1, ...")
@@ -262,34 +290,84 @@ def _wide_table(table: pa.Table, path: Path, ids_key: str) -> EmbeddingTable:
         where = nulls[0] if nulls else ids_key
         raise InputError(f"{path}: column {where!r} has {table.column(where).null_count} empty value(s); "
                          "every id needs a value in every dimension")
-    ids = table.column(ids_key).to_numpy(zero_copy_only=False)
-    if ids.dtype == object:
-        ids = ids.astype(str)
-    vecs = np.column_stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in value_cols])
-    return EmbeddingTable(ids=_as_ids(ids, f"{path}[{ids_key}]"), vectors=_as_vectors(vecs, str(path)))
+    vecs = columns_matrix([table.column(c) for c in value_cols])
+    if id_type is not None:
+        ids = typed_ids(table.column(ids_key), check_id_type(id_type, path), path, ids_key, rows_locator())
+        return EmbeddingTable(ids=ids, vectors=_as_vectors(vecs, str(path)))
+    raw = table.column(ids_key).to_numpy(zero_copy_only=False)
+    if raw.dtype == object:
+        raw = raw.astype(str)
+    return EmbeddingTable(ids=_as_ids(raw, f"{path}[{ids_key}]"), vectors=_as_vectors(vecs, str(path)))
+
+
+def _columns_table(table: pa.Table, path: Path, ids_key: str, vectors_key: str | None,
+                   id_type: str | None) -> EmbeddingTable:
+    """A Parquet/Arrow table: one list column of vectors when it has one (or ``vectors_key`` names
+    it; other columns are then ignored), else the wide layout ``id, v0..v{d-1}``."""
+    if vectors_key is None and not any(is_list_type(f.type) for f in table.schema):
+        return _wide_table(table, path, ids_key, id_type)
+    column = pick_list_column(table.schema, vectors_key, path)
+    if ids_key not in table.column_names:
+        raise InputError(f"{path}: no id column {ids_key!r} (name it with --ids-key); columns: "
+                         f"{', '.join(table.column_names[:12])}{' ...' if table.num_columns > 12 else ''}")
+    locate = rows_locator()
+    ids = typed_ids(table.column(ids_key), check_id_type(id_type, path), path, ids_key, locate)
+    return EmbeddingTable(ids=ids, vectors=list_vectors(table.column(column), ids, path, column, locate))
 
 
 @dataclass
 class CsvImporter(Importer):
-    """A CSV file with a header, one row per id: ``id, v0..v{d-1}`` (what ``lee snapshots export`` writes)."""
+    """A CSV file, one row per id: ``id, v0..v{d-1}`` (what ``lee snapshots export`` writes).
+
+    With a header line (the default) the id column is ``ids_key`` and every other column a
+    dimension; with ``header=False`` the first column holds the ids and the rest the values.
+    ``id_type`` (integer, text, auto) overrides the id type Arrow infers (which reads ``007`` as 7).
+    """
 
     ids_key: str = "id"
+    header: bool = True
+    id_type: str | None = None
     name: ClassVar[str] = "csv"
     suffixes: ClassVar[tuple[str, ...]] = (".csv",)
+    delimiter: ClassVar[str] = ","
 
     def read(self, path: Path) -> EmbeddingTable:
+        id_type = check_id_type(self.id_type, path)
+        if not self.header and self.ids_key != "id":
+            raise InputError(f"{path}: --ids-key names a header column, but the file is read without a header "
+                             "(--no-header): its ids are the first column")
+        id_column = self.ids_key if self.header else "f0"
+        # an id type asked for is decided from the ids as written (Arrow's inference reads 007 as 7)
+        convert = pacsv.ConvertOptions(column_types={id_column: pa.string()} if id_type is not None else None)
         try:
-            table = pacsv.read_csv(str(path))
+            table = pacsv.read_csv(str(path), read_options=pacsv.ReadOptions(autogenerate_column_names=not self.header),
+                                   parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
+                                   convert_options=convert)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{path}: not a readable CSV table of id, v0..v(d-1) ({exc})") from None
-        return _wide_table(table, path, self.ids_key)
+            raise InputError(f"{path}: not a readable {self.name.upper()} table of id, v0..v(d-1) "
+                             f"{'with' if self.header else 'without'} a header line ({exc})") from None
+        if not self.header:
+            table = table.rename_columns(["id", *(f"v{j}" for j in range(table.num_columns - 1))])
+        return _wide_table(table, path, self.ids_key, id_type)
+
+
+@dataclass
+class TsvImporter(CsvImporter):
+    """A tab-separated table in the wide layout; PyTorch-BigGraph's TSV export has no header (``header=False``)."""
+
+    name: ClassVar[str] = "tsv"
+    suffixes: ClassVar[tuple[str, ...]] = (".tsv", ".tab")
+    delimiter: ClassVar[str] = "\t"
 
 
 @dataclass
 class ParquetImporter(Importer):
-    """A Parquet file, one row per id: ``id, v0..v{d-1}`` (the export layout)."""
+    """A Parquet file, one row per id: ``id`` and one list column of vectors (``vectors_key``, default the
+    single list column), or the wide layout ``id, v0..v{d-1}`` (the export layout)."""
 
     ids_key: str = "id"
+    vectors_key: str | None = None
+    id_type: str | None = None
     name: ClassVar[str] = "parquet"
     suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".pq")
 
@@ -298,11 +376,71 @@ class ParquetImporter(Importer):
             table = pq.read_table(str(path))
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"{path}: not a readable Parquet table of id, v0..v(d-1) ({exc})") from None
-        return _wide_table(table, path, self.ids_key)
+        return _columns_table(table, path, self.ids_key, self.vectors_key, self.id_type)
 
 
-IMPORTERS: dict[str, type[Importer]] = {cls.name: cls for cls in (NpzImporter, NpyImporter, SafetensorsImporter,
-                                                                   CsvImporter, ParquetImporter)}
+@dataclass
+class ArrowImporter(Importer):
+    """An Arrow IPC file or stream, or Feather (v1 or v2), in either layout of :class:`ParquetImporter`."""
+
+    ids_key: str = "id"
+    vectors_key: str | None = None
+    id_type: str | None = None
+    name: ClassVar[str] = "arrow"
+    suffixes: ClassVar[tuple[str, ...]] = (".arrow", ".feather", ".ipc", ".arrows")
+
+    def read(self, path: Path) -> EmbeddingTable:
+        try:
+            table = feather.read_table(str(path), memory_map=False)  # IPC file (Feather v2) or Feather v1
+        except (pa.ArrowInvalid, OSError):
+            try:
+                with pa.OSFile(str(path)) as src:
+                    table = pa.ipc.open_stream(src).read_all()
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"{path}: not a readable Arrow IPC or Feather file ({exc})") from None
+        try:
+            table.validate(full=True)  # damaged offsets must fail here, not inside a compute kernel
+        except pa.ArrowInvalid as exc:
+            raise InputError(f"{path}: not a readable Arrow IPC or Feather file ({exc})") from None
+        return _columns_table(table, path, self.ids_key, self.vectors_key, self.id_type)
+
+
+@dataclass
+class Word2vecImporter(Importer):
+    """word2vec / GloVe / fastText text: an optional ``N D`` header line, then ``word v1 .. vD`` per line.
+
+    ``header`` None reads two whole numbers on line 1 as the header; False reads line 1 as a row.
+    Ids are the words as text (leading zeros intact) unless ``id_type`` is integer or auto.
+    """
+
+    header: bool | None = None
+    id_type: str = "text"
+    name: ClassVar[str] = "w2v"
+    suffixes: ClassVar[tuple[str, ...]] = (".vec", ".txt")
+
+    def read(self, path: Path) -> EmbeddingTable:
+        return read_word2vec(path, header=self.header, id_type=check_id_type(self.id_type, path))
+
+
+@dataclass
+class JsonlImporter(Importer):
+    """JSON lines, one object per line: ``{"id": "u1", "embedding": [0.1, ...]}``; ``vectors_key`` defaults
+    to the single array-valued key of the first line; ids keep their JSON type unless ``id_type`` is given."""
+
+    ids_key: str = "id"
+    vectors_key: str | None = None
+    id_type: str | None = None
+    name: ClassVar[str] = "jsonl"
+    suffixes: ClassVar[tuple[str, ...]] = (".jsonl", ".ndjson")
+
+    def read(self, path: Path) -> EmbeddingTable:
+        return read_jsonl(path, ids_key=self.ids_key, vectors_key=self.vectors_key,
+                          id_type=check_id_type(self.id_type, path))
+
+
+IMPORTERS: dict[str, type[Importer]] = {cls.name: cls for cls in (
+    NpzImporter, NpyImporter, SafetensorsImporter, CsvImporter, ParquetImporter,
+    TsvImporter, ArrowImporter, Word2vecImporter, JsonlImporter)}
 
 
 def importer_for(path: Path, fmt: str | None = None, **options: object) -> Importer:
