@@ -379,6 +379,17 @@ def test_jsonl_with_a_byte_order_mark_and_blank_lines(tmp_path):
     assert_same(imported(tmp_path, path), ["a", "b"], np.array([[1, 2], [3, 4.5]]))
 
 
+def test_jsonl_error_far_into_a_file_names_its_line(tmp_path):
+    """Past the first 4 MiB piece that the diagnosis re-reads: lines are counted from the file's start."""
+    rng = np.random.default_rng(0)
+    lines = [json.dumps({"id": f"u{k}", "e": [round(float(x), 6) for x in rng.random(8)]}) for k in range(70_000)]
+    lines[65_432] = lines[65_432].replace('"e": [', '"e": [true, ')
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 5 << 20
+    assert "line 65433 (id 'u65432'): value 0 of 'e' is 'true'; expected a finite number" in refused(path)
+
+
 def test_jsonl_ids_as_text(tmp_path):
     path = tmp_path / "e.jsonl"
     path.write_text('{"id": 5, "embedding": [1, 2.5]}\n{"id": 6, "embedding": [3, 4]}\n')
