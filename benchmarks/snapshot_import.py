@@ -1,7 +1,7 @@
 """Time ``lee snapshots import``'s readers on N x D embedding files of each text/list layout, next to
 what a user would otherwise write (numpy.loadtxt, pandas.read_csv / read_json / read_parquet).
 
-    .venv/bin/python scripts/bench_snapshot_import.py --rows 1000000 --dim 64 [--skip-loadtxt]
+    .venv/bin/python benchmarks/snapshot_import.py --rows 1000000 --dim 64 [--skip-loadtxt]
 
 Files are written once under --dir (default: a temporary directory): word2vec text with a header,
 JSON lines, a header-less TSV (PyTorch-BigGraph's export) and Parquet with a list column. Each
