@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import pickle
+import signal
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -37,7 +42,17 @@ from pydantic import Field, model_validator
 from lee.config import ConfigModel
 from lee.errors import InputError, LeeError
 
-__all__ = ["Engine", "EngineError", "EngineSpec", "LocalEngine", "RayEngine", "make_engine"]
+__all__ = ["Engine", "EngineError", "EngineSpec", "LocalEngine", "RayEngine", "make_engine", "usable_cpus"]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity set where the OS keeps one (``taskset``, a
+    container's cpuset), else the machine's count. ``os.cpu_count()`` counts the machine's, so on
+    a box lent 2 of 64 cores it would give each of 2 workers 32 threads."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class EngineError(LeeError):
@@ -48,7 +63,7 @@ class EngineSpec(ConfigModel):
     """``[engine]`` of a job file (and ``--engine``/``--address`` on the command line).
 
     ``kind = "local"`` runs everything on this machine: in this process (``workers = 1``, the
-    default) or in a pool of ``workers`` worker processes, each given ``cpu_count // workers``
+    default) or in a pool of ``workers`` worker processes, each given ``usable_cpus() // workers``
     threads (at least one), so that units which use one core each (small proxy models) fill the
     machine. ``kind = "ray"`` runs units as Ray tasks:
     on the cluster at ``address`` (``"auto"``: the one this machine belongs to; ``"ray://host:10001"``:
@@ -132,13 +147,69 @@ class _Shared:
 _WORKER_SHARED: dict[int, Any] = {}   # in a pool worker: the objects shared when it started
 
 
-def _worker_start(threads: int, shared: dict[int, Any]) -> None:
+@dataclass(frozen=True)
+class _Pickled:
+    """Objects as pickled bytes, unpickled only when :func:`_worker_start` has set the worker's
+    thread counts: unpickling a stream's tensors imports torch, which reads ``OMP_NUM_THREADS``
+    once, when it loads (a worker given the shared objects directly loaded torch with every core's
+    threads before its start ran)."""
+
+    data: bytes
+
+    def load(self) -> Any:
+        return pickle.loads(self.data)
+
+
+class _Deferred:
+    """The shared objects as the pool's start arguments: pickled (with multiprocessing's pickler,
+    as the pool would) into a :class:`_Pickled` afresh for each worker it spawns."""
+
+    def __init__(self, objs: dict[int, Any]) -> None:
+        self.objs = objs
+
+    def load(self) -> dict[int, Any]:
+        return self.objs
+
+    def __reduce__(self) -> tuple[type[_Pickled], tuple[bytes]]:
+        return _Pickled, (bytes(ForkingPickler.dumps(self.objs)),)
+
+
+def _ignore_interrupt(signum: int, frame: object) -> None:
+    """A pool worker's Ctrl-C: nothing; the engine's process stops its workers itself. A Python
+    handler rather than ``SIG_IGN``: processes the worker spawns (data-parallel ranks) get the
+    default back when they start, so they still stop on the SIGINT torch sends when their parent
+    dies."""
+
+
+def _exit_with_parent() -> None:
+    """In a pool worker: exit once the engine's process is gone (killed, or ended by SIGTERM
+    without its cleanup), instead of waiting for work that never comes, an orphan holding its
+    copy of the stream."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+
+def _worker_start(threads: int, shared: _Pickled | _Deferred) -> None:
     """A pool worker's start: before torch, BLAS or OpenMP load, give each its share of the cores
-    (two workers each running two-thread libraries on two cores spend their time contending); keep
-    the shared objects."""
+    (two workers each running two-thread libraries on two cores spend their time contending), and
+    cap what is loaded already (NumPy's BLAS, imported with the main module); then unpickle the
+    shared objects. The worker ignores Ctrl-C and ends with its parent."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    _WORKER_SHARED.update(shared)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    # tqdm (the tasks' progress bars) would make a multiprocessing lock here, registered with the
+    # engine process's resource tracker; a worker stopped at once (Ctrl-C) leaves it registered and
+    # the tracker warns of a "leaked semaphore" at exit. A thread lock serves one process as well.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+    signal.signal(signal.SIGINT, _ignore_interrupt)
+    threading.Thread(target=_exit_with_parent, name="lee-exit-with-parent", daemon=True).start()
+    _WORKER_SHARED.update(shared.load())
 
 
 def _worker_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -153,6 +224,9 @@ class LocalEngine(Engine):
     finish. A failing item there costs only itself: every other item is yielded first, then its
     error is raised (a user error keeps its own message). A worker process that dies (killed, out
     of memory) breaks the pool: the items not yet finished fail with an :class:`EngineError`.
+    Leaving the engine's ``with`` block on an exception (Ctrl-C, a failure the caller raises)
+    stops the workers at once rather than waiting for the items they run; the workers ignore
+    Ctrl-C themselves and exit when this process dies.
 
     Items and results cross to the workers by pickling, between this process and the children it
     spawned, never from a file; ``fn`` must be a module-level function.
@@ -184,10 +258,11 @@ class LocalEngine(Engine):
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            threads = max(1, usable_cpus() // self.workers)
             self._in_pool = set(self._shared)
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_start, initargs=(threads, dict(self._shared)))
+                                             initializer=_worker_start,
+                                             initargs=(threads, _Deferred(dict(self._shared))))
         return self._pool
 
     def map(self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], *,
@@ -217,15 +292,18 @@ class LocalEngine(Engine):
                 future.cancel()
         if failures:
             failures.sort(key=lambda f: f[0])
-            k, exc = failures[0]
-            name = labels[k] if labels is not None else f"item {k}"
-            others = f" ({len(failures) - 1} more item(s) failed too)" if len(failures) > 1 else ""
-            if isinstance(exc, BrokenProcessPool):
+            broken = [k for k, exc in failures if isinstance(exc, BrokenProcessPool)]
+            if broken:
                 self.close()   # a broken pool takes no more work: the next map starts a fresh one
-                raise EngineError(f"{name}: a worker process of the local engine died (killed, or out of "
-                                  f"memory){others}; every item that finished before was yielded, run again "
-                                  "to redo the rest (fewer workers use less memory)") from None
-            raise exc
+            k, exc = failures[0]
+            if not isinstance(exc, BrokenProcessPool):
+                raise exc
+            # every item unfinished when a worker dies fails alike: which one it was running is not known
+            names = [labels[j] if labels is not None else f"item {j}" for j in broken]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise EngineError(f"a worker process of the local engine died (killed, or out of memory) while "
+                              f"{len(names)} item(s) were unfinished: {shown}; every item that finished before "
+                              "was yielded, run again to redo the rest (fewer workers use less memory)") from None
 
     def scatter(self, fn: Callable[..., Sequence[Any]], items: Sequence[tuple[Any, ...]],
                 n_out: int) -> list[list[Any]]:
@@ -238,10 +316,33 @@ class LocalEngine(Engine):
         return out
 
     def close(self) -> None:
-        """Stop the worker processes, if any were started."""
+        """Stop the worker processes, if any were started, once the items they run are done."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def _stop_workers(self) -> None:
+        """Stop the worker processes now, without waiting for the items they run (the caller is
+        leaving on an error or Ctrl-C, so their results would be dropped anyway): what
+        ``ProcessPoolExecutor.terminate_workers`` does from Python 3.14."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        manager = getattr(pool, "_executor_manager_thread", None)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+        if manager is not None:
+            manager.join(timeout=10)
+
+    def __exit__(self, *exc: object) -> None:
+        if exc and exc[0] is not None:
+            self._stop_workers()
+        self.close()
 
 
 class RayEngine(Engine):

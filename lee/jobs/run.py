@@ -18,7 +18,6 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
-import os
 import sqlite3
 import subprocess
 import time
@@ -26,7 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +35,7 @@ from lee import __version__
 from lee.data.dataset import Dataset
 from lee.data.worlds import dataset_from_world
 from lee.device import Device, resolve_device
-from lee.engine import Engine, make_engine
+from lee.engine import Engine, make_engine, usable_cpus
 from lee.errors import DeviceError, InputError, LeeError
 from lee.evaluator.compare import (
     EvalConfig,
@@ -56,6 +55,9 @@ from lee.snapshot import Snapshot, SnapshotStore
 from lee.timeutil import epoch_seconds, iso
 from lee.versions import warn_skew
 from lee.world.model import World
+
+if TYPE_CHECKING:
+    import torch
 
 
 def code_version() -> str:
@@ -235,12 +237,13 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             on_unit: Callable[[int, int, str], None] | None = None) -> JobReport:
     """Evaluate every pending unit of ``job``; ``stop_after`` limits the units done in this run.
 
-    The units run on the job's engine (``[engine]``: in this process, or as Ray tasks whose results
-    arrive as they finish); this process records each one as it arrives, so it stays the only
-    writer of the results store, under the lock. Baselines (one per config and table widths) run
-    first, then one evaluation per distinct content (byte-identical tables under two names are
-    evaluated once and recorded for both). A unit whose task fails is not recorded (the next run
-    redoes it) and the failure is raised once every other unit is recorded.
+    The units run on the job's engine (``[engine]``: in this process, in ``workers`` local worker
+    processes, or as Ray tasks; with several at once, results arrive as they finish); this process
+    records each one as it arrives, so it stays the only writer of the results store, under the
+    lock. Baselines (one per config and table widths) run first, then one evaluation per distinct
+    content (byte-identical tables under two names are evaluated once and recorded for both). A
+    unit whose task fails is not recorded (the next run redoes it); in this process its failure
+    stops the job at once, on worker processes or Ray it is raised once every other unit is recorded.
 
     ``on_unit(done, total, label)`` is called at the start, after each recorded unit and once at the
     end (the dashboard's live progress bar).
@@ -259,9 +262,7 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             log(f"warning: {message}")
         if stop_after is not None:
             units = units[:stop_after]
-        on = f" on {job.engine.describe()}" if job.engine.kind != "local" or job.engine.workers > 1 else ""
-        if not on and len(units) > 1 and (os.cpu_count() or 1) > 1:
-            on = f", one at a time ({os.cpu_count()} cores here: [engine] workers or --workers runs several at once)"
+        on = engine_note(job, len(units), device)
         log(f"job {spec.name}: {len(units)} unit(s) to evaluate{on}, {skipped} already in {spec.results}")
         if on_unit is not None:
             on_unit(0, len(units), "starting")
@@ -273,6 +274,18 @@ def run_job(job: JobConfig, *, progress: bool = True, log: Callable[[str], None]
             on_unit(len(units), len(units), "done")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def engine_note(job: JobConfig, n_units: int, device: torch.device | None) -> str:
+    """Where the job's units run, for its first log line: the engine when it is not this process
+    alone; on it, with several units for a CPU that has more cores than the units use (one proxy
+    thread each, no ``data_parallel``), the hint that ``[engine] workers`` would use them."""
+    if job.engine.kind != "local" or job.engine.workers > 1:
+        return f" on {job.engine.describe()}"
+    cores = usable_cpus()
+    if n_units > 1 and cores > 1 and device is not None and device.type == "cpu" and job.eval.data_parallel == 1:
+        return f", one at a time ({cores} cores here: [engine] workers or --workers runs several at once)"
+    return ""
 
 
 def skew_of(units: Sequence[Unit]) -> list[str]:
