@@ -7,7 +7,6 @@ lands adds its step here, so the demo always exercises everything built so far.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from analysis.lee_results import lee_comparison
 from analysis.report import write_report
 from analysis.suite import SuiteConfig, run_suite
 from lee.device import resolve_device
+from lee.engine import usable_cpus
 from lee.errors import InputError, SnapshotError
 from lee.features import encode_world
 from lee.jobs.config import load_job
@@ -62,7 +62,7 @@ workers = {workers}
 def demo_workers() -> int:
     """Worker processes for the demo's LEE job: one per core, at most four (each holds the stream
     and its models; the job has 14 units and 2 baselines)."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    return min(usable_cpus(), 4)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,5 @@
 """LEE: ranked variants with intervals, per-window AUC, the layer sweep, and new evaluations."""
 
-import os
 
 import streamlit as st
 
@@ -8,6 +7,7 @@ from analysis import figures
 from app.dashboard.state import guarded, lee_result, sidebar_sources, suite
 from lee.config import enum_values
 from lee.device import Device
+from lee.engine import usable_cpus
 from lee.evaluator.compare import EvalConfig
 from lee.evaluator.inject import Usage
 from lee.evaluator.models import FusionMode
@@ -86,7 +86,7 @@ with st.form("lee_form"):
                                     help="1: one process; N: each proxy's batches split across N workers whose "
                                          "gradients are averaged (local processes, or Ray tasks on the ray engine); "
                                          "for streams too large for one worker, not faster on a small machine")
-    workers = st.number_input("Units at once (local engine)", min_value=1, max_value=max(1, os.cpu_count() or 1),
+    workers = st.number_input("Units at once (local engine)", min_value=1, max_value=usable_cpus(),
                               value=1, step=1, key="lee_workers",
                               help="1: one unit after another in the dashboard's process; N: N units at once in "
                                    "N worker processes, each with its share of the cores (same results; each holds "
