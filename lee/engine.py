@@ -157,6 +157,8 @@ class _Pickled:
     data: bytes
 
     def load(self) -> Any:
+        # bytes the engine's own process pickled for the child it spawned, handed over the pool's
+        # pipe as every pool argument is; never bytes read from a file or from anyone else
         return pickle.loads(self.data)
 
 
