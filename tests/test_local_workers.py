@@ -171,6 +171,15 @@ def test_a_job_on_two_worker_processes_equals_the_job_in_this_process(tmp_path, 
     assert doc["extra"]["engine"] == "local, 2 worker processes"
 
 
+def test_a_lone_unit_on_a_worker_job_is_recorded_as_run_in_the_jobs_process(tmp_path):
+    """No pool is started for one item: the run says where it really ran."""
+    report = run_job(load_job(_job(tmp_path, "lone", 2)), progress=False, log=lambda *_: None, stop_after=1)
+    assert len(report.evaluated) == 1
+    store = ResultsStore(tmp_path / "lone.sqlite")
+    doc = store.run(store.runs()["run_id"].iloc[0])
+    assert doc["extra"]["engine"].startswith("local, in the job's process")
+
+
 def test_torch_threads_restores_the_callers_count_and_the_proxy_trains_on_its_share():
     from lee.evaluator import stream as stream_module
 

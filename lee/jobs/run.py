@@ -18,6 +18,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import time
@@ -360,6 +361,14 @@ def _evaluate_units(job: JobConfig, units: list[Unit], stream: DownstreamStream,
     bar.close()
 
 
+def _where_it_ran(job: JobConfig, outcome: UnitOutcome) -> str:
+    """The job's engine in words; with local workers, a unit that ran alone in its stage ran in
+    the job's own process (no pool is started for one item), and the record says so."""
+    if job.engine.kind == "local" and job.engine.workers > 1 and outcome.pid == os.getpid():
+        return "local, in the job's process (the only unit to evaluate; no worker pool for one)"
+    return job.engine.describe()
+
+
 def _record_unit(job: JobConfig, store: ResultsStore, unit: Unit, res: VariantResult, base: VariantResult,
                  outcome: UnitOutcome, data_hash: str, stream: DownstreamStream, info: pd.DataFrame,
                  same_as: str | None) -> str:
@@ -378,7 +387,7 @@ def _record_unit(job: JobConfig, store: ResultsStore, unit: Unit, res: VariantRe
         metrics=_metrics(res, "variant") + _metrics(base, "baseline"),
         extra={"missing": res.missing, "data": str(spec.data), "stream": job.stream.describe(),
                "encoding": stream.encoding, "n_test": len(stream) - res.runs[0].test_lo,
-               "device": outcome.device, "engine": job.engine.describe(), "headline": HEADLINE,
+               "device": outcome.device, "engine": _where_it_ran(job, outcome), "headline": HEADLINE,
                "auc_pooled": row["auc_pooled"], "baseline_auc_pooled": base.auc_pooled,
                "calibration": row["calibration"], "baseline_calibration": base.calibration,
                "training": res.runs[0].training, "baseline_training": base.runs[0].training,

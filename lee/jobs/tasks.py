@@ -4,8 +4,9 @@ this process or as Ray tasks (``lee.engine``). They only compute and return; the
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from lee.device import resolve_device
@@ -23,6 +24,7 @@ class UnitOutcome:
     finished: datetime
     seconds: float
     device: str
+    pid: int = field(default_factory=os.getpid)   # the process it ran in (the job's own, or a worker)
 
 
 def baseline_task(stream: DownstreamStream, cfg: EvalConfig, snapshot: Snapshot, device: str) -> VariantResult:
