@@ -453,3 +453,15 @@ def verdict(run: Run, culprit: Path | str) -> str | None:
         if len(errors) != 1 or "\n\n" in tail:
             return f"refused, but not in one paragraph: {run.err!r}"
     return None
+
+
+def corrupt(path: Path, seed: int) -> None:
+    """Truncate the file or overwrite a few random bytes, deterministically from ``seed``."""
+    rng = np.random.default_rng(seed)
+    data = bytearray(path.read_bytes())
+    if seed % 3 == 0:
+        data = data[: int(rng.integers(0, len(data)))]
+    else:
+        for _ in range(int(rng.integers(1, 6))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+    path.write_bytes(bytes(data))

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hostile_corpus import corrupt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -139,18 +140,6 @@ def read_export(path: Path, fmt: str, *, string_ids: bool = False) -> pd.DataFra
 
 def wide_vectors(frame: pd.DataFrame, dim: int) -> np.ndarray:
     return frame[[f"v{k}" for k in range(dim)]].to_numpy().astype(np.float32)
-
-
-def corrupt(path: Path, seed: int) -> None:
-    """Truncate the file or overwrite a few random bytes, deterministically from ``seed``."""
-    rng = np.random.default_rng(seed)
-    data = bytearray(path.read_bytes())
-    if seed % 3 == 0:
-        data = data[: int(rng.integers(0, len(data)))]
-    else:
-        for _ in range(int(rng.integers(1, 6))):
-            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
-    path.write_bytes(bytes(data))
 
 
 def tripwire_array(sentinel: Path) -> np.ndarray:

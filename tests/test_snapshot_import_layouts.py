@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
+from hostile_corpus import corrupt
 
 from app.cli import snapshots as cli_snapshots
 from app.cli.main import main
@@ -565,18 +566,6 @@ def test_cli_errors_are_one_paragraph(capsys, tmp_path):
 # --------------------------------------------------------------------------------------------
 # damaged and empty files: an InputError naming the file, never another exception
 # --------------------------------------------------------------------------------------------
-
-
-def corrupt(path: Path, seed: int) -> None:
-    """Truncate the file or overwrite a few random bytes, deterministically from ``seed``."""
-    rng = np.random.default_rng(seed)
-    data = bytearray(path.read_bytes())
-    if seed % 3 == 0:
-        data = data[: int(rng.integers(0, len(data)))]
-    else:
-        for _ in range(int(rng.integers(1, 6))):
-            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
-    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("name", ["e.parquet", "e.feather", "e.arrows", "e.vec", "e.jsonl", "e.tsv"])
